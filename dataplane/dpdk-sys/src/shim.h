@@ -1,0 +1,37 @@
+/* The DPDK headers bindgen reads, and one shim function per static-inline function or macro the
+ * Rust side uses. Each shim is named `sy_` + DPDK's name and is re-exported under DPDK's own name
+ * by lib.rs. */
+#ifndef SWITCHYARD_DPDK_SHIM_H
+#define SWITCHYARD_DPDK_SHIM_H
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_version.h>
+
+/* rte_errno is a per-lcore (thread-local) variable behind a macro. */
+int sy_rte_errno(void);
+
+unsigned sy_rte_lcore_id(void);
+
+uint16_t sy_rte_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **rx_pkts,
+                             uint16_t nb_pkts);
+uint16_t sy_rte_eth_tx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **tx_pkts,
+                             uint16_t nb_pkts);
+
+struct rte_mbuf *sy_rte_pktmbuf_alloc(struct rte_mempool *mp);
+void sy_rte_pktmbuf_free(struct rte_mbuf *m);
+void sy_rte_pktmbuf_free_bulk(struct rte_mbuf **mbufs, unsigned int count);
+char *sy_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
+/* rte_pktmbuf_mtod(m, void *) */
+void *sy_rte_pktmbuf_mtod(const struct rte_mbuf *m);
+/* rte_pktmbuf_data_len(m) */
+uint16_t sy_rte_pktmbuf_data_len(const struct rte_mbuf *m);
+/* rte_pktmbuf_pkt_len(m) */
+uint32_t sy_rte_pktmbuf_pkt_len(const struct rte_mbuf *m);
+int sy_rte_pktmbuf_is_contiguous(const struct rte_mbuf *m);
+
+#endif
