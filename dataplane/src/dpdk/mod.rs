@@ -1,0 +1,16 @@
+//! The safe layer over `dpdk-sys`: one RAII owner per DPDK resource ([`Eal`], [`Mempool`],
+//! [`Port`], [`Mbuf`], [`Burst`]) and one errno bridge ([`DpdkError`]). This is the only module of
+//! the crate with `unsafe` code, and no FFI type leaves it.
+#![allow(unsafe_code)]
+
+mod eal;
+mod error;
+mod mbuf;
+mod mempool;
+mod port;
+
+pub use eal::{version, Eal};
+pub use error::{DpdkError, Errno};
+pub use mbuf::{Burst, Mbuf, BURST};
+pub use mempool::{Mempool, MempoolConfig};
+pub use port::{format_mac, Port, PortGrant, PortId, PortRequest, PortStats, QueueId};

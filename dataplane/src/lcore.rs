@@ -1,0 +1,138 @@
+//! The per-core loop: refill the device, poll the engine, flush the device, and back off when
+//! idle.
+//!
+//! Idle back-off: after `idle_polls` turns in a row that moved no frame, the loop sleeps, first
+//! `MIN_IDLE_SLEEP`, doubling up to `max_idle_sleep`, and never past the engine's next deadline; the
+//! first frame resets it. With `busy_poll` it never sleeps (benchmarks).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use smoltcp::time::Instant;
+
+use crate::engine::Engine;
+use crate::phy::BurstDevice;
+
+/// First sleep of an idle loop.
+pub const MIN_IDLE_SLEEP: Duration = Duration::from_micros(10);
+
+/// How a core's loop behaves when nothing happens.
+#[derive(Clone, Debug)]
+pub struct LoopConfig {
+    /// Never sleep.
+    pub busy_poll: bool,
+    /// Empty turns before the first sleep.
+    pub idle_polls: u32,
+    /// Longest sleep.
+    pub max_idle_sleep: Duration,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig { busy_poll: false, idle_polls: 1000, max_idle_sleep: Duration::from_millis(1) }
+    }
+}
+
+/// What a loop did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoopStats {
+    pub turns: u64,
+    pub idle_sleeps: u64,
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+}
+
+/// Idle back-off state, separate from the loop so it can be tested without a device.
+#[derive(Debug)]
+pub struct Backoff {
+    cfg: LoopConfig,
+    empty: u32,
+    sleep: Duration,
+}
+
+impl Backoff {
+    pub fn new(cfg: LoopConfig) -> Self {
+        Backoff { cfg, empty: 0, sleep: MIN_IDLE_SLEEP }
+    }
+
+    /// Records a turn; returns how long to sleep now (`None`: go on). `until_deadline` is the
+    /// time left before the engine's next timer.
+    pub fn turn(&mut self, moved: bool, until_deadline: Option<Duration>) -> Option<Duration> {
+        if moved {
+            self.empty = 0;
+            self.sleep = MIN_IDLE_SLEEP;
+            return None;
+        }
+        if self.cfg.busy_poll {
+            return None;
+        }
+        self.empty = self.empty.saturating_add(1);
+        if self.empty < self.cfg.idle_polls {
+            return None;
+        }
+        let d = match until_deadline {
+            Some(left) => self.sleep.min(left),
+            None => self.sleep,
+        };
+        self.sleep = (self.sleep * 2).min(self.cfg.max_idle_sleep.max(MIN_IDLE_SLEEP));
+        (!d.is_zero()).then_some(d)
+    }
+}
+
+/// Runs `engine` over `device` until `stop` is set.
+pub fn run<D: BurstDevice>(engine: &mut Engine, device: &mut D, cfg: &LoopConfig, stop: &AtomicBool) -> LoopStats {
+    let start = std::time::Instant::now();
+    let clock = || Instant::from_micros(i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX));
+    let mut backoff = Backoff::new(cfg.clone());
+    let mut stats = LoopStats::default();
+    while !stop.load(Ordering::Relaxed) {
+        let now = clock();
+        let rx = device.refill();
+        let deadline = engine.poll(now, device);
+        let tx = device.flush();
+        stats.turns += 1;
+        stats.rx_frames += rx as u64;
+        stats.tx_frames += tx as u64;
+        let left = deadline.map(|d| if d > now { Duration::from_micros((d - now).total_micros()) } else { Duration::ZERO });
+        if let Some(d) = backoff.turn(rx + tx > 0, left) {
+            stats.idle_sleeps += 1;
+            std::thread::sleep(d);
+        }
+    }
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_poll_never_sleeps() {
+        let mut b = Backoff::new(LoopConfig { busy_poll: true, idle_polls: 1, ..Default::default() });
+        assert!((0..10_000).all(|_| b.turn(false, None).is_none()));
+    }
+
+    #[test]
+    fn sleeps_after_idle_polls_doubling_to_the_cap_and_resets_on_traffic() {
+        let mut b = Backoff::new(LoopConfig { busy_poll: false, idle_polls: 3, max_idle_sleep: Duration::from_micros(50) });
+        assert_eq!(b.turn(false, None), None);
+        assert_eq!(b.turn(false, None), None);
+        assert_eq!(b.turn(false, None), Some(Duration::from_micros(10)));
+        assert_eq!(b.turn(false, None), Some(Duration::from_micros(20)));
+        assert_eq!(b.turn(false, None), Some(Duration::from_micros(40)));
+        assert_eq!(b.turn(false, None), Some(Duration::from_micros(50)));
+        assert_eq!(b.turn(false, None), Some(Duration::from_micros(50)));
+        assert_eq!(b.turn(true, None), None);
+        assert_eq!(b.turn(false, None), None, "a frame resets the idle count");
+    }
+
+    #[test]
+    fn never_sleeps_past_the_engine_deadline() {
+        let mut b = Backoff::new(LoopConfig { busy_poll: false, idle_polls: 1, max_idle_sleep: Duration::from_millis(1) });
+        for _ in 0..10 {
+            b.turn(false, None);
+        }
+        assert_eq!(b.turn(false, Some(Duration::from_micros(3))), Some(Duration::from_micros(3)));
+        assert_eq!(b.turn(false, Some(Duration::ZERO)), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! Switchyard's fast path.
+//!
+//! How it is put together, bottom up:
+//! - [`dpdk`]: the safe layer over `dpdk-sys` (EAL, mempools, ports, mbufs); the only module with
+//!   `unsafe` code.
+//! - [`phy`]: smoltcp devices: [`phy::PortDevice`] over a DPDK port queue, and an in-memory link
+//!   for deterministic tests.
+//! - [`services`]: the built-in services (`echo`, `http`) as sans-I/O session state machines.
+//! - [`engine`]: the TCP engine of one core: smoltcp interface, listeners, connections and the
+//!   services that run on them. Pure logic over a device and a clock: it never touches DPDK.
+//! - [`lcore`]: the per-core loop that drives a device and an engine, with idle back-off.
+#![deny(unsafe_code)]
+
+pub mod dpdk;
+pub mod engine;
+pub mod lcore;
+pub mod phy;
+pub mod services;

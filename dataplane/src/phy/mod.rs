@@ -1,0 +1,22 @@
+//! smoltcp devices the engine runs over.
+//!
+//! The per-core loop ([`crate::lcore`]) calls [`BurstDevice::refill`] before the engine polls and
+//! [`BurstDevice::flush`] after, so frames move in bursts of up to [`crate::dpdk::BURST`] and the
+//! engine's `poll` never blocks or reads more than one burst.
+
+mod memory;
+mod port_device;
+
+pub use memory::{MemoryDevice, MemoryLink};
+pub use port_device::{DeviceStats, PortDevice};
+
+/// A smoltcp device whose frames move in bursts.
+pub trait BurstDevice: smoltcp::phy::Device {
+    /// Pulls the next burst of received frames into the device; returns how many arrived.
+    fn refill(&mut self) -> usize;
+    /// Sends the frames staged by TX tokens; returns how many left.
+    fn flush(&mut self) -> usize;
+}
+
+/// Ethernet frame size for a 1500-byte MTU (header included, no FCS).
+pub const MAX_FRAME: usize = 1514;

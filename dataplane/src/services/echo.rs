@@ -1,0 +1,72 @@
+//! RFC 862 echo: every byte received is sent back; the peer's FIN is answered with ours once all
+//! its bytes are echoed.
+
+use super::{Progress, Stream};
+
+/// Bytes moved per step through a stack buffer.
+const CHUNK: usize = 4096;
+
+#[derive(Debug, Default)]
+pub struct Echo {
+    /// Bytes echoed so far.
+    pub echoed: u64,
+}
+
+impl Echo {
+    pub fn new() -> Self {
+        Echo::default()
+    }
+
+    pub fn drive(&mut self, s: &mut dyn Stream) -> Progress {
+        let mut buf = [0u8; CHUNK];
+        loop {
+            let room = s.send_room().min(CHUNK);
+            if room == 0 {
+                break; // back-pressure: the rest stays in the receive buffer
+            }
+            let n = s.recv_into(&mut buf[..room]);
+            if n == 0 {
+                break;
+            }
+            let sent = s.send_from(&buf[..n]);
+            debug_assert_eq!(sent, n, "send_room promised the space");
+            self.echoed += n as u64;
+        }
+        if s.peer_finished() {
+            Progress::Close
+        } else {
+            Progress::Open
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::test_stream::VecStream;
+
+    #[test]
+    fn echoes_everything_across_a_small_send_buffer() {
+        let input: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let mut s = VecStream::new(&input, 3000);
+        let mut e = Echo::new();
+        let mut out = Vec::new();
+        for _ in 0..20 {
+            assert_eq!(e.drive(&mut s), Progress::Open);
+            out.extend(s.take_output());
+        }
+        assert_eq!(out, input);
+        assert_eq!(e.echoed, input.len() as u64);
+    }
+
+    #[test]
+    fn closes_after_peer_fin_once_drained() {
+        let mut s = VecStream::new(b"bye", 2);
+        s.peer_fin = true;
+        let mut e = Echo::new();
+        assert_eq!(e.drive(&mut s), Progress::Open, "one byte still unread");
+        s.take_output();
+        assert_eq!(e.drive(&mut s), Progress::Close);
+        assert_eq!(s.take_output(), b"e");
+    }
+}

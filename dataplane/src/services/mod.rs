@@ -1,0 +1,131 @@
+//! The built-in services, as session state machines over a [`Stream`].
+//!
+//! A session never does I/O itself: the engine calls [`Session::drive`] when its connection may
+//! have data or room, and the session moves bytes between the stream's receive and send buffers.
+//! That keeps the services testable over a plain in-memory stream (see the tests) and lets the
+//! engine run them inside its loop (run-to-completion).
+
+pub mod echo;
+pub mod http;
+
+pub use echo::Echo;
+pub use http::{Http, HttpConfig};
+
+/// A byte stream as a service sees it: the connection's buffers, never blocking.
+pub trait Stream {
+    /// Copies up to `buf.len()` received bytes into `buf`; returns how many.
+    fn recv_into(&mut self, buf: &mut [u8]) -> usize;
+    /// Queues up to `data.len()` bytes for sending; returns how many fitted.
+    fn send_from(&mut self, data: &[u8]) -> usize;
+    /// Bytes that [`Stream::send_from`] would accept now.
+    fn send_room(&self) -> usize;
+    /// Whether the peer has closed its sending side and everything it sent has been read.
+    fn peer_finished(&self) -> bool;
+    /// Closes our sending side once queued data is sent (FIN).
+    fn close(&mut self);
+}
+
+/// What a session wants after a drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Keep the connection; drive again when it has data or room.
+    Open,
+    /// Close our side (FIN after queued data); the session is done.
+    Close,
+}
+
+/// Which service a listener runs, with its settings.
+#[derive(Clone, Debug)]
+pub enum ServiceKind {
+    /// RFC 862 echo.
+    Echo,
+    /// HTTP/1.1 with a fixed body.
+    Http(std::sync::Arc<HttpConfig>),
+}
+
+impl ServiceKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServiceKind::Echo => "echo",
+            ServiceKind::Http(_) => "http",
+        }
+    }
+
+    /// A new session of this service for an accepted connection.
+    pub fn session(&self) -> Session {
+        match self {
+            ServiceKind::Echo => Session::Echo(Echo::new()),
+            ServiceKind::Http(cfg) => Session::Http(Http::new(cfg.clone())),
+        }
+    }
+}
+
+/// One connection's service state.
+#[derive(Debug)]
+pub enum Session {
+    Echo(Echo),
+    Http(Http),
+}
+
+impl Session {
+    /// Moves what can be moved now.
+    pub fn drive(&mut self, s: &mut dyn Stream) -> Progress {
+        match self {
+            Session::Echo(e) => e.drive(s),
+            Session::Http(h) => h.drive(s),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_stream {
+    use super::Stream;
+
+    /// A stream over two vectors, with a bounded send buffer.
+    #[derive(Default)]
+    pub struct VecStream {
+        pub input: Vec<u8>,
+        pub read: usize,
+        pub output: Vec<u8>,
+        pub send_cap: usize,
+        pub peer_fin: bool,
+        pub closed: bool,
+    }
+
+    impl VecStream {
+        pub fn new(input: &[u8], send_cap: usize) -> Self {
+            VecStream { input: input.to_vec(), send_cap, ..Default::default() }
+        }
+        /// Frees the send buffer as if the peer had read everything.
+        pub fn take_output(&mut self) -> Vec<u8> {
+            std::mem::take(&mut self.output)
+        }
+    }
+
+    impl Stream for VecStream {
+        fn recv_into(&mut self, buf: &mut [u8]) -> usize {
+            let n = buf.len().min(self.input.len() - self.read);
+            buf[..n].copy_from_slice(&self.input[self.read..self.read + n]);
+            self.read += n;
+            n
+        }
+        fn send_from(&mut self, data: &[u8]) -> usize {
+            let n = data.len().min(self.send_room());
+            self.output.extend_from_slice(&data[..n]);
+            n
+        }
+        fn send_room(&self) -> usize {
+            if self.closed {
+                0
+            } else {
+                self.send_cap - self.output.len()
+            }
+        }
+        fn peer_finished(&self) -> bool {
+            self.peer_fin && self.read == self.input.len()
+        }
+        fn close(&mut self) {
+            self.closed = true;
+        }
+    }
+}
