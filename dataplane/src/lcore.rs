@@ -79,22 +79,36 @@ impl Backoff {
     }
 }
 
-/// Runs `engine` over `device` until `stop` is set.
-pub fn run<D: BurstDevice>(engine: &mut Engine, device: &mut D, cfg: &LoopConfig, stop: &AtomicBool) -> LoopStats {
+/// An engine and the device it runs over: one per port a core serves.
+pub struct Lane<D> {
+    pub engine: Engine,
+    pub device: D,
+}
+
+/// Runs every lane, in turn, until `stop` is set.
+pub fn run<D: BurstDevice>(lanes: &mut [Lane<D>], cfg: &LoopConfig, stop: &AtomicBool) -> LoopStats {
     let start = std::time::Instant::now();
     let clock = || Instant::from_micros(i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX));
     let mut backoff = Backoff::new(cfg.clone());
     let mut stats = LoopStats::default();
     while !stop.load(Ordering::Relaxed) {
         let now = clock();
-        let rx = device.refill();
-        let deadline = engine.poll(now, device);
-        let tx = device.flush();
+        let (mut moved, mut next) = (0usize, None::<Instant>);
+        for lane in lanes.iter_mut() {
+            let rx = lane.device.refill();
+            let deadline = lane.engine.poll(now, &mut lane.device);
+            let tx = lane.device.flush();
+            stats.rx_frames += rx as u64;
+            stats.tx_frames += tx as u64;
+            moved += rx + tx;
+            next = match (next, deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
         stats.turns += 1;
-        stats.rx_frames += rx as u64;
-        stats.tx_frames += tx as u64;
-        let left = deadline.map(|d| if d > now { Duration::from_micros((d - now).total_micros()) } else { Duration::ZERO });
-        if let Some(d) = backoff.turn(rx + tx > 0, left) {
+        let left = next.map(|d| if d > now { Duration::from_micros((d - now).total_micros()) } else { Duration::ZERO });
+        if let Some(d) = backoff.turn(moved > 0, left) {
             stats.idle_sleeps += 1;
             std::thread::sleep(d);
         }

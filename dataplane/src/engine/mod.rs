@@ -28,6 +28,9 @@ use crate::phy::BurstDevice;
 use crate::services::{Progress, ServiceKind, Session};
 use stream::TcpStream;
 
+/// The engine clock's instant type (microseconds since an origin the caller picks).
+pub use smoltcp::time::Instant as EngineInstant;
+
 /// A listener of a built-in service.
 #[derive(Clone, Debug)]
 pub struct ListenerSpec {

@@ -1,0 +1,181 @@
+//! The appliance: EAL, one mempool and port per configured port, one engine per port, and the
+//! per-core loop, on the main lcore, until a stop is requested. Everything is released in reverse
+//! order on the way out (devices, ports stopped and closed, mempools freed, EAL cleaned up; net_tap
+//! removes its tap when the port closes).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use dataplane::dpdk::{self, DpdkError, Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
+use dataplane::engine::{Engine, EngineConfig, EngineError, EngineInstant, ListenerSpec};
+use dataplane::lcore::{self, Lane, LoopConfig};
+use dataplane::phy::PortDevice;
+use dataplane::services::{HttpConfig, ServiceKind};
+
+use crate::config::{Resolved, ServiceSection};
+use crate::profile::Bus;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplianceError {
+    #[error(transparent)]
+    Dpdk(#[from] DpdkError),
+    #[error("port {port}: {source}")]
+    Engine { port: usize, source: EngineError },
+    #[error("reading a random seed from /dev/urandom: {0}")]
+    Random(std::io::Error),
+}
+
+/// The EAL argument list for a configuration (program name first).
+pub fn eal_args(r: &Resolved) -> Vec<String> {
+    let e = &r.config.eal;
+    let mut args = vec![
+        "switchyard".to_owned(),
+        format!("--lcores={}", e.lcores),
+        "-m".to_owned(),
+        e.memory_mb.to_string(),
+        "--no-shconf".to_owned(),
+        format!("--file-prefix={}", e.file_prefix),
+    ];
+    if e.no_huge {
+        args.push("--no-huge".to_owned());
+    }
+    let any_pci = r.ports.iter().any(|p| p.profile.device.bus == Bus::Pci);
+    if !any_pci {
+        args.push("--no-pci".to_owned());
+    }
+    for (i, p) in r.ports.iter().enumerate() {
+        let devargs: Vec<&str> =
+            [p.profile.device.devargs.as_str(), p.devargs.as_str()].into_iter().filter(|s| !s.is_empty()).collect();
+        match p.profile.device.bus {
+            Bus::Vdev => {
+                let mut v = format!("--vdev={}{i}", p.profile.device.driver);
+                for d in devargs {
+                    v.push(',');
+                    v.push_str(d);
+                }
+                args.push(v);
+            }
+            Bus::Pci => {
+                args.push("-a".to_owned());
+                args.push(devargs.join(","));
+            }
+        }
+    }
+    args.extend(e.args.iter().cloned());
+    args
+}
+
+fn random_seed() -> Result<u64, ApplianceError> {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).map_err(ApplianceError::Random)?;
+    Ok(u64::from_ne_bytes(b))
+}
+
+fn listeners(r: &Resolved) -> Vec<ListenerSpec> {
+    r.config
+        .services
+        .iter()
+        .map(|s| {
+            let service = match s {
+                ServiceSection::Echo { .. } => ServiceKind::Echo,
+                ServiceSection::Http { body, content_type, .. } => {
+                    ServiceKind::Http(Arc::new(HttpConfig::new(body.as_bytes(), content_type)))
+                }
+            };
+            ListenerSpec { port: s.port(), service, backlog: s.backlog() }
+        })
+        .collect()
+}
+
+/// Runs the appliance until `stop` is set.
+pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
+    let args = eal_args(r);
+    let eal = Eal::init(&args)?;
+    let ids = eal.require_ports(r.ports.len())?;
+
+    let mut pools = Vec::new();
+    let mut ports = Vec::new();
+    for (i, (p, id)) in r.ports.iter().zip(&ids).enumerate() {
+        let pool = Mempool::new(
+            &eal,
+            &format!("sy_rx_{i}"),
+            &MempoolConfig { mbufs: p.profile.mempool.mbufs, cache: p.profile.mempool.cache, ..Default::default() },
+        )?;
+        let req = PortRequest {
+            rx_queues: p.profile.queues.rx,
+            tx_queues: p.profile.queues.tx,
+            rx_desc: p.profile.queues.rx_desc,
+            tx_desc: p.profile.queues.tx_desc,
+            rx_offloads: p.profile.offloads.rx.clone(),
+            tx_offloads: p.profile.offloads.tx.clone(),
+            promiscuous: p.profile.promiscuous,
+        };
+        ports.push(Port::open(&eal, *id, &req, pool.clone())?);
+        pools.push(pool);
+    }
+
+    let specs = listeners(r);
+    let loop_cfg = LoopConfig {
+        busy_poll: r.config.engine.busy_poll,
+        idle_polls: r.config.engine.idle_polls,
+        max_idle_sleep: r.config.engine.idle_sleep_max(),
+    };
+    let now = EngineInstant::from_millis(0); // the loop's clock starts at zero too
+    let mut lanes = Vec::new();
+    for (i, ((p, port), pool)) in r.ports.iter().zip(&ports).zip(&pools).enumerate() {
+        let mut device = PortDevice::new(port, QueueId(0), pool);
+        let cfg = EngineConfig {
+            mac: port.mac(),
+            address: p.address,
+            prefix_len: p.prefix_len,
+            gateway: p.gateway,
+            listeners: specs.clone(),
+            tcp_rx_buffer: r.config.engine.tcp_rx_buffer,
+            tcp_tx_buffer: r.config.engine.tcp_tx_buffer,
+            random_seed: random_seed()?,
+        };
+        let engine = Engine::new(&cfg, &mut device, now).map_err(|source| ApplianceError::Engine { port: i, source })?;
+        tracing::info!(
+            port = i,
+            device = port.name(),
+            mac = %dpdk::format_mac(&port.mac()),
+            address = %format!("{}/{}", p.address, p.prefix_len),
+            link_up = port.link_up(),
+            "engine up"
+        );
+        lanes.push(Lane { engine, device });
+    }
+    tracing::info!(
+        services = %r.config.services.iter().map(|s| format!("{}:{}", match s { ServiceSection::Echo { .. } => "echo", ServiceSection::Http { .. } => "http" }, s.port())).collect::<Vec<_>>().join(" "),
+        busy_poll = loop_cfg.busy_poll,
+        "switchyard ready"
+    );
+
+    let stats = lcore::run(&mut lanes, &loop_cfg, stop);
+    for (i, lane) in lanes.iter().enumerate() {
+        let d = lane.device.stats();
+        let e = lane.engine.stats();
+        let p = lane.device.port().stats();
+        tracing::info!(
+            port = i,
+            rx_frames = d.rx_frames,
+            tx_frames = d.tx_frames,
+            tx_nombuf = d.tx_nombuf,
+            tx_queue_full = d.tx_queue_full,
+            rx_multiseg_dropped = d.rx_multiseg_dropped,
+            port_rx_missed = p.rx_missed,
+            accepted = e.accepted,
+            closed = e.closed,
+            open = e.open,
+            "port totals"
+        );
+    }
+    tracing::info!(turns = stats.turns, idle_sleeps = stats.idle_sleeps, "stopping");
+    drop(lanes);
+    drop(ports);
+    drop(pools);
+    drop(eal);
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! The appliance's TOML configuration. Unknown fields are errors; every bad value is reported with
+//! the file, the field and the value.
+//!
+//! ```toml
+//! [eal]                     # how DPDK's EAL is started
+//! lcores = "0@(0-1)"        # --lcores
+//! memory_mb = 256           # -m
+//! no_huge = true            # --no-huge (no hugepages needed)
+//! file_prefix = "switchyard"
+//! args = []                 # further EAL arguments, passed as they are
+//!
+//! [engine]
+//! busy_poll = false         # true: never sleep when idle (benchmarks)
+//! idle_polls = 1000         # empty loop turns before the first sleep
+//! idle_sleep_max_us = 1000  # longest idle sleep
+//! tcp_rx_buffer = 65536     # per connection
+//! tcp_tx_buffer = 65536
+//!
+//! [[port]]                  # one per DPDK port, in order
+//! profile = "net_tap"       # a built-in profile, or a path to a profile TOML
+//! devargs = "iface=sy0"     # appended to the profile's devargs
+//! address = "198.18.0.2/24"
+//! gateway = "198.18.0.1"    # optional
+//!
+//! [[service]]               # built-in services, on every port
+//! kind = "echo"             # "echo" (default port 7) or "http" (default port 80)
+//! port = 7
+//! backlog = 16              # handshakes in progress at once
+//!
+//! [[service]]
+//! kind = "http"
+//! body = "Hello from Switchyard\n"
+//! content_type = "text/plain"
+//! ```
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::profile::NicProfile;
+
+/// The built-in default configuration (`control/configs/demo.toml`).
+pub const DEMO: &str = include_str!("../configs/demo.toml");
+
+/// Why a configuration or profile was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Io { file: String, message: String },
+    #[error("{file}: {message}")]
+    Toml { file: String, message: String },
+    #[error("{file}: {field} = {value}: {why}")]
+    Value { file: String, field: String, value: String, why: String },
+    #[error("unknown NIC profile {name:?}: the built-in ones are {known}, or give a path to a profile TOML")]
+    UnknownProfile { name: String, known: String },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub eal: EalSection,
+    #[serde(default)]
+    pub engine: EngineSection,
+    #[serde(rename = "port", default)]
+    pub ports: Vec<PortSection>,
+    #[serde(rename = "service", default)]
+    pub services: Vec<ServiceSection>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EalSection {
+    pub lcores: String,
+    pub memory_mb: u32,
+    pub no_huge: bool,
+    pub file_prefix: String,
+    pub args: Vec<String>,
+}
+
+impl Default for EalSection {
+    fn default() -> Self {
+        EalSection {
+            lcores: "0".into(),
+            memory_mb: 256,
+            no_huge: true,
+            file_prefix: "switchyard".into(),
+            args: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    pub busy_poll: bool,
+    pub idle_polls: u32,
+    pub idle_sleep_max_us: u64,
+    pub tcp_rx_buffer: usize,
+    pub tcp_tx_buffer: usize,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection { busy_poll: false, idle_polls: 1000, idle_sleep_max_us: 1000, tcp_rx_buffer: 65536, tcp_tx_buffer: 65536 }
+    }
+}
+
+impl EngineSection {
+    pub fn idle_sleep_max(&self) -> Duration {
+        Duration::from_micros(self.idle_sleep_max_us)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSection {
+    pub profile: String,
+    #[serde(default)]
+    pub devargs: String,
+    /// `A.B.C.D/N`.
+    pub address: String,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ServiceSection {
+    Echo {
+        #[serde(default = "echo_port")]
+        port: u16,
+        #[serde(default = "backlog")]
+        backlog: usize,
+    },
+    Http {
+        #[serde(default = "http_port")]
+        port: u16,
+        #[serde(default = "backlog")]
+        backlog: usize,
+        #[serde(default = "http_body")]
+        body: String,
+        #[serde(default = "content_type")]
+        content_type: String,
+    },
+}
+
+fn echo_port() -> u16 {
+    7
+}
+fn http_port() -> u16 {
+    80
+}
+fn backlog() -> usize {
+    16
+}
+fn http_body() -> String {
+    "Hello from Switchyard\n".into()
+}
+fn content_type() -> String {
+    "text/plain".into()
+}
+
+impl ServiceSection {
+    pub fn port(&self) -> u16 {
+        match self {
+            ServiceSection::Echo { port, .. } | ServiceSection::Http { port, .. } => *port,
+        }
+    }
+    pub fn backlog(&self) -> usize {
+        match self {
+            ServiceSection::Echo { backlog, .. } | ServiceSection::Http { backlog, .. } => *backlog,
+        }
+    }
+}
+
+/// A port with its profile resolved and its address parsed.
+#[derive(Clone, Debug)]
+pub struct ResolvedPort {
+    pub profile: NicProfile,
+    pub devargs: String,
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+}
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub config: Config,
+    pub ports: Vec<ResolvedPort>,
+    /// Where it came from, for messages.
+    pub origin: String,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Resolved, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Io { file: path.display().to_string(), message: e.to_string() })?;
+        Config::parse(&text, &path.display().to_string(), path.parent().map(Path::to_path_buf))
+    }
+
+    /// The built-in default.
+    pub fn demo() -> Resolved {
+        Config::parse(DEMO, "built-in demo config", None).expect("the built-in config is valid (tested)")
+    }
+
+    /// Parses and validates config text; `origin` names it in errors, `base` resolves relative
+    /// profile paths.
+    pub fn parse(text: &str, origin: &str, base: Option<PathBuf>) -> Result<Resolved, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Toml { file: origin.to_owned(), message: e.to_string() })?;
+        let bad = |field: String, value: String, why: &str| ConfigError::Value {
+            file: origin.to_owned(),
+            field,
+            value,
+            why: why.to_owned(),
+        };
+        let e = &config.eal;
+        if e.memory_mb < 64 {
+            return Err(bad("eal.memory_mb".into(), e.memory_mb.to_string(), "at least 64 MiB"));
+        }
+        if e.lcores.is_empty() {
+            return Err(bad("eal.lcores".into(), "\"\"".into(), "an EAL --lcores value such as \"0\" or \"0@(0-1)\""));
+        }
+        if e.file_prefix.is_empty() || e.file_prefix.contains('/') {
+            return Err(bad("eal.file_prefix".into(), format!("{:?}", e.file_prefix), "a non-empty name without '/'"));
+        }
+        let g = &config.engine;
+        for (f, v) in [("engine.tcp_rx_buffer", g.tcp_rx_buffer), ("engine.tcp_tx_buffer", g.tcp_tx_buffer)] {
+            if !(1024..=16 << 20).contains(&v) {
+                return Err(bad(f.into(), v.to_string(), "between 1024 and 16777216 bytes"));
+            }
+        }
+        if g.idle_sleep_max_us > 1_000_000 {
+            return Err(bad("engine.idle_sleep_max_us".into(), g.idle_sleep_max_us.to_string(), "at most 1000000 (1 s)"));
+        }
+        if config.ports.is_empty() {
+            return Err(bad("port".into(), "[]".into(), "at least one [[port]] section"));
+        }
+        let mut ports = Vec::new();
+        for (i, p) in config.ports.iter().enumerate() {
+            let profile = NicProfile::resolve(&p.profile, base.as_deref())?;
+            let (address, prefix_len) = parse_cidr(&p.address)
+                .ok_or_else(|| bad(format!("port[{i}].address"), format!("{:?}", p.address), "an IPv4 address with a prefix length, like \"198.18.0.2/24\""))?;
+            if address.is_unspecified() || address.is_broadcast() || address.is_multicast() || address.is_loopback() {
+                return Err(bad(format!("port[{i}].address"), format!("{:?}", p.address), "a unicast address"));
+            }
+            if let Some(gw) = p.gateway {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
+                if u32::from(gw) & mask != u32::from(address) & mask || gw == address {
+                    return Err(bad(format!("port[{i}].gateway"), format!("\"{gw}\""), &format!("another address inside {}", p.address)));
+                }
+            }
+            if p.devargs.contains(char::is_whitespace) {
+                return Err(bad(format!("port[{i}].devargs"), format!("{:?}", p.devargs), "no spaces: key=value pairs separated by commas"));
+            }
+            ports.push(ResolvedPort { profile, devargs: p.devargs.clone(), address, prefix_len, gateway: p.gateway });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in config.services.iter().enumerate() {
+            if s.port() == 0 {
+                return Err(bad(format!("service[{i}].port"), "0".into(), "a TCP port from 1 to 65535"));
+            }
+            if !seen.insert(s.port()) {
+                return Err(bad(format!("service[{i}].port"), s.port().to_string(), "already used by another service"));
+            }
+            if !(1..=4096).contains(&s.backlog()) {
+                return Err(bad(format!("service[{i}].backlog"), s.backlog().to_string(), "between 1 and 4096"));
+            }
+            if let ServiceSection::Http { content_type, .. } = s {
+                if content_type.is_empty() || content_type.contains(['\r', '\n']) {
+                    return Err(bad(format!("service[{i}].content_type"), format!("{content_type:?}"), "a media type on one line"));
+                }
+            }
+        }
+        Ok(Resolved { config, ports, origin: origin.to_owned() })
+    }
+}
+
+/// `A.B.C.D/N` with N in 1..=32.
+fn parse_cidr(s: &str) -> Option<(Ipv4Addr, u8)> {
+    let (a, n) = s.split_once('/')?;
+    let n: u8 = n.parse().ok()?;
+    (1..=32).contains(&n).then_some(())?;
+    Some((a.parse().ok()?, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_is_valid() {
+        let r = Config::demo();
+        assert_eq!(r.ports.len(), 1);
+        assert_eq!(r.ports[0].address, Ipv4Addr::new(198, 18, 0, 2));
+        assert_eq!(r.ports[0].prefix_len, 24);
+        assert_eq!(r.config.services.len(), 2);
+    }
+
+    #[test]
+    fn defaults_fill_what_is_left_out() {
+        let r = Config::parse("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.1.2/24\"\n[[service]]\nkind = \"http\"\n", "t", None).unwrap();
+        assert_eq!(r.config.eal.memory_mb, 256);
+        assert!(r.config.eal.no_huge);
+        assert_eq!(r.config.services[0].port(), 80);
+        assert_eq!(r.config.services[0].backlog(), 16);
+    }
+
+    /// Each bad config, and words its error must contain.
+    #[test]
+    fn bad_configs_name_the_field_and_value() {
+        let port = "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\n";
+        let cases: &[(String, &[&str])] = &[
+            (format!("{port}[[service]]\nkind = \"echo\"\nprot = 7\n"), &["unknown field", "prot"]),
+            (format!("{port}[[service]]\nkind = \"ftp\"\n"), &["ftp", "echo", "http"]),
+            (format!("{port}[[service]]\nkind = \"echo\"\nport = 70000\n"), &["70000"]),
+            (format!("{port}[[service]]\nkind = \"echo\"\nport = 0\n"), &["service[0].port", "0"]),
+            (format!("{port}[[service]]\nkind = \"echo\"\n[[service]]\nkind = \"http\"\nport = 7\n"), &["service[1].port", "7", "already"]),
+            (format!("{port}[[service]]\nkind = \"echo\"\nbacklog = 0\n"), &["service[0].backlog"]),
+            ("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2\"\n".into(), &["port[0].address", "198.18.0.2", "prefix"]),
+            ("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.300/24\"\n".into(), &["port[0].address"]),
+            ("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/33\"\n".into(), &["port[0].address"]),
+            ("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ngateway = \"198.19.0.1\"\n".into(), &["port[0].gateway", "198.19.0.1"]),
+            ("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ngateway = \"nope\"\n".into(), &["gateway", "nope"]),
+            ("[[port]]\nprofile = \"net_tapp\"\naddress = \"198.18.0.2/24\"\n".into(), &["net_tapp", "net_tap"]),
+            ("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ndevargs = \"iface=a b\"\n".into(), &["port[0].devargs"]),
+            (format!("{port}[engine]\ntcp_rx_buffer = 10\n"), &["engine.tcp_rx_buffer", "10"]),
+            (format!("{port}[engine]\nbusy_pol = true\n"), &["busy_pol"]),
+            (format!("{port}[eal]\nmemory_mb = 1\n"), &["eal.memory_mb", "1"]),
+            ("".into(), &["[[port]]"]),
+            ("[[port]\n".into(), &["t.toml"]),
+        ];
+        for (text, words) in cases {
+            let e = Config::parse(text, "t.toml", None).expect_err(text).to_string();
+            assert!(e.starts_with("t.toml") || e.contains("profile"), "{e}");
+            for w in *words {
+                assert!(e.contains(w), "error for\n{text}\nwas {e:?}, lacks {w:?}");
+            }
+        }
+    }
+}
