@@ -8,10 +8,12 @@
 //! Call order, once per loop turn: `device.refill()`, then [`Engine::poll`], then
 //! `device.flush()` (the per-core loop in [`crate::lcore`] does exactly this).
 //!
-//! Listeners keep `backlog` sockets in LISTEN and re-arm a fresh one as soon as one leaves LISTEN
-//! (DESIGN fact 6), so a SYN finds a listening socket while the listener has room; when every one is
-//! busy with a handshake, smoltcp refuses the SYN with an RST (SEMANTICS L4). The engine-owned
-//! demux, backlog policies and TIME_WAIT table of later work replace smoltcp's socket scan here.
+//! Listeners keep `backlog` sockets in LISTEN and re-arm a fresh one right after each frame that
+//! takes one out of LISTEN (DESIGN fact 6), so a burst of SYNs finds a listening socket for each.
+//! A SYN for a port with no listener is refused with an RST by smoltcp. What this engine does not do
+//! yet: its own 4-tuple demux (smoltcp still scans every socket per frame, DESIGN fact 5), the
+//! accept-queue limit and `on_full` policies of SEMANTICS B1-B5/L4, and the compact TIME_WAIT
+//! table of T1-T2 (smoltcp keeps the whole socket for its fixed 10 s).
 
 mod stream;
 #[cfg(test)]
@@ -19,7 +21,7 @@ mod tests;
 
 use std::net::Ipv4Addr;
 
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
@@ -160,12 +162,20 @@ impl Engine {
 
     /// Processes the frames the device holds, runs the services, and queues what they send.
     /// Returns when the engine next needs a poll without new frames (a timer), if ever.
+    ///
+    /// Frames are taken one at a time (`poll_ingress_single`) so that a listener is re-armed right
+    /// after a SYN takes one of its LISTEN sockets, even when many SYNs arrive in one burst.
     pub fn poll<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D) -> Option<Instant> {
-        self.iface.poll(now, device, &mut self.sockets);
-        self.promote();
-        if self.drive() {
-            while self.iface.poll_egress(now, device, &mut self.sockets) != smoltcp::iface::PollResult::None {}
+        self.iface.poll_maintenance(now);
+        loop {
+            match self.iface.poll_ingress_single(now, device, &mut self.sockets) {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => self.promote(),
+            }
         }
+        self.drive();
+        while self.iface.poll_egress(now, device, &mut self.sockets) != PollResult::None {}
         self.iface.poll_at(now, &self.sockets)
     }
 
@@ -191,11 +201,9 @@ impl Engine {
         }
     }
 
-    /// Runs every session once; frees ended connections. Returns whether anything may need
-    /// sending.
-    fn drive(&mut self) -> bool {
+    /// Runs every session once; frees ended connections.
+    fn drive(&mut self) {
         let mut i = 0;
-        let mut any = false;
         while i < self.conns.len() {
             let c = &mut self.conns[i];
             let sock = self.sockets.get_mut::<tcp::Socket>(c.handle);
@@ -223,11 +231,9 @@ impl Engine {
                     stream.0.close();
                     c.closing = true;
                 }
-                any = true;
             }
             i += 1;
         }
-        any
     }
 
     pub fn stats(&self) -> EngineStats {

@@ -1,0 +1,245 @@
+//! Fixtures for integration tests on real DPDK net_tap with real Linux clients.
+//!
+//! Each test makes its own network namespace, starts the appliance inside it (so the tap is born
+//! there, DESIGN fact 3), gives the tap's kernel side an address from 198.18.0.0/15, and runs its
+//! clients in that namespace: ordinary Linux TCP sockets on a thread that entered it with setns(2),
+//! or tools such as ping through `ip netns exec`. Dropping the fixture stops the appliance by PID
+//! (SIGTERM, then SIGKILL) and deletes the namespace, also when the test panics.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The kernel side of every test's tap.
+pub const HOST: &str = "198.18.0.1";
+/// The appliance's address.
+pub const APPLIANCE: [u8; 4] = [198, 18, 0, 2];
+
+/// Fails the test, with the reason, when root, /dev/net/tun, iproute2 or the binary is missing.
+/// These tests never skip.
+pub fn require_environment() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this test needs root (network namespaces, net_tap): run `sudo make test`");
+    assert!(PathBuf::from("/dev/net/tun").exists(), "this test needs /dev/net/tun for net_tap: `modprobe tun`");
+    let ip = Command::new("ip").arg("-V").output();
+    assert!(ip.is_ok_and(|o| o.status.success()), "this test needs iproute2 (`ip`): `apt-get install iproute2`");
+}
+
+fn ip(args: &[&str]) -> std::process::Output {
+    Command::new("ip").args(args).output().expect("running ip")
+}
+
+/// A network namespace, deleted on drop.
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    pub fn new(tag: &str) -> NetNs {
+        let name = format!("syt-{tag}-{}", std::process::id());
+        let _ = ip(&["netns", "del", &name]); // a leftover of a killed run of this same pid
+        let out = ip(&["netns", "add", &name]);
+        assert!(out.status.success(), "ip netns add {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let ns = NetNs { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NS ARGS`, which must succeed.
+    pub fn ip(&self, args: &[&str]) {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend_from_slice(args);
+        let out = ip(&full);
+        assert!(out.status.success(), "ip {}: {}", full.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// Runs `f` on a thread that has entered the namespace: its sockets are the namespace's.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn(f).join().expect("client thread panicked")
+    }
+
+    /// Starts `f` on a thread inside the namespace.
+    pub fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let fd = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            // SAFETY: fd is an open namespace file; setns changes only this thread's network
+            // namespace, which ends with the thread.
+            let ret = unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(ret, 0, "setns into {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+    }
+
+    fn link_exists(&self, dev: &str) -> bool {
+        ip(&["-n", &self.name, "link", "show", dev]).status.success()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let out = ip(&["netns", "del", &self.name]);
+        if !out.status.success() {
+            eprintln!("ip netns del {}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+/// The appliance running in a namespace, stopped on drop.
+pub struct Appliance {
+    child: Child,
+    log: PathBuf,
+    pub tap: String,
+}
+
+impl Appliance {
+    /// Starts `switchyard run` inside `ns` with net_tap `tap`, echo on 7 and HTTP on 80, then
+    /// addresses the tap's kernel side and waits until the echo port answers.
+    pub fn start(ns: &NetNs, tap: &str) -> Appliance {
+        Self::start_with(ns, tap, "")
+    }
+
+    /// As [`Appliance::start`], with more config text appended.
+    pub fn start_with(ns: &NetNs, tap: &str, extra: &str) -> Appliance {
+        let dir = std::env::temp_dir();
+        let config = dir.join(format!("{}.toml", ns.name));
+        let log = dir.join(format!("{}.log", ns.name));
+        let text = format!(
+            r#"[eal]
+lcores = "0@(0-1)"
+memory_mb = 128
+file_prefix = "{prefix}"
+
+[[port]]
+profile = "net_tap"
+devargs = "iface={tap}"
+address = "198.18.0.2/24"
+gateway = "{HOST}"
+
+[[service]]
+kind = "echo"
+port = 7
+
+[[service]]
+kind = "http"
+port = 80
+body = "hello from the test\n"
+{extra}"#,
+            prefix = ns.name
+        );
+        std::fs::write(&config, text).expect("writing the test config");
+        let child = ns
+            .command(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(File::create(&log).expect("log file"))
+            .stderr(File::create(&log).expect("log file").try_clone().expect("dup"))
+            .spawn()
+            .expect("starting switchyard");
+        // `ip netns exec` execs the program: the child's PID is the appliance's.
+        let mut app = Appliance { child, log, tap: tap.to_owned() };
+        app.wait_for(Duration::from_secs(30), "the tap to appear", |a| {
+            a.check_alive();
+            ns.link_exists(tap)
+        });
+        ns.ip(&["addr", "add", &format!("{HOST}/24"), "dev", tap]);
+        ns.ip(&["link", "set", tap, "up"]);
+        let addr = SocketAddr::from((APPLIANCE, 7));
+        app.wait_for(Duration::from_secs(30), "the echo port to answer", |a| {
+            a.check_alive();
+            ns.run(move || TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok())
+        });
+        app
+    }
+
+    fn wait_for(&mut self, limit: Duration, what: &str, mut ready: impl FnMut(&mut Self) -> bool) {
+        let start = Instant::now();
+        while !ready(self) {
+            assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}; appliance log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn check_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("the appliance exited ({status}); its log:\n{}", self.log_text());
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        let _ = File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the log.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.terminate();
+        (status, self.log_text())
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status;
+        }
+        // SAFETY: kill on the PID of our own child, which has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        self.child.wait().expect("reaping the appliance")
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        let status = self.terminate();
+        if std::thread::panicking() {
+            eprintln!("appliance exited with {status}; log:\n{}", self.log_text());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A namespace with the appliance in it; dropped appliance first, then the namespace.
+pub struct Fixture {
+    pub app: Appliance,
+    pub ns: NetNs,
+}
+
+impl Fixture {
+    /// `tag` names the namespace; `tap` (at most 15 bytes) the tap.
+    pub fn new(tag: &str, tap: &str) -> Fixture {
+        require_environment();
+        let ns = NetNs::new(tag);
+        let app = Appliance::start(&ns, tap);
+        Fixture { app, ns }
+    }
+
+    pub fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from((APPLIANCE, port))
+    }
+}
