@@ -179,3 +179,4 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
     tracing::info!("stopped cleanly");
     Ok(())
 }
+

@@ -102,6 +102,9 @@ impl Drop for NetNs {
 pub struct Appliance {
     child: Child,
     log: PathBuf,
+    config: PathBuf,
+    /// EAL's runtime folder for this appliance's file prefix.
+    runtime_dir: PathBuf,
     pub tap: String,
 }
 
@@ -151,7 +154,8 @@ body = "hello from the test\n"
             .spawn()
             .expect("starting switchyard");
         // `ip netns exec` execs the program: the child's PID is the appliance's.
-        let mut app = Appliance { child, log, tap: tap.to_owned() };
+        let runtime_dir = PathBuf::from("/var/run/dpdk").join(&ns.name);
+        let mut app = Appliance { child, log, config, runtime_dir, tap: tap.to_owned() };
         app.wait_for(Duration::from_secs(30), "the tap to appear", |a| {
             a.check_alive();
             ns.link_exists(tap)
@@ -221,6 +225,8 @@ impl Drop for Appliance {
             eprintln!("appliance exited with {status}; log:\n{}", self.log_text());
         }
         let _ = std::fs::remove_file(&self.log);
+        let _ = std::fs::remove_file(&self.config);
+        let _ = std::fs::remove_dir(&self.runtime_dir); // empty once the process has gone
     }
 }
 
