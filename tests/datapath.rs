@@ -147,7 +147,8 @@ fn connect_to_a_closed_port_is_refused_at_once() {
     let f = Fixture::new("refuse", "sytrefuse");
     let (kind, elapsed) = f.ns.run(|| {
         let start = Instant::now();
-        let e = TcpStream::connect_timeout(&Fixture::addr(9), Duration::from_secs(10)).expect_err("port 9 has no listener");
+        let e =
+            TcpStream::connect_timeout(&Fixture::addr(9), Duration::from_secs(10)).expect_err("port 9 has no listener");
         (e.kind(), start.elapsed())
     });
     assert_eq!(kind, ErrorKind::ConnectionRefused);
@@ -159,8 +160,17 @@ fn connect_to_a_closed_port_is_refused_at_once() {
 #[test]
 fn icmp_echo_is_answered() {
     let f = Fixture::new("ping", "sytping");
-    let out = f.ns.command("ping").args(["-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"]).output().expect("running ping (apt-get install iputils-ping)");
-    assert!(out.status.success(), "ping failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out =
+        f.ns.command("ping")
+            .args(["-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"])
+            .output()
+            .expect("running ping (apt-get install iputils-ping)");
+    assert!(
+        out.status.success(),
+        "ping failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("3 received"));
 }
 

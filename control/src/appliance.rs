@@ -135,7 +135,8 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
             tcp_tx_buffer: r.config.engine.tcp_tx_buffer,
             random_seed: random_seed()?,
         };
-        let engine = Engine::new(&cfg, &mut device, now).map_err(|source| ApplianceError::Engine { port: i, source })?;
+        let engine =
+            Engine::new(&cfg, &mut device, now).map_err(|source| ApplianceError::Engine { port: i, source })?;
         tracing::info!(
             port = i,
             device = port.name(),
@@ -179,4 +180,3 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
     tracing::info!("stopped cleanly");
     Ok(())
 }
-

@@ -104,7 +104,13 @@ pub struct EngineSection {
 
 impl Default for EngineSection {
     fn default() -> Self {
-        EngineSection { busy_poll: false, idle_polls: 1000, idle_sleep_max_us: 1000, tcp_rx_buffer: 65536, tcp_tx_buffer: 65536 }
+        EngineSection {
+            busy_poll: false,
+            idle_polls: 1000,
+            idle_sleep_max_us: 1000,
+            tcp_rx_buffer: 65536,
+            tcp_tx_buffer: 65536,
+        }
     }
 }
 
@@ -235,7 +241,11 @@ impl Config {
             }
         }
         if g.idle_sleep_max_us > 1_000_000 {
-            return Err(bad("engine.idle_sleep_max_us".into(), g.idle_sleep_max_us.to_string(), "at most 1000000 (1 s)"));
+            return Err(bad(
+                "engine.idle_sleep_max_us".into(),
+                g.idle_sleep_max_us.to_string(),
+                "at most 1000000 (1 s)",
+            ));
         }
         if config.ports.is_empty() {
             return Err(bad("port".into(), "[]".into(), "at least one [[port]] section"));
@@ -243,19 +253,32 @@ impl Config {
         let mut ports = Vec::new();
         for (i, p) in config.ports.iter().enumerate() {
             let profile = NicProfile::resolve(&p.profile, base.as_deref())?;
-            let (address, prefix_len) = parse_cidr(&p.address)
-                .ok_or_else(|| bad(format!("port[{i}].address"), format!("{:?}", p.address), "an IPv4 address with a prefix length, like \"198.18.0.2/24\""))?;
+            let (address, prefix_len) = parse_cidr(&p.address).ok_or_else(|| {
+                bad(
+                    format!("port[{i}].address"),
+                    format!("{:?}", p.address),
+                    "an IPv4 address with a prefix length, like \"198.18.0.2/24\"",
+                )
+            })?;
             if address.is_unspecified() || address.is_broadcast() || address.is_multicast() || address.is_loopback() {
                 return Err(bad(format!("port[{i}].address"), format!("{:?}", p.address), "a unicast address"));
             }
             if let Some(gw) = p.gateway {
                 let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
                 if u32::from(gw) & mask != u32::from(address) & mask || gw == address {
-                    return Err(bad(format!("port[{i}].gateway"), format!("\"{gw}\""), &format!("another address inside {}", p.address)));
+                    return Err(bad(
+                        format!("port[{i}].gateway"),
+                        format!("\"{gw}\""),
+                        &format!("another address inside {}", p.address),
+                    ));
                 }
             }
             if p.devargs.contains(char::is_whitespace) {
-                return Err(bad(format!("port[{i}].devargs"), format!("{:?}", p.devargs), "no spaces: key=value pairs separated by commas"));
+                return Err(bad(
+                    format!("port[{i}].devargs"),
+                    format!("{:?}", p.devargs),
+                    "no spaces: key=value pairs separated by commas",
+                ));
             }
             ports.push(ResolvedPort { profile, devargs: p.devargs.clone(), address, prefix_len, gateway: p.gateway });
         }
@@ -272,7 +295,11 @@ impl Config {
             }
             if let ServiceSection::Http { content_type, .. } = s {
                 if content_type.is_empty() || content_type.contains(['\r', '\n']) {
-                    return Err(bad(format!("service[{i}].content_type"), format!("{content_type:?}"), "a media type on one line"));
+                    return Err(bad(
+                        format!("service[{i}].content_type"),
+                        format!("{content_type:?}"),
+                        "a media type on one line",
+                    ));
                 }
             }
         }
@@ -303,7 +330,12 @@ mod tests {
 
     #[test]
     fn defaults_fill_what_is_left_out() {
-        let r = Config::parse("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.1.2/24\"\n[[service]]\nkind = \"http\"\n", "t", None).unwrap();
+        let r = Config::parse(
+            "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.1.2/24\"\n[[service]]\nkind = \"http\"\n",
+            "t",
+            None,
+        )
+        .unwrap();
         assert_eq!(r.config.eal.memory_mb, 256);
         assert!(r.config.eal.no_huge);
         assert_eq!(r.config.services[0].port(), 80);
@@ -319,15 +351,30 @@ mod tests {
             (format!("{port}[[service]]\nkind = \"ftp\"\n"), &["ftp", "echo", "http"]),
             (format!("{port}[[service]]\nkind = \"echo\"\nport = 70000\n"), &["70000"]),
             (format!("{port}[[service]]\nkind = \"echo\"\nport = 0\n"), &["service[0].port", "0"]),
-            (format!("{port}[[service]]\nkind = \"echo\"\n[[service]]\nkind = \"http\"\nport = 7\n"), &["service[1].port", "7", "already"]),
+            (
+                format!("{port}[[service]]\nkind = \"echo\"\n[[service]]\nkind = \"http\"\nport = 7\n"),
+                &["service[1].port", "7", "already"],
+            ),
             (format!("{port}[[service]]\nkind = \"echo\"\nbacklog = 0\n"), &["service[0].backlog"]),
-            ("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2\"\n".into(), &["port[0].address", "198.18.0.2", "prefix"]),
+            (
+                "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2\"\n".into(),
+                &["port[0].address", "198.18.0.2", "prefix"],
+            ),
             ("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.300/24\"\n".into(), &["port[0].address"]),
             ("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/33\"\n".into(), &["port[0].address"]),
-            ("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ngateway = \"198.19.0.1\"\n".into(), &["port[0].gateway", "198.19.0.1"]),
-            ("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ngateway = \"nope\"\n".into(), &["gateway", "nope"]),
+            (
+                "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ngateway = \"198.19.0.1\"\n".into(),
+                &["port[0].gateway", "198.19.0.1"],
+            ),
+            (
+                "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ngateway = \"nope\"\n".into(),
+                &["gateway", "nope"],
+            ),
             ("[[port]]\nprofile = \"net_tapp\"\naddress = \"198.18.0.2/24\"\n".into(), &["net_tapp", "net_tap"]),
-            ("[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ndevargs = \"iface=a b\"\n".into(), &["port[0].devargs"]),
+            (
+                "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ndevargs = \"iface=a b\"\n".into(),
+                &["port[0].devargs"],
+            ),
             (format!("{port}[engine]\ntcp_rx_buffer = 10\n"), &["engine.tcp_rx_buffer", "10"]),
             (format!("{port}[engine]\nbusy_pol = true\n"), &["busy_pol"]),
             (format!("{port}[eal]\nmemory_mb = 1\n"), &["eal.memory_mb", "1"]),

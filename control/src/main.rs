@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use control::config::{Config, Resolved};
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "Kernel-bypass TCP data plane: DPDK ports, a smoltcp engine per core, built-in services")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Kernel-bypass TCP data plane: DPDK ports, a smoltcp engine per core, built-in services"
+)]
 struct Cli {
     /// Log filter, as RUST_LOG takes it (e.g. info, debug, dataplane=trace).
     #[arg(long, global = true, default_value = "info", env = "SWITCHYARD_LOG")]
@@ -71,7 +75,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 // A second signal while stopping exits at once.
-                signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone()).context("installing signal handlers")?;
+                signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())
+                    .context("installing signal handlers")?;
                 signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
             }
             control::appliance::run(&r, &stop)?;

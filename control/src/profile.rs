@@ -143,7 +143,8 @@ impl NicProfile {
             value,
             why: why.to_owned(),
         };
-        if self.device.driver.is_empty() || !self.device.driver.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        if self.device.driver.is_empty() || !self.device.driver.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+        {
             return Err(bad("device.driver", format!("{:?}", self.device.driver), "a PMD name such as net_tap"));
         }
         for (f, v) in [("queues.rx", self.queues.rx), ("queues.tx", self.queues.tx)] {
@@ -160,7 +161,11 @@ impl NicProfile {
             return Err(bad("mempool.mbufs", self.mempool.mbufs.to_string(), "at least 1024 mbufs"));
         }
         if self.mempool.cache > 512 || self.mempool.cache > self.mempool.mbufs / 2 {
-            return Err(bad("mempool.cache", self.mempool.cache.to_string(), "at most 512 and at most half of mempool.mbufs"));
+            return Err(bad(
+                "mempool.cache",
+                self.mempool.cache.to_string(),
+                "at most 512 and at most half of mempool.mbufs",
+            ));
         }
         Ok(())
     }
@@ -194,7 +199,9 @@ mod tests {
         assert!(e.contains("queues.rx_desc") && e.contains('8'), "{e}");
         let e = NicProfile::parse(&format!("{base}[queues]\nrxx = 1\n"), "p.toml").unwrap_err().to_string();
         assert!(e.contains("rxx") && e.contains("p.toml"), "{e}");
-        let e = NicProfile::parse("name = \"x\"\n[device]\nbus = \"usb\"\ndriver = \"d\"\n", "p.toml").unwrap_err().to_string();
+        let e = NicProfile::parse("name = \"x\"\n[device]\nbus = \"usb\"\ndriver = \"d\"\n", "p.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("usb"), "{e}");
     }
 }

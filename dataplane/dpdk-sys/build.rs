@@ -22,10 +22,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim.c");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
-    let lib = match pkg_config::Config::new()
-        .atleast_version(MIN_VERSION)
-        .probe("libdpdk")
-    {
+    let lib = match pkg_config::Config::new().atleast_version(MIN_VERSION).probe("libdpdk") {
         Ok(lib) => lib,
         Err(e) => fail(&format!("{INSTALL_HINT} ({})", e.to_string().lines().next().unwrap_or(""))),
     };
@@ -97,9 +94,7 @@ fn main() {
         .generate_comments(false)
         .generate()
         .unwrap_or_else(|e| fail(&format!("bindgen could not parse the DPDK headers ({e}); {INSTALL_HINT}")));
-    bindings
-        .write_to_file(out.join("bindings.rs"))
-        .expect("writing bindings.rs to OUT_DIR");
+    bindings.write_to_file(out.join("bindings.rs")).expect("writing bindings.rs to OUT_DIR");
 
     // The crate links the shared DPDK libraries the pkg-config crate reported; EAL then dlopens the
     // PMDs under its driver directory at init (DESIGN fact 2).

@@ -128,7 +128,8 @@ mod tests {
 
     #[test]
     fn sleeps_after_idle_polls_doubling_to_the_cap_and_resets_on_traffic() {
-        let mut b = Backoff::new(LoopConfig { busy_poll: false, idle_polls: 3, max_idle_sleep: Duration::from_micros(50) });
+        let mut b =
+            Backoff::new(LoopConfig { busy_poll: false, idle_polls: 3, max_idle_sleep: Duration::from_micros(50) });
         assert_eq!(b.turn(false, None), None);
         assert_eq!(b.turn(false, None), None);
         assert_eq!(b.turn(false, None), Some(Duration::from_micros(10)));
@@ -142,7 +143,8 @@ mod tests {
 
     #[test]
     fn never_sleeps_past_the_engine_deadline() {
-        let mut b = Backoff::new(LoopConfig { busy_poll: false, idle_polls: 1, max_idle_sleep: Duration::from_millis(1) });
+        let mut b =
+            Backoff::new(LoopConfig { busy_poll: false, idle_polls: 1, max_idle_sleep: Duration::from_millis(1) });
         for _ in 0..10 {
             b.turn(false, None);
         }

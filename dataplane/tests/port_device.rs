@@ -17,12 +17,28 @@ fn frame(i: usize, len: usize) -> Vec<u8> {
 fn port_device_over_a_dpdk_ring_port() {
     let name = format!("sy-unit-{}", std::process::id());
     let prefix = format!("--file-prefix={name}");
-    let args = ["port_device_test", "--no-huge", "-m", "128", "--no-pci", "--no-shconf", "--no-telemetry", &prefix, "--vdev=net_ring0", "-l", "0", "--log-level=warning"];
-    let eal = Eal::init(args)
-        .expect("EAL init with --no-huge and a net_ring vdev (this test needs DPDK: apt-get install dpdk-dev libdpdk-dev)");
+    let args = [
+        "port_device_test",
+        "--no-huge",
+        "-m",
+        "128",
+        "--no-pci",
+        "--no-shconf",
+        "--no-telemetry",
+        &prefix,
+        "--vdev=net_ring0",
+        "-l",
+        "0",
+        "--log-level=warning",
+    ];
+    let eal = Eal::init(args).expect(
+        "EAL init with --no-huge and a net_ring vdev (this test needs DPDK: apt-get install dpdk-dev libdpdk-dev)",
+    );
     let ports = eal.require_ports(1).expect("net_ring0 probed");
     let pool = Mempool::new(&eal, "unit_pool", &MempoolConfig { mbufs: 4095, cache: 0, ..Default::default() }).unwrap();
-    let port = Port::open(&eal, ports[0], &PortRequest { rx_desc: 1024, tx_desc: 1024, ..Default::default() }, pool.clone()).unwrap();
+    let port =
+        Port::open(&eal, ports[0], &PortRequest { rx_desc: 1024, tx_desc: 1024, ..Default::default() }, pool.clone())
+            .unwrap();
     let baseline = pool.in_use();
     let now = Instant::from_millis(0);
     let mut dev = PortDevice::new(&port, QueueId(0), &pool);

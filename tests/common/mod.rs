@@ -173,7 +173,11 @@ body = "hello from the test\n"
     fn wait_for(&mut self, limit: Duration, what: &str, mut ready: impl FnMut(&mut Self) -> bool) {
         let start = Instant::now();
         while !ready(self) {
-            assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}; appliance log:\n{}", self.log_text());
+            assert!(
+                start.elapsed() < limit,
+                "timed out after {limit:?} waiting for {what}; appliance log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -92,9 +92,7 @@ impl Eal {
 /// DPDK's version string, e.g. "DPDK 22.11.11".
 pub fn version() -> String {
     // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
-    unsafe { std::ffi::CStr::from_ptr(dpdk_sys::rte_version()) }
-        .to_string_lossy()
-        .into_owned()
+    unsafe { std::ffi::CStr::from_ptr(dpdk_sys::rte_version()) }.to_string_lossy().into_owned()
 }
 
 /// EAL succeeds without root but the vdev probes then fail silently (DESIGN fact 2): name the

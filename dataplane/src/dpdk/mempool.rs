@@ -50,18 +50,10 @@ impl Mempool {
         let cname = CString::new(name).map_err(|_| DpdkError::NulInArgument(name.to_owned()))?;
         // SAFETY: cname is a valid C string for the duration of the call; EAL is initialised (we
         // hold an Eal handle). SOCKET_ID_ANY is -1.
-        let ptr = unsafe {
-            dpdk_sys::rte_pktmbuf_pool_create(
-                cname.as_ptr(),
-                cfg.mbufs,
-                cfg.cache,
-                0,
-                cfg.data_room,
-                -1,
-            )
-        };
-        let ptr = NonNull::new(ptr)
-            .ok_or_else(|| DpdkError::Mempool { name: name.to_owned(), errno: Errno::last() })?;
+        let ptr =
+            unsafe { dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), cfg.mbufs, cfg.cache, 0, cfg.data_room, -1) };
+        let ptr =
+            NonNull::new(ptr).ok_or_else(|| DpdkError::Mempool { name: name.to_owned(), errno: Errno::last() })?;
         tracing::debug!(name, mbufs = cfg.mbufs, cache = cfg.cache, data_room = cfg.data_room, "mempool created");
         Ok(Arc::new(Mempool { ptr, name: name.to_owned(), size: cfg.mbufs, _eal: eal.clone() }))
     }

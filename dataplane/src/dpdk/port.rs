@@ -130,10 +130,7 @@ fn offload_mask(port: u16, dir: Dir, names: &[String]) -> Result<u64, DpdkError>
 }
 
 fn offload_names(dir: Dir, mask: u64) -> Vec<String> {
-    (0..64)
-        .filter(|b| mask & (1u64 << b) != 0)
-        .map(|b| dir.offload_name(1u64 << b))
-        .collect()
+    (0..64).filter(|b| mask & (1u64 << b) != 0).map(|b| dir.offload_name(1u64 << b)).collect()
 }
 
 impl Port {
@@ -260,9 +257,9 @@ impl Port {
         if room == 0 {
             return 0;
         }
+        debug_assert!(q.0 < self.grant.rx_queues);
         // SAFETY: ptr points at `room` writable slots; the port is started and q < rx_queues
         // (checked in debug builds); the received mbufs become owned by the burst.
-        debug_assert!(q.0 < self.grant.rx_queues);
         let n = unsafe { dpdk_sys::rte_eth_rx_burst(self.id.0, q.0, ptr, room) };
         burst.commit(n);
         usize::from(n)

@@ -118,17 +118,21 @@ pub struct Engine {
 
 impl Engine {
     /// Builds an engine; `now` is the engine clock's start.
-    pub fn new<D: BurstDevice + ?Sized>(cfg: &EngineConfig, device: &mut D, now: Instant) -> Result<Engine, EngineError> {
+    pub fn new<D: BurstDevice + ?Sized>(
+        cfg: &EngineConfig,
+        device: &mut D,
+        now: Instant,
+    ) -> Result<Engine, EngineError> {
         validate(cfg)?;
         let mut icfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(cfg.mac)));
         icfg.random_seed = cfg.random_seed;
         let mut iface = Interface::new(icfg, device, now);
-        let addr = Ipv4Address::from(cfg.address);
+        let addr: Ipv4Address = cfg.address;
         iface.update_ip_addrs(|a| {
             a.push(IpCidr::Ipv4(Ipv4Cidr::new(addr, cfg.prefix_len))).expect("one address fits");
         });
         if let Some(gw) = cfg.gateway {
-            iface.routes_mut().add_default_ipv4_route(Ipv4Address::from(gw)).expect("one route fits");
+            iface.routes_mut().add_default_ipv4_route(gw).expect("one route fits");
         }
         let mut engine = Engine {
             iface,

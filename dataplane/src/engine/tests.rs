@@ -71,7 +71,7 @@ impl Pair {
 
     fn connect(&mut self, port: u16, local_port: u16) -> SocketHandle {
         let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 65536]), tcp::SocketBuffer::new(vec![0; 65536]));
-        s.connect(self.client.context(), (IpAddress::Ipv4(SERVER.into()), port), local_port).unwrap();
+        s.connect(self.client.context(), (IpAddress::Ipv4(SERVER), port), local_port).unwrap();
         self.sockets.add(s)
     }
 

@@ -24,7 +24,13 @@ impl MemoryLink {
         let ab: Wire = Rc::default();
         let ba: Wire = Rc::default();
         MemoryLink {
-            a: MemoryDevice { inbound: ba.clone(), outbound: ab.clone(), staged: VecDeque::new(), drop_every: 0, sent: 0 },
+            a: MemoryDevice {
+                inbound: ba.clone(),
+                outbound: ab.clone(),
+                staged: VecDeque::new(),
+                drop_every: 0,
+                sent: 0,
+            },
             b: MemoryDevice { inbound: ab, outbound: ba, staged: VecDeque::new(), drop_every: 0, sent: 0 },
         }
     }
@@ -58,7 +64,7 @@ impl MemoryDevice {
 
     fn send(&mut self, frame: Vec<u8>) {
         self.sent += 1;
-        if self.drop_every != 0 && self.sent % self.drop_every == 0 {
+        if self.drop_every != 0 && self.sent.is_multiple_of(self.drop_every) {
             return;
         }
         self.outbound.borrow_mut().push_back(frame);

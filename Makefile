@@ -1,0 +1,32 @@
+# The two commands of the README, and their parts.
+#   make run   builds the appliance and runs the built-in demo (net_tap in namespace sy-demo)
+#   make test  checks formatting and lints, then runs every test (unit, DPDK, net_tap integration)
+# Both install what is missing first (control/scripts/deps.sh).
+
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+
+.PHONY: run test deps build check doc
+
+deps:
+	@control/scripts/deps.sh
+
+build: deps
+	$(CARGO) build --release --locked -p switchyard-control
+
+run: build
+	control/scripts/demo.sh target/release/switchyard
+
+check: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+doc: deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
+
+# Ends with one line summing every test binary's result ("tests: N passed, N failed").
+test: check doc
+	@mkdir -p target
+	set -o pipefail; $(CARGO) test --workspace --locked 2>&1 | tee target/test.log
+	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
