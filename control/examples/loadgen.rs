@@ -1,0 +1,193 @@
+//! A small load generator and kernel-path baseline server for measuring the appliance over
+//! net_tap with ordinary Linux sockets (used by `control/scripts/bench-tap.sh`).
+//!
+//! - `loadgen echo --addr A:P --conns N --secs S --size B`: N connections, each doing B-byte
+//!   ping-pongs for S seconds; prints round trips per second.
+//! - `loadgen http --addr A:P --conns N --secs S`: N keep-alive connections, one GET in flight
+//!   each; prints requests per second.
+//! - `loadgen serve --echo A:P --http A:P`: the same services on the Linux TCP stack (a thread per
+//!   connection), as the baseline measured in the same run.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    Echo {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        conns: usize,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    Http {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        conns: usize,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+    },
+    Serve {
+        #[arg(long)]
+        echo: SocketAddr,
+        #[arg(long)]
+        http: SocketAddr,
+        #[arg(long, default_value = "Hello from Switchyard\n")]
+        body: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().mode {
+        Mode::Echo { addr, conns, secs, size } => {
+            let rate = drive(conns, secs, move |stop, count| echo_client(addr, size, stop, count))?;
+            println!("echo {addr}: {rate:.0} round trips/s ({conns} conns, {size} B)");
+        }
+        Mode::Http { addr, conns, secs } => {
+            let rate = drive(conns, secs, move |stop, count| http_client(addr, stop, count))?;
+            println!("http {addr}: {rate:.0} requests/s ({conns} keep-alive conns)");
+        }
+        Mode::Serve { echo, http, body } => serve(echo, http, body)?,
+    }
+    Ok(())
+}
+
+/// Runs `conns` client threads for `secs` seconds; returns operations per second.
+fn drive<F>(conns: usize, secs: u64, client: F) -> anyhow::Result<f64>
+where
+    F: Fn(&AtomicBool, &AtomicU64) -> anyhow::Result<()> + Send + Sync + Clone + 'static,
+{
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            let (stop, count, client) = (stop.clone(), count.clone(), client.clone());
+            std::thread::spawn(move || client(&stop, &count))
+        })
+        .collect();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let n = count.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    for t in threads {
+        t.join().expect("client thread")?;
+    }
+    Ok(n as f64 / elapsed)
+}
+
+fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| format!("connect {addr}"))?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(s)
+}
+
+fn echo_client(addr: SocketAddr, size: usize, stop: &AtomicBool, count: &AtomicU64) -> anyhow::Result<()> {
+    let mut s = connect(addr)?;
+    let out = vec![0x5a; size];
+    let mut back = vec![0; size];
+    while !stop.load(Ordering::Relaxed) {
+        s.write_all(&out)?;
+        s.read_exact(&mut back)?;
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn http_client(addr: SocketAddr, stop: &AtomicBool, count: &AtomicU64) -> anyhow::Result<()> {
+    let s = connect(addr)?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    let req = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut line = String::new();
+    let mut body = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        w.write_all(req.as_bytes())?;
+        let mut len = 0usize;
+        line.clear();
+        r.read_line(&mut line)?;
+        if !line.starts_with("HTTP/1.1 200") {
+            bail!("unexpected status line {line:?}");
+        }
+        loop {
+            line.clear();
+            r.read_line(&mut line)?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse()?;
+            }
+        }
+        body.resize(len, 0);
+        r.read_exact(&mut body)?;
+        count.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn serve(echo: SocketAddr, http: SocketAddr, body: String) -> anyhow::Result<()> {
+    let e = TcpListener::bind(echo).with_context(|| format!("bind {echo}"))?;
+    let h = TcpListener::bind(http).with_context(|| format!("bind {http}"))?;
+    let response: Arc<[u8]> = format!(
+        "HTTP/1.1 200 OK\r\nServer: kernel-baseline\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+    .into();
+    std::thread::spawn(move || {
+        for s in e.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = s.set_nodelay(true);
+                let mut buf = [0u8; 65536];
+                let mut s = s;
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    for s in h.incoming().flatten() {
+        let response = response.clone();
+        std::thread::spawn(move || {
+            let _ = s.set_nodelay(true);
+            let Ok(mut w) = s.try_clone() else { return };
+            let mut r = BufReader::new(s);
+            let mut line = String::new();
+            loop {
+                // one request: lines up to the empty one (no bodies in this baseline)
+                loop {
+                    line.clear();
+                    match r.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                if w.write_all(&response).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    Ok(())
+}
