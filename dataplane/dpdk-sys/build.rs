@@ -34,8 +34,8 @@ fn main() {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_else(|| fail(INSTALL_HINT));
+    // Passed in order, so pairs such as `-include rte_config.h` stay together.
     let cflags: Vec<String> = cflags.split_whitespace().map(str::to_owned).collect();
-    // `-include rte_config.h` comes as two words; keep them paired for both tools.
 
     let mut build = cc::Build::new();
     build.file("src/shim.c").opt_level(3).warnings(true);
@@ -95,8 +95,4 @@ fn main() {
         .generate()
         .unwrap_or_else(|e| fail(&format!("bindgen could not parse the DPDK headers ({e}); {INSTALL_HINT}")));
     bindings.write_to_file(out.join("bindings.rs")).expect("writing bindings.rs to OUT_DIR");
-
-    // The crate links the shared DPDK libraries the pkg-config crate reported; EAL then dlopens the
-    // PMDs under its driver directory at init (DESIGN fact 2).
-    let _ = lib;
 }

@@ -79,6 +79,18 @@ impl Pair {
         self.sockets.get_mut::<tcp::Socket>(h)
     }
 
+    /// Appends everything `h` has received to `got`.
+    fn recv_all(&mut self, h: SocketHandle, got: &mut Vec<u8>) {
+        let s = self.sock(h);
+        while s.can_recv() {
+            s.recv(|b| {
+                got.extend_from_slice(b);
+                (b.len(), ())
+            })
+            .unwrap();
+        }
+    }
+
     fn run_until(&mut self, steps: usize, mut done: impl FnMut(&mut Pair) -> bool) -> bool {
         for _ in 0..steps {
             self.step();
@@ -101,13 +113,7 @@ fn echo_round_trip_of_one_mib_has_equal_sha256() {
         if s.can_send() && sent < data.len() {
             sent += s.send_slice(&data[sent..]).unwrap();
         }
-        while s.can_recv() {
-            s.recv(|b| {
-                got.extend_from_slice(b);
-                (b.len(), ())
-            })
-            .unwrap();
-        }
+        p.recv_all(h, &mut got);
         got.len() == data.len()
     });
     assert!(ok, "echoed {} of {} bytes", got.len(), data.len());
@@ -124,15 +130,8 @@ fn echo_closes_after_peer_fin_and_frees_the_connection() {
     p.sock(h).close();
     let mut got = Vec::new();
     assert!(p.run_until(1000, |p| {
-        let s = p.sock(h);
-        if s.can_recv() {
-            s.recv(|b| {
-                got.extend_from_slice(b);
-                (b.len(), ())
-            })
-            .unwrap();
-        }
-        matches!(s.state(), tcp::State::TimeWait | tcp::State::Closed)
+        p.recv_all(h, &mut got);
+        matches!(p.sock(h).state(), tcp::State::TimeWait | tcp::State::Closed)
     }));
     assert_eq!(got, b"ping");
     // The engine frees the socket once smoltcp reports it closed (LAST_ACK -> CLOSED).
@@ -150,14 +149,7 @@ fn http_keep_alive_serves_many_requests_on_one_connection() {
         p.sock(h).send_slice(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
         let want = (i + 1) * b"hello\n".len();
         assert!(p.run_until(1000, |p| {
-            let s = p.sock(h);
-            while s.can_recv() {
-                s.recv(|b| {
-                    got.extend_from_slice(b);
-                    (b.len(), ())
-                })
-                .unwrap();
-            }
+            p.recv_all(h, &mut got);
             got.windows(6).filter(|w| w == b"hello\n").count() * 6 == want
         }));
     }
