@@ -22,10 +22,11 @@ fn main() {
     println!("cargo:rerun-if-changed=src/shim.c");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
-    let lib = match pkg_config::Config::new().atleast_version(MIN_VERSION).probe("libdpdk") {
-        Ok(lib) => lib,
-        Err(e) => fail(&format!("{INSTALL_HINT} ({})", e.to_string().lines().next().unwrap_or(""))),
-    };
+    // Emits the link flags of the shared DPDK libraries; EAL then dlopens the PMDs under its driver
+    // directory at init (DESIGN fact 2).
+    if let Err(e) = pkg_config::Config::new().atleast_version(MIN_VERSION).probe("libdpdk") {
+        fail(&format!("{INSTALL_HINT} ({})", e.to_string().lines().next().unwrap_or("")));
+    }
 
     let cflags = Command::new("pkg-config")
         .args(["--cflags", "libdpdk"])
