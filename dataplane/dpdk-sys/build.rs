@@ -25,7 +25,11 @@ fn main() {
     // Emits the link flags of the shared DPDK libraries; EAL then dlopens the PMDs under its driver
     // directory at init (DESIGN fact 2).
     if let Err(e) = pkg_config::Config::new().atleast_version(MIN_VERSION).probe("libdpdk") {
-        fail(&format!("{INSTALL_HINT} ({})", e.to_string().lines().next().unwrap_or("")));
+        let e = e.to_string();
+        match e.lines().map(str::trim).find(|l| !l.is_empty()) {
+            Some(why) => fail(&format!("{INSTALL_HINT} (pkg-config: {why})")),
+            None => fail(INSTALL_HINT),
+        }
     }
 
     let cflags = Command::new("pkg-config")
