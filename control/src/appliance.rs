@@ -5,6 +5,7 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dataplane::dpdk::{self, DpdkError, Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
 use dataplane::engine::{Engine, EngineConfig, EngineError, EngineInstant, ListenerSpec};
@@ -82,8 +83,17 @@ fn listeners(r: &Resolved) -> Vec<ListenerSpec> {
                 ServiceSection::Http { body, content_type, .. } => {
                     ServiceKind::Http(Arc::new(HttpConfig::new(body.as_bytes(), content_type)))
                 }
+                ServiceSection::Hold { .. } => ServiceKind::Hold,
             };
-            ListenerSpec { port: s.port(), service, backlog: s.backlog() }
+            let l = s.listen();
+            ListenerSpec {
+                port: l.port,
+                service,
+                backlog: l.backlog,
+                // validated when the config was parsed
+                policy: l.policy.parse().expect("validated policy"),
+                on_full: l.on_full.parse().expect("validated on_full"),
+            }
         })
         .collect()
 }
@@ -125,15 +135,19 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
     let mut lanes = Vec::new();
     for (i, ((p, port), pool)) in r.ports.iter().zip(&ports).zip(&pools).enumerate() {
         let mut device = PortDevice::new(port, QueueId(0), pool);
+        let g = &r.config.engine;
         let cfg = EngineConfig {
             mac: port.mac(),
             address: p.address,
             prefix_len: p.prefix_len,
             gateway: p.gateway,
             listeners: specs.clone(),
-            tcp_rx_buffer: r.config.engine.tcp_rx_buffer,
-            tcp_tx_buffer: r.config.engine.tcp_tx_buffer,
+            tcp_rx_buffer: g.tcp_rx_buffer,
+            tcp_tx_buffer: g.tcp_tx_buffer,
             random_seed: random_seed()?,
+            time_wait: Duration::from_secs(g.time_wait_secs),
+            max_backlog: g.max_backlog,
+            tcp_timeout: Duration::from_secs(g.tcp_timeout_secs),
         };
         let engine =
             Engine::new(&cfg, &mut device, now).map_err(|source| ApplianceError::Engine { port: i, source })?;
@@ -148,7 +162,7 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
         lanes.push(Lane { engine, device });
     }
     tracing::info!(
-        services = %r.config.services.iter().map(|s| format!("{}:{}", match s { ServiceSection::Echo { .. } => "echo", ServiceSection::Http { .. } => "http" }, s.port())).collect::<Vec<_>>().join(" "),
+        services = %r.config.services.iter().map(|s| format!("{}:{}", s.kind(), s.port())).collect::<Vec<_>>().join(" "),
         busy_poll = loop_cfg.busy_poll,
         "switchyard ready"
     );
@@ -166,7 +180,7 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
             tx_queue_full = d.tx_queue_full,
             rx_multiseg_dropped = d.rx_multiseg_dropped,
             port_rx_missed = p.rx_missed,
-            accepted = e.accepted,
+            established = e.established,
             closed = e.closed,
             open = e.open,
             "port totals"

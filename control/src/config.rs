@@ -15,6 +15,9 @@
 //! idle_sleep_max_us = 1000  # longest idle sleep
 //! tcp_rx_buffer = 65536     # per connection
 //! tcp_tx_buffer = 65536
+//! time_wait_secs = 240      # TIME_WAIT delay, 0-300 (SEMANTICS T1)
+//! max_backlog = 4096        # backlogs above are clamped (B5)
+//! tcp_timeout_secs = 60     # unacknowledged data this long aborts a connection
 //!
 //! [[port]]                  # one per DPDK port, in order
 //! profile = "net_tap"       # a built-in profile, or a path to a profile TOML
@@ -23,9 +26,11 @@
 //! gateway = "198.18.0.1"    # optional
 //!
 //! [[service]]               # built-in services, on every port
-//! kind = "echo"             # "echo" (default port 7) or "http" (default port 80)
+//! kind = "echo"             # "echo" (port 7), "http" (port 80) or "hold" (port required)
 //! port = 7
-//! backlog = 16              # handshakes in progress at once
+//! backlog = 511             # the listen() backlog value (SEMANTICS B2)
+//! policy = "linux"          # queue limit from backlog: bsd, solaris, exact or linux
+//! on_full = "refuse"        # full queue: refuse (RST at once, L4) or drop (ignore the SYN)
 //!
 //! [[service]]
 //! kind = "http"
@@ -38,6 +43,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use dataplane::engine::{BacklogPolicy, OnFull};
 
 use crate::profile::NicProfile;
 
@@ -100,6 +107,12 @@ pub struct EngineSection {
     pub idle_sleep_max_us: u64,
     pub tcp_rx_buffer: usize,
     pub tcp_tx_buffer: usize,
+    /// TIME_WAIT delay, 0 to 300 s (SEMANTICS T1).
+    pub time_wait_secs: u64,
+    /// Backlog values above this are clamped to it (B5).
+    pub max_backlog: usize,
+    /// Unacknowledged data (or SYN-ACK) this long aborts a connection.
+    pub tcp_timeout_secs: u64,
 }
 
 impl Default for EngineSection {
@@ -110,6 +123,9 @@ impl Default for EngineSection {
             idle_sleep_max_us: 1000,
             tcp_rx_buffer: 65536,
             tcp_tx_buffer: 65536,
+            time_wait_secs: 240,
+            max_backlog: 4096,
+            tcp_timeout_secs: 60,
         }
     }
 }
@@ -131,6 +147,21 @@ pub struct PortSection {
     pub gateway: Option<Ipv4Addr>,
 }
 
+/// The listen settings every service has (SEMANTICS B).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    pub port: u16,
+    #[serde(default = "backlog")]
+    pub backlog: usize,
+    /// `bsd`, `solaris`, `exact` or `linux`.
+    #[serde(default = "policy")]
+    pub policy: String,
+    /// `refuse` or `drop`.
+    #[serde(default = "on_full")]
+    pub on_full: String,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ServiceSection {
@@ -139,16 +170,33 @@ pub enum ServiceSection {
         port: u16,
         #[serde(default = "backlog")]
         backlog: usize,
+        #[serde(default = "policy")]
+        policy: String,
+        #[serde(default = "on_full")]
+        on_full: String,
     },
     Http {
         #[serde(default = "http_port")]
         port: u16,
         #[serde(default = "backlog")]
         backlog: usize,
+        #[serde(default = "policy")]
+        policy: String,
+        #[serde(default = "on_full")]
+        on_full: String,
         #[serde(default = "http_body")]
         body: String,
         #[serde(default = "content_type")]
         content_type: String,
+    },
+    Hold {
+        port: u16,
+        #[serde(default = "backlog")]
+        backlog: usize,
+        #[serde(default = "policy")]
+        policy: String,
+        #[serde(default = "on_full")]
+        on_full: String,
     },
 }
 
@@ -159,7 +207,13 @@ fn http_port() -> u16 {
     80
 }
 fn backlog() -> usize {
-    16
+    511
+}
+fn policy() -> String {
+    "linux".into()
+}
+fn on_full() -> String {
+    "refuse".into()
 }
 fn http_body() -> String {
     "Hello from Switchyard\n".into()
@@ -169,14 +223,27 @@ fn content_type() -> String {
 }
 
 impl ServiceSection {
-    pub fn port(&self) -> u16 {
+    /// The listen settings, whatever the kind.
+    pub fn listen(&self) -> ListenSection {
         match self {
-            ServiceSection::Echo { port, .. } | ServiceSection::Http { port, .. } => *port,
+            ServiceSection::Echo { port, backlog, policy, on_full }
+            | ServiceSection::Http { port, backlog, policy, on_full, .. }
+            | ServiceSection::Hold { port, backlog, policy, on_full } => {
+                ListenSection { port: *port, backlog: *backlog, policy: policy.clone(), on_full: on_full.clone() }
+            }
         }
     }
+    pub fn port(&self) -> u16 {
+        self.listen().port
+    }
     pub fn backlog(&self) -> usize {
+        self.listen().backlog
+    }
+    pub fn kind(&self) -> &'static str {
         match self {
-            ServiceSection::Echo { backlog, .. } | ServiceSection::Http { backlog, .. } => *backlog,
+            ServiceSection::Echo { .. } => "echo",
+            ServiceSection::Http { .. } => "http",
+            ServiceSection::Hold { .. } => "hold",
         }
     }
 }
@@ -240,6 +307,23 @@ impl Config {
                 return Err(bad(f.into(), v.to_string(), "between 1024 and 16777216 bytes"));
             }
         }
+        if g.time_wait_secs > 300 {
+            return Err(bad(
+                "engine.time_wait_secs".into(),
+                g.time_wait_secs.to_string(),
+                "between 0 and 300 seconds (2*MSL; the default 240 is MSL = 120 s)",
+            ));
+        }
+        if !(1..=1 << 20).contains(&g.max_backlog) {
+            return Err(bad("engine.max_backlog".into(), g.max_backlog.to_string(), "between 1 and 1048576"));
+        }
+        if !(1..=3600).contains(&g.tcp_timeout_secs) {
+            return Err(bad(
+                "engine.tcp_timeout_secs".into(),
+                g.tcp_timeout_secs.to_string(),
+                "between 1 and 3600 seconds",
+            ));
+        }
         if g.idle_sleep_max_us > 1_000_000 {
             return Err(bad(
                 "engine.idle_sleep_max_us".into(),
@@ -290,8 +374,19 @@ impl Config {
             if !seen.insert(s.port()) {
                 return Err(bad(format!("service[{i}].port"), s.port().to_string(), "already used by another service"));
             }
-            if !(1..=4096).contains(&s.backlog()) {
-                return Err(bad(format!("service[{i}].backlog"), s.backlog().to_string(), "between 1 and 4096"));
+            let l = s.listen();
+            if l.backlog > 1 << 20 {
+                return Err(bad(
+                    format!("service[{i}].backlog"),
+                    l.backlog.to_string(),
+                    "between 0 and 1048576 (values above engine.max_backlog are clamped to it)",
+                ));
+            }
+            if let Err(why) = l.policy.parse::<BacklogPolicy>() {
+                return Err(bad(format!("service[{i}].policy"), format!("{:?}", l.policy), &why));
+            }
+            if let Err(why) = l.on_full.parse::<OnFull>() {
+                return Err(bad(format!("service[{i}].on_full"), format!("{:?}", l.on_full), &why));
             }
             if let ServiceSection::Http { content_type, .. } = s {
                 if content_type.is_empty() || content_type.contains(['\r', '\n']) {
@@ -325,7 +420,21 @@ mod tests {
         assert_eq!(r.ports.len(), 1);
         assert_eq!(r.ports[0].address, Ipv4Addr::new(198, 18, 0, 2));
         assert_eq!(r.ports[0].prefix_len, 24);
-        assert_eq!(r.config.services.len(), 2);
+        assert_eq!(r.config.services.len(), 3);
+        let hold = r.config.services[2].listen();
+        assert_eq!((r.config.services[2].kind(), hold.port, hold.backlog), ("hold", 9000, 2));
+        assert_eq!((hold.policy.as_str(), hold.on_full.as_str()), ("bsd", "refuse"));
+    }
+
+    /// T1: 0 and 300 s are the edges.
+    #[test]
+    fn t1_time_wait_edges_are_accepted() {
+        for v in [0, 300] {
+            let text = format!(
+                "[engine]\ntime_wait_secs = {v}\n[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\n"
+            );
+            assert_eq!(Config::parse(&text, "t", None).unwrap().config.engine.time_wait_secs, v);
+        }
     }
 
     #[test]
@@ -339,7 +448,9 @@ mod tests {
         assert_eq!(r.config.eal.memory_mb, 256);
         assert!(r.config.eal.no_huge);
         assert_eq!(r.config.services[0].port(), 80);
-        assert_eq!(r.config.services[0].backlog(), 16);
+        assert_eq!(r.config.services[0].backlog(), 511);
+        assert_eq!(r.config.services[0].listen().policy, "linux");
+        assert_eq!(r.config.engine.time_wait_secs, 240);
     }
 
     /// Each bad config, and words its error must contain.
@@ -355,7 +466,19 @@ mod tests {
                 format!("{port}[[service]]\nkind = \"echo\"\n[[service]]\nkind = \"http\"\nport = 7\n"),
                 &["service[1].port", "7", "already"],
             ),
-            (format!("{port}[[service]]\nkind = \"echo\"\nbacklog = 0\n"), &["service[0].backlog"]),
+            (format!("{port}[[service]]\nkind = \"echo\"\nbacklog = 2000000\n"), &["service[0].backlog", "2000000"]),
+            (
+                format!("{port}[[service]]\nkind = \"hold\"\nport = 9000\npolicy = \"berkeley\"\n"),
+                &["service[0].policy", "berkeley", "bsd"],
+            ),
+            (
+                format!("{port}[[service]]\nkind = \"hold\"\nport = 9000\non_full = \"reject\"\n"),
+                &["service[0].on_full", "reject", "refuse"],
+            ),
+            (format!("{port}[[service]]\nkind = \"hold\"\n"), &["port"]),
+            (format!("{port}[engine]\ntime_wait_secs = 301\n"), &["engine.time_wait_secs", "301", "300"]),
+            (format!("{port}[engine]\nmax_backlog = 0\n"), &["engine.max_backlog", "0"]),
+            (format!("{port}[engine]\ntcp_timeout_secs = 0\n"), &["engine.tcp_timeout_secs"]),
             (
                 "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2\"\n".into(),
                 &["port[0].address", "198.18.0.2", "prefix"],

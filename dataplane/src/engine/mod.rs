@@ -1,45 +1,89 @@
 //! The TCP engine of one core.
 //!
-//! An [`Engine`] owns a smoltcp [`Interface`] (ARP, ICMP echo, IPv4, TCP), its sockets, the
-//! listeners of the built-in services and the sessions running on accepted connections. It is
-//! pure logic over a [`BurstDevice`] and a clock: every entry point takes `now` and
-//! [`Engine::poll`] returns the next deadline; it never reads a clock, sleeps or touches DPDK.
+//! An [`Engine`] owns one smoltcp [`Interface`] (ARP, ICMP echo, IPv4, TCP), its connections, its
+//! listeners, its TIME_WAIT table and the sessions of the built-in services. It is pure logic over
+//! a [`BurstDevice`] and a clock: every entry point takes `now`, [`Engine::poll`] returns the next
+//! deadline, and nothing in it reads a clock, sleeps or touches DPDK.
 //!
 //! Call order, once per loop turn: `device.refill()`, then [`Engine::poll`], then
 //! `device.flush()` (the per-core loop in [`crate::lcore`] does exactly this).
 //!
-//! Listeners keep `backlog` sockets in LISTEN and re-arm a fresh one right after each frame that
-//! takes one out of LISTEN (DESIGN fact 6), so a burst of SYNs finds a listening socket for each.
-//! A SYN for a port with no listener is refused with an RST by smoltcp. What this engine does not do
-//! yet: its own 4-tuple demux (smoltcp still scans every socket per frame, DESIGN fact 5), the
-//! accept-queue limit and `on_full` policies of SEMANTICS B1-B5/L4, and the compact TIME_WAIT
-//! table of T1-T2 (smoltcp keeps the whole socket for its fixed 10 s).
+//! # Demux: O(1) per frame, whatever the number of connections
+//! smoltcp scans every socket of a set for every frame (DESIGN fact 5). The engine never hands it
+//! more than one socket. Each connection lives in a slot with a one-socket `SocketSet`. For each
+//! frame the engine reads the headers itself ([`flow::classify`]) and decides ([`Demux`]):
+//! - **Flow**: the 4-tuple is in the flow table → `poll_ingress_single` on that connection's set.
+//!   A retransmitted SYN reaches its own half-open connection this way.
+//! - **TIME_WAIT**: the 4-tuple is in the TIME_WAIT table → re-ACK a FIN, accept a new
+//!   incarnation's SYN, or ignore ([`time_wait`]).
+//! - **Listener**: a SYN for a port with a listener that has room → one of the listener's armed
+//!   LISTEN sockets takes it, and the flow table learns the 4-tuple. The ring is re-armed from the
+//!   pool at once (DESIGN fact 6).
+//! - **Refuse**: a full listener with `on_full = refuse`, or no connection and no listener →
+//!   `poll_ingress_single` with an empty set, on which smoltcp answers with an RST (L4).
+//! - **Drop**: a full listener with `on_full = drop` → the SYN is dropped unseen (B3).
+//!
+//! ARP and ICMP go to smoltcp with the empty set too.
+//!
+//! # Egress only where there is work
+//! A connection is polled for egress, and its session run, only when something happened to it:
+//! - a frame arrived for it;
+//! - its timer fired (retransmission, delayed ACK, ...: `poll_at` of its one-socket set,
+//!   kept in a [`timer::TimerWheel`]);
+//! - an ARP answer came while it waited for a neighbour.
+//!
+//! No loop turn walks all connections.
+//!
+//! # Sockets and buffers are pooled
+//! A slot whose connection ended keeps its socket and buffers; `listen()` re-arms it silently
+//! (no RST), so a handshake allocates nothing once the pool is warm.
+//!
+//! # Listeners and backlog
+//! See [`listener`] for the policies (`bsd`, `solaris`, `exact`, `linux`), the half-open and queued
+//! counts, and `on_full`.
 
+pub mod flow;
+pub mod listener;
 mod stream;
 #[cfg(test)]
 mod tests;
+pub mod time_wait;
+pub mod timer;
 
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
-use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::phy::TxToken;
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
 
 use crate::phy::BurstDevice;
 use crate::services::{Progress, ServiceKind, Session};
+use flow::{FourTuple, Frame, Segment};
+pub use listener::{BacklogPolicy, ListenerStats, OnFull};
 use stream::TcpStream;
+pub use time_wait::TimeWaitStats;
+use time_wait::{TimeWaitAction, TimeWaitTable};
+use timer::TimerWheel;
 
 /// The engine clock's instant type (microseconds since an origin the caller picks).
 pub use smoltcp::time::Instant as EngineInstant;
+
+/// LISTEN sockets kept armed per listener, ahead of SYNs.
+const ARMED: usize = 2;
 
 /// A listener of a built-in service.
 #[derive(Clone, Debug)]
 pub struct ListenerSpec {
     pub port: u16,
     pub service: ServiceKind,
-    /// Sockets kept in LISTEN: how many handshakes may be in progress at once.
+    /// The backlog value, as an application passes it to listen() (SEMANTICS B2).
     pub backlog: usize,
+    pub policy: BacklogPolicy,
+    pub on_full: OnFull,
 }
 
 /// Everything an engine needs to start.
@@ -55,6 +99,32 @@ pub struct EngineConfig {
     pub tcp_tx_buffer: usize,
     /// Seed for ISNs and ephemeral ports: take it from a real random source.
     pub random_seed: u64,
+    /// How long a closed connection's 4-tuple stays in TIME_WAIT (T1: 0 to 300 s).
+    pub time_wait: Duration,
+    /// Backlog values above this are clamped to it (B5); also bounds half-open connections
+    /// under the `linux` policy.
+    pub max_backlog: usize,
+    /// A connection whose sent data (or SYN-ACK) goes unacknowledged this long is aborted.
+    pub tcp_timeout: Duration,
+}
+
+impl EngineConfig {
+    /// A configuration with the defaults for everything but the addresses.
+    pub fn new(mac: [u8; 6], address: Ipv4Addr, prefix_len: u8) -> Self {
+        EngineConfig {
+            mac,
+            address,
+            prefix_len,
+            gateway: None,
+            listeners: Vec::new(),
+            tcp_rx_buffer: 65536,
+            tcp_tx_buffer: 65536,
+            random_seed: 0,
+            time_wait: time_wait::DEFAULT_DELAY,
+            max_backlog: 4096,
+            tcp_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Why an engine could not be built from its config.
@@ -72,47 +142,120 @@ pub enum EngineError {
     DuplicatePort(u16),
     #[error("listener on TCP port {0}: port 0 cannot be listened on")]
     ZeroPort(u16),
-    #[error("listener on TCP port {port}: backlog must be at least 1")]
-    ZeroBacklog { port: u16 },
     #[error("TCP buffer size {0} is out of range (1024..=16777216)")]
     BadBuffer(usize),
+    #[error("TIME_WAIT delay {0:?} is out of range (0 to 300 s)")]
+    TimeWaitOutOfRange(Duration),
+    #[error("max_backlog {0} is out of range (1..=1048576)")]
+    BadMaxBacklog(usize),
+    #[error("TCP timeout {0:?} is out of range (1 s to 1 h)")]
+    BadTimeout(Duration),
 }
 
 /// Counters of an engine.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EngineStats {
-    /// Connections whose handshake completed.
-    pub accepted: u64,
-    /// Connections that ended (closed or reset) and were freed.
+    /// Handshakes completed, on all listeners.
+    pub established: u64,
+    /// Connections that ended (closed, reset or timed out) and went back to the pool.
     pub closed: u64,
-    /// Connections open now.
-    pub open: u64,
+    /// Connections open now (half-open, queued or accepted).
+    pub open: usize,
+    /// Slots allocated (open connections, armed LISTEN sockets and the free pool).
+    pub slots: usize,
+    /// Slots in the free pool.
+    pub free_slots: usize,
+    /// Frames demultiplexed.
+    pub frames: u64,
+    /// TCP segments answered with an RST because no connection or listener wanted them.
+    pub no_listener: u64,
+}
+
+/// What the demux decided for a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Demux {
+    /// An open connection's segment.
+    Flow(u32),
+    /// A SYN for a listener with room.
+    Listener(usize),
+    /// A segment for a 4-tuple in TIME_WAIT.
+    TimeWait(TimeWaitAction),
+    /// Answered with an RST (full listener with `on_full = refuse`, or nothing wants it).
+    Refuse,
+    /// Dropped unseen (full listener with `on_full = drop`, or a TIME_WAIT segment with a bad
+    /// checksum).
+    Drop,
+    /// Not TCP for us (ARP, ICMP, other): smoltcp decides.
+    Other,
+}
+
+/// Where a slot's connection is in its life.
+enum Phase {
+    /// In the pool.
+    Free,
+    /// LISTEN, in its listener's ring.
+    Armed,
+    /// SYN received, handshake in progress.
+    HalfOpen,
+    /// Handshake completed, not accepted (a service that does not accept).
+    Queued,
+    /// Accepted by a service session.
+    Accepted(Session),
+}
+
+/// One connection: its socket, alone in its set, and the engine's book-keeping.
+struct Slot {
+    set: SocketSet<'static>,
+    handle: SocketHandle,
+    phase: Phase,
+    listener: usize,
+    tuple: Option<FourTuple>,
+    /// The sequence number past the peer's FIN, once seen (for TIME_WAIT).
+    peer_fin_end: Option<u32>,
+    /// Our FIN is queued (the session is done).
+    closing: bool,
+    dirty: bool,
+    neighbor_wait: bool,
+    timer_gen: u32,
+    timer_at: Option<Instant>,
+}
+
+impl Slot {
+    fn socket(&mut self) -> &mut tcp::Socket<'static> {
+        self.set.get_mut::<tcp::Socket>(self.handle)
+    }
 }
 
 struct Listener {
     port: u16,
     service: ServiceKind,
-    /// Sockets in LISTEN (and those that just left it, until promoted).
-    listening: Vec<SocketHandle>,
+    policy: BacklogPolicy,
+    on_full: OnFull,
+    /// Armed LISTEN sockets, ready for the next SYNs.
+    ring: VecDeque<u32>,
+    stats: ListenerStats,
 }
 
-struct Conn {
-    handle: SocketHandle,
-    session: Session,
-    /// Our FIN is queued; the session is done.
-    closing: bool,
-    /// The handshake has completed (the session may run).
-    established: bool,
-}
-
-/// The TCP engine of one core. See the module documentation for the call order.
+/// The TCP engine of one core. See the module documentation.
 pub struct Engine {
     iface: Interface,
-    sockets: SocketSet<'static>,
+    local_ip: Ipv4Addr,
+    mac: [u8; 6],
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    flows: HashMap<FourTuple, u32, foldhash::fast::RandomState>,
     listeners: Vec<Listener>,
-    conns: Vec<Conn>,
+    by_port: HashMap<u16, usize, foldhash::fast::RandomState>,
+    time_wait: TimeWaitTable,
+    timers: TimerWheel,
+    dirty: Vec<u32>,
+    neighbor_wait: Vec<u32>,
+    /// An empty set: frames smoltcp handles without a socket (ARP, ICMP, RST for refusals).
+    empty: SocketSet<'static>,
     rx_buffer: usize,
     tx_buffer: usize,
+    max_backlog: usize,
+    tcp_timeout: smoltcp::time::Duration,
     stats: EngineStats,
 }
 
@@ -127,128 +270,381 @@ impl Engine {
         let mut icfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(cfg.mac)));
         icfg.random_seed = cfg.random_seed;
         let mut iface = Interface::new(icfg, device, now);
-        let addr: Ipv4Address = cfg.address;
         iface.update_ip_addrs(|a| {
-            a.push(IpCidr::Ipv4(Ipv4Cidr::new(addr, cfg.prefix_len))).expect("one address fits");
+            a.push(IpCidr::Ipv4(Ipv4Cidr::new(cfg.address, cfg.prefix_len))).expect("one address fits");
         });
         if let Some(gw) = cfg.gateway {
             iface.routes_mut().add_default_ipv4_route(gw).expect("one route fits");
         }
         let mut engine = Engine {
             iface,
-            sockets: SocketSet::new(Vec::new()),
+            local_ip: cfg.address,
+            mac: cfg.mac,
+            slots: Vec::new(),
+            free: Vec::new(),
+            flows: HashMap::default(),
             listeners: Vec::new(),
-            conns: Vec::new(),
+            by_port: HashMap::default(),
+            time_wait: TimeWaitTable::new(cfg.time_wait),
+            timers: TimerWheel::new(now),
+            dirty: Vec::new(),
+            neighbor_wait: Vec::new(),
+            empty: SocketSet::new(Vec::new()),
             rx_buffer: cfg.tcp_rx_buffer,
             tx_buffer: cfg.tcp_tx_buffer,
+            max_backlog: cfg.max_backlog,
+            tcp_timeout: smoltcp::time::Duration::from_micros(cfg.tcp_timeout.as_micros() as u64),
             stats: EngineStats::default(),
         };
         for spec in &cfg.listeners {
-            let mut l = Listener { port: spec.port, service: spec.service.clone(), listening: Vec::new() };
-            for _ in 0..spec.backlog {
-                let h = engine.listen_socket(spec.port);
-                l.listening.push(h);
-            }
-            tracing::info!(port = spec.port, service = spec.service.name(), backlog = spec.backlog, "listening");
-            engine.listeners.push(l);
+            let li = engine.listeners.len();
+            let limit = spec.policy.limit(spec.backlog, cfg.max_backlog);
+            engine.listeners.push(Listener {
+                port: spec.port,
+                service: spec.service.clone(),
+                policy: spec.policy,
+                on_full: spec.on_full,
+                ring: VecDeque::with_capacity(ARMED),
+                stats: ListenerStats { limit, ..Default::default() },
+            });
+            engine.by_port.insert(spec.port, li);
+            engine.rearm(li);
+            tracing::info!(
+                port = spec.port,
+                service = spec.service.name(),
+                backlog = spec.backlog,
+                policy = %spec.policy,
+                on_full = spec.on_full.as_str(),
+                queue_limit = limit,
+                "listening"
+            );
         }
         Ok(engine)
     }
 
-    fn listen_socket(&mut self, port: u16) -> SocketHandle {
-        let rx = tcp::SocketBuffer::new(vec![0; self.rx_buffer]);
-        let tx = tcp::SocketBuffer::new(vec![0; self.tx_buffer]);
-        let mut s = tcp::Socket::new(rx, tx);
-        s.set_nagle_enabled(false); // services write whole messages
-        s.listen(port).expect("port validated non-zero; socket fresh");
-        self.sockets.add(s)
-    }
-
-    /// Processes the frames the device holds, runs the services, and queues what they send.
-    /// Returns when the engine next needs a poll without new frames (a timer), if ever.
-    ///
-    /// Frames are taken one at a time (`poll_ingress_single`) so that a listener is re-armed right
-    /// after a SYN takes one of its LISTEN sockets, even when many SYNs arrive in one burst.
+    /// Processes the frames the device holds, runs the services of the connections that had
+    /// something happen, and queues what they send. Returns when the engine next needs a poll
+    /// without new frames (a timer), if ever.
     pub fn poll<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D) -> Option<Instant> {
         self.iface.poll_maintenance(now);
-        loop {
-            match self.iface.poll_ingress_single(now, device, &mut self.sockets) {
-                PollIngressSingleResult::None => break,
-                PollIngressSingleResult::PacketProcessed => {}
-                PollIngressSingleResult::SocketStateChanged => self.promote(),
-            }
+        while let Some(frame) = device.peek() {
+            let class = flow::classify(frame, self.local_ip);
+            self.stats.frames += 1;
+            self.ingress(now, device, class);
         }
-        self.drive();
-        while self.iface.poll_egress(now, device, &mut self.sockets) != PollResult::None {}
-        self.iface.poll_at(now, &self.sockets)
+        self.time_wait.expire(now);
+        let (slots, dirty) = (&mut self.slots, &mut self.dirty);
+        self.timers.advance(now, |id, gen| {
+            let s = &mut slots[id as usize];
+            if s.timer_gen == gen && s.timer_at.is_some() {
+                s.timer_at = None;
+                if !s.dirty {
+                    s.dirty = true;
+                    dirty.push(id);
+                }
+            }
+        });
+        while let Some(id) = self.dirty.pop() {
+            self.service(now, device, id);
+        }
+        match (self.timers.next_deadline(now), self.time_wait.next_expiry(now)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Moves sockets that left LISTEN to the connection list and re-arms their listeners.
-    fn promote(&mut self) {
-        for li in 0..self.listeners.len() {
-            let mut i = 0;
-            while i < self.listeners[li].listening.len() {
-                let h = self.listeners[li].listening[i];
-                if self.sockets.get::<tcp::Socket>(h).state() == tcp::State::Listen {
-                    i += 1;
-                    continue;
+    /// Decides about one frame and hands it on.
+    fn ingress<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, class: Frame) {
+        match self.demux(&class, device) {
+            Demux::Flow(id) => {
+                let slot = &mut self.slots[id as usize];
+                if let Frame::Tcp(seg) = class {
+                    if seg.flags.fin {
+                        slot.peer_fin_end = Some(seg.seq_end());
+                    }
                 }
-                let port = self.listeners[li].port;
-                let fresh = self.listen_socket(port);
+                self.iface.poll_ingress_single(now, device, &mut slot.set);
+                self.mark_dirty(id);
+            }
+            Demux::Listener(li) => {
+                let Frame::Tcp(seg) = class else { unreachable!("only SYNs reach a listener") };
+                self.syn(now, device, li, seg);
+            }
+            Demux::TimeWait(TimeWaitAction::ReAck) => {
+                let Frame::Tcp(seg) = class else { unreachable!() };
+                device.skip();
+                if let Some(tok) = device.transmit(now) {
+                    tok.consume(time_wait::ACK_FRAME_LEN, |buf| time_wait::write_ack(buf, self.mac, &seg));
+                }
+            }
+            Demux::TimeWait(_) | Demux::Drop => device.skip(),
+            Demux::Refuse => {
+                self.iface.poll_ingress_single(now, device, &mut self.empty);
+            }
+            Demux::Other => {
+                self.iface.poll_ingress_single(now, device, &mut self.empty);
+                if matches!(class, Frame::Arp) {
+                    self.wake_neighbor_waiters();
+                }
+            }
+        }
+    }
+
+    /// The demux decision for a classified frame (counts what it decides).
+    fn demux<D: BurstDevice + ?Sized>(&mut self, class: &Frame, device: &mut D) -> Demux {
+        let Frame::Tcp(seg) = class else { return Demux::Other };
+        if let Some(&id) = self.flows.get(&seg.tuple) {
+            return Demux::Flow(id);
+        }
+        if self.time_wait.contains(&seg.tuple) {
+            // Act only on segments that are what they claim.
+            if !device.peek().is_some_and(time_wait::checksum_ok) {
+                return Demux::Drop;
+            }
+            match self.time_wait.on_segment(seg) {
+                TimeWaitAction::Reuse => {} // the entry is gone: a new connection
+                action => return Demux::TimeWait(action),
+            }
+        }
+        let f = seg.flags;
+        if f.syn && !f.ack && !f.rst {
+            if let Some(&li) = self.by_port.get(&seg.tuple.local_port) {
                 let l = &mut self.listeners[li];
-                l.listening[i] = fresh;
-                let session = l.service.session();
-                self.conns.push(Conn { handle: h, session, closing: false, established: false });
-                self.stats.open += 1;
-                i += 1;
+                l.stats.syns += 1;
+                if !l.stats.is_full(l.policy, self.max_backlog) {
+                    return Demux::Listener(li);
+                }
+                return match l.on_full {
+                    OnFull::Refuse => {
+                        l.stats.refused += 1;
+                        Demux::Refuse
+                    }
+                    OnFull::Drop => {
+                        l.stats.dropped += 1;
+                        Demux::Drop
+                    }
+                };
+            }
+        }
+        if !f.rst {
+            self.stats.no_listener += 1;
+        }
+        Demux::Refuse
+    }
+
+    /// A SYN for listener `li`, which has room: an armed LISTEN socket takes it.
+    fn syn<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, li: usize, seg: Segment) {
+        let id = match self.listeners[li].ring.pop_front() {
+            Some(id) => id,
+            None => self.arm(li),
+        };
+        let slot = &mut self.slots[id as usize];
+        self.iface.poll_ingress_single(now, device, &mut slot.set);
+        if slot.socket().state() == tcp::State::Listen {
+            // Not taken (a bad checksum, say): it stays armed.
+            self.listeners[li].ring.push_front(id);
+            return;
+        }
+        slot.tuple = Some(seg.tuple);
+        slot.phase = Phase::HalfOpen;
+        self.flows.insert(seg.tuple, id);
+        self.listeners[li].stats.half_open += 1;
+        self.stats.open += 1;
+        self.mark_dirty(id); // its SYN-ACK goes out on egress
+        self.rearm(li);
+    }
+
+    /// Tops the listener's ring up to [`ARMED`] LISTEN sockets.
+    fn rearm(&mut self, li: usize) {
+        while self.listeners[li].ring.len() < ARMED {
+            let id = self.arm(li);
+            self.listeners[li].ring.push_back(id);
+        }
+    }
+
+    /// A slot from the pool (or a new one), in LISTEN on listener `li`'s port.
+    fn arm(&mut self, li: usize) -> u32 {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                let rx = tcp::SocketBuffer::new(vec![0; self.rx_buffer]);
+                let tx = tcp::SocketBuffer::new(vec![0; self.tx_buffer]);
+                let mut set = SocketSet::new(Vec::with_capacity(1));
+                let handle = set.add(tcp::Socket::new(rx, tx));
+                self.slots.push(Slot {
+                    set,
+                    handle,
+                    phase: Phase::Free,
+                    listener: 0,
+                    tuple: None,
+                    peer_fin_end: None,
+                    closing: false,
+                    dirty: false,
+                    neighbor_wait: false,
+                    timer_gen: 0,
+                    timer_at: None,
+                });
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 connections")
+            }
+        };
+        let (port, timeout) = (self.listeners[li].port, self.tcp_timeout);
+        let slot = &mut self.slots[id as usize];
+        slot.phase = Phase::Armed;
+        slot.listener = li;
+        let s = slot.socket();
+        // listen() resets a Closed or TimeWait socket without sending anything.
+        s.listen(port).expect("a pooled socket is closed and the port is non-zero");
+        s.set_nagle_enabled(false); // services write whole messages
+        s.set_ack_delay(Some(smoltcp::time::Duration::from_millis(10)));
+        s.set_timeout(Some(timeout));
+        id
+    }
+
+    fn mark_dirty(&mut self, id: u32) {
+        let s = &mut self.slots[id as usize];
+        if !s.dirty {
+            s.dirty = true;
+            self.dirty.push(id);
+        }
+    }
+
+    fn wake_neighbor_waiters(&mut self) {
+        let waiting = std::mem::take(&mut self.neighbor_wait);
+        for id in waiting {
+            if std::mem::take(&mut self.slots[id as usize].neighbor_wait) {
+                self.mark_dirty(id);
             }
         }
     }
 
-    /// Runs every session once; frees ended connections.
-    fn drive(&mut self) {
-        let mut i = 0;
-        while i < self.conns.len() {
-            let c = &mut self.conns[i];
-            let sock = self.sockets.get_mut::<tcp::Socket>(c.handle);
-            match sock.state() {
-                tcp::State::Closed => {
-                    let c = self.conns.swap_remove(i);
-                    self.sockets.remove(c.handle);
-                    self.stats.closed += 1;
-                    self.stats.open -= 1;
-                    continue;
+    /// Runs a connection that had something happen: handshake completion, its session, egress,
+    /// its next timer, or its end.
+    fn service<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, id: u32) {
+        let slot = &mut self.slots[id as usize];
+        slot.dirty = false;
+        let state = slot.socket().state();
+        if matches!(slot.phase, Phase::HalfOpen)
+            && !matches!(state, tcp::State::Listen | tcp::State::SynReceived | tcp::State::Closed)
+        {
+            let l = &mut self.listeners[slot.listener];
+            l.stats.half_open -= 1;
+            l.stats.completed += 1;
+            self.stats.established += 1;
+            slot.phase = match l.service.session() {
+                Some(session) => {
+                    l.stats.accepted += 1;
+                    Phase::Accepted(session)
                 }
-                tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived => {
-                    i += 1;
-                    continue;
+                None => {
+                    l.stats.queued += 1;
+                    Phase::Queued
                 }
-                _ => {}
-            }
-            if !c.established {
-                c.established = true;
-                self.stats.accepted += 1;
-            }
-            if !c.closing {
-                let mut stream = TcpStream(sock);
-                if c.session.drive(&mut stream) == Progress::Close {
-                    stream.0.close();
-                    c.closing = true;
-                }
-            }
-            i += 1;
+            };
         }
+        if !slot.closing && !matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
+            let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
+            let close = match &mut slot.phase {
+                Phase::Accepted(session) => session.drive(&mut TcpStream(sock)) == Progress::Close,
+                // A queued connection whose peer has gone leaves the queue.
+                Phase::Queued => state == tcp::State::CloseWait,
+                _ => false,
+            };
+            if close {
+                sock.close();
+                // The ACK of the peer's FIN must leave before the socket is recycled into the
+                // TIME_WAIT table (smoltcp delays it 10 ms otherwise).
+                sock.set_ack_delay(None);
+                slot.closing = true;
+            }
+        }
+        let mut emitted = false;
+        while self.iface.poll_egress(now, device, &mut slot.set) == PollResult::SocketStateChanged {
+            emitted = true;
+        }
+        let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
+        let state = sock.state();
+        if matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
+            self.release(now, id, state == tcp::State::TimeWait);
+            return;
+        }
+        let wants_to_send = sock.send_queue() > 0
+            || matches!(
+                state,
+                tcp::State::SynReceived | tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck
+            );
+        let at = self.iface.poll_at(now, &slot.set);
+        if !emitted && wants_to_send && !slot.neighbor_wait {
+            // Maybe blocked on ARP: poll it again when an ARP frame arrives.
+            slot.neighbor_wait = true;
+            self.neighbor_wait.push(id);
+        }
+        if at != slot.timer_at {
+            slot.timer_at = at;
+            slot.timer_gen = slot.timer_gen.wrapping_add(1);
+            if let Some(at) = at {
+                self.timers.insert(id, slot.timer_gen, at);
+            }
+        }
+    }
+
+    /// Returns an ended connection's slot to the pool; a connection in TIME_WAIT leaves an entry.
+    fn release(&mut self, now: Instant, id: u32, time_wait: bool) {
+        let slot = &mut self.slots[id as usize];
+        if let Some(t) = slot.tuple.take() {
+            self.flows.remove(&t);
+            if time_wait {
+                self.time_wait.insert(t, slot.peer_fin_end.unwrap_or(0), now);
+            }
+        }
+        let l = &mut self.listeners[slot.listener].stats;
+        match std::mem::replace(&mut slot.phase, Phase::Free) {
+            Phase::HalfOpen => l.half_open -= 1,
+            Phase::Queued => l.queued -= 1,
+            Phase::Accepted(_) => {}
+            Phase::Armed | Phase::Free => unreachable!("only connections are released"),
+        }
+        self.stats.open -= 1;
+        self.stats.closed += 1;
+        slot.peer_fin_end = None;
+        slot.closing = false;
+        slot.neighbor_wait = false;
+        slot.timer_at = None;
+        slot.timer_gen = slot.timer_gen.wrapping_add(1);
+        self.free.push(id);
     }
 
     pub fn stats(&self) -> EngineStats {
-        self.stats
+        EngineStats { slots: self.slots.len(), free_slots: self.free.len(), ..self.stats }
+    }
+
+    /// The counters of the listener on `port`.
+    pub fn listener_stats(&self, port: u16) -> Option<ListenerStats> {
+        self.by_port.get(&port).map(|&li| self.listeners[li].stats)
+    }
+
+    pub fn time_wait_stats(&self) -> TimeWaitStats {
+        self.time_wait.stats()
+    }
+
+    /// Heap bytes per TIME_WAIT entry at the table's current size.
+    pub fn time_wait_bytes_per_entry(&self) -> Option<usize> {
+        self.time_wait.bytes_per_entry()
+    }
+
+    /// Bytes one connection slot holds: the slot, its one-socket set's storage (the socket
+    /// itself) and its two buffers. The flow-table entry and a service session come on top.
+    pub fn bytes_per_connection(&self) -> usize {
+        std::mem::size_of::<Slot>() + std::mem::size_of::<SocketStorage>() + self.rx_buffer + self.tx_buffer
+    }
+
+    /// Connections waiting in timers (for tests and introspection).
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
     }
 
     /// The interface's MAC address.
     pub fn mac(&self) -> [u8; 6] {
-        match self.iface.hardware_addr() {
-            HardwareAddress::Ethernet(e) => e.0,
-        }
+        self.mac
     }
 }
 
@@ -274,13 +670,19 @@ fn validate(cfg: &EngineConfig) -> Result<(), EngineError> {
             return Err(EngineError::BadBuffer(b));
         }
     }
+    if cfg.time_wait > time_wait::MAX_DELAY {
+        return Err(EngineError::TimeWaitOutOfRange(cfg.time_wait));
+    }
+    if !(1..=1 << 20).contains(&cfg.max_backlog) {
+        return Err(EngineError::BadMaxBacklog(cfg.max_backlog));
+    }
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&cfg.tcp_timeout) {
+        return Err(EngineError::BadTimeout(cfg.tcp_timeout));
+    }
     let mut ports = std::collections::HashSet::new();
     for l in &cfg.listeners {
         if l.port == 0 {
             return Err(EngineError::ZeroPort(l.port));
-        }
-        if l.backlog == 0 {
-            return Err(EngineError::ZeroBacklog { port: l.port });
         }
         if !ports.insert(l.port) {
             return Err(EngineError::DuplicatePort(l.port));

@@ -82,6 +82,14 @@ impl BurstDevice for MemoryDevice {
     fn flush(&mut self) -> usize {
         0
     }
+
+    fn peek(&mut self) -> Option<&[u8]> {
+        self.staged.front().map(Vec::as_slice)
+    }
+
+    fn skip(&mut self) {
+        self.staged.pop_front();
+    }
 }
 
 impl phy::Device for MemoryDevice {

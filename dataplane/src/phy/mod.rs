@@ -16,6 +16,11 @@ pub trait BurstDevice: smoltcp::phy::Device {
     fn refill(&mut self) -> usize;
     /// Sends the frames staged by TX tokens; returns how many left.
     fn flush(&mut self) -> usize;
+    /// The next received frame, without taking it: [`smoltcp::phy::Device::receive`] returns this
+    /// same frame next. Lets the engine demultiplex before smoltcp sees the frame.
+    fn peek(&mut self) -> Option<&[u8]>;
+    /// Drops the next received frame.
+    fn skip(&mut self);
 }
 
 /// Ethernet frame size for a 1500-byte MTU (header included, no FCS).

@@ -71,6 +71,20 @@ impl BurstDevice for PortDevice<'_> {
         self.stats.tx_frames += n as u64;
         n
     }
+
+    #[inline]
+    fn peek(&mut self) -> Option<&[u8]> {
+        while !self.rx.front_is_contiguous()? {
+            drop(self.rx.pop());
+            self.stats.rx_multiseg_dropped += 1;
+        }
+        self.rx.front_data()
+    }
+
+    #[inline]
+    fn skip(&mut self) {
+        drop(self.rx.pop());
+    }
 }
 
 impl<'p> phy::Device for PortDevice<'p> {

@@ -15,6 +15,9 @@ use super::{Progress, Stream};
 /// Largest request head (request line and headers) accepted.
 pub const MAX_HEAD: usize = 8192;
 
+/// Bytes read from the connection per step.
+const READ_CHUNK: usize = 2048;
+
 /// The service's settings and its prebuilt responses.
 #[derive(Debug)]
 pub struct HttpConfig {
@@ -251,9 +254,9 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
 #[derive(Debug)]
 pub struct Http {
     cfg: Arc<HttpConfig>,
-    /// Received bytes not parsed yet (a head, or several pipelined ones).
-    input: Box<[u8; MAX_HEAD]>,
-    len: usize,
+    /// Received bytes not parsed yet (a head, or several pipelined ones). Grows only as far as
+    /// the requests need (an idle connection holds no head buffer).
+    input: Vec<u8>,
     /// The response being queued, and how much of it is queued.
     out: Option<(Arc<[u8]>, usize)>,
     /// Request body bytes still to discard.
@@ -266,12 +269,27 @@ pub struct Http {
 
 impl Http {
     pub fn new(cfg: Arc<HttpConfig>) -> Self {
-        Http { cfg, input: Box::new([0; MAX_HEAD]), len: 0, out: None, skip: 0, closing: false, requests: 0 }
+        Http { cfg, input: Vec::new(), out: None, skip: 0, closing: false, requests: 0 }
     }
 
     fn consume_input(&mut self, n: usize) {
-        self.input.copy_within(n..self.len, 0);
-        self.len -= n;
+        self.input.drain(..n);
+        if self.input.is_empty() && self.input.capacity() > 2 * READ_CHUNK {
+            self.input = Vec::new();
+        }
+    }
+
+    /// Reads what the stream has, up to [`MAX_HEAD`] buffered bytes.
+    fn fill(&mut self, s: &mut dyn Stream) {
+        let mut chunk = [0u8; READ_CHUNK];
+        while self.input.len() < MAX_HEAD {
+            let want = (MAX_HEAD - self.input.len()).min(READ_CHUNK);
+            let n = s.recv_into(&mut chunk[..want]);
+            if n == 0 {
+                break;
+            }
+            self.input.extend_from_slice(&chunk[..n]);
+        }
     }
 
     pub fn drive(&mut self, s: &mut dyn Stream) -> Progress {
@@ -288,24 +306,23 @@ impl Http {
             }
             // Discard request body bytes, first from what is buffered, then from the stream.
             while self.skip > 0 {
-                if self.len > 0 {
-                    let n = self.len.min(usize::try_from(self.skip).unwrap_or(usize::MAX));
+                if !self.input.is_empty() {
+                    let n = self.input.len().min(usize::try_from(self.skip).unwrap_or(usize::MAX));
                     self.consume_input(n);
                     self.skip -= n as u64;
                     continue;
                 }
-                let want = usize::try_from(self.skip).unwrap_or(usize::MAX).min(MAX_HEAD);
-                let n = s.recv_into(&mut self.input[..want]);
+                let mut scratch = [0u8; READ_CHUNK];
+                let want = usize::try_from(self.skip).unwrap_or(usize::MAX).min(READ_CHUNK);
+                let n = s.recv_into(&mut scratch[..want]);
                 if n == 0 {
                     return if s.peer_finished() { Progress::Close } else { Progress::Open };
                 }
                 self.skip -= n as u64;
             }
-            if self.len < MAX_HEAD {
-                self.len += s.recv_into(&mut self.input[self.len..]);
-            }
-            match parse(&self.input[..self.len]) {
-                Parse::Incomplete if self.len >= MAX_HEAD => self.fail(HttpError::HeadTooLarge),
+            self.fill(s);
+            match parse(&self.input) {
+                Parse::Incomplete if self.input.len() >= MAX_HEAD => self.fail(HttpError::HeadTooLarge),
                 Parse::Incomplete => {
                     // An unfinished request at the peer's FIN is abandoned.
                     return if s.peer_finished() { Progress::Close } else { Progress::Open };
@@ -324,7 +341,7 @@ impl Http {
 
     fn fail(&mut self, e: HttpError) {
         self.requests += 1;
-        self.len = 0;
+        self.input = Vec::new();
         self.closing = true;
         self.out = Some((self.cfg.errors[e as usize].clone(), 0));
     }

@@ -41,6 +41,10 @@ pub enum ServiceKind {
     Echo,
     /// HTTP/1.1 with a fixed body.
     Http(std::sync::Arc<HttpConfig>),
+    /// Listens, never accepts: completed connections stay queued, so the listener's backlog
+    /// (SEMANTICS B, L4) can be seen from outside with an ordinary client. A queued connection
+    /// whose peer closes is closed and leaves the queue.
+    Hold,
 }
 
 impl ServiceKind {
@@ -48,14 +52,17 @@ impl ServiceKind {
         match self {
             ServiceKind::Echo => "echo",
             ServiceKind::Http(_) => "http",
+            ServiceKind::Hold => "hold",
         }
     }
 
-    /// A new session of this service for an accepted connection.
-    pub fn session(&self) -> Session {
+    /// The session that accepts a connection whose handshake completed, or `None` for a service
+    /// that does not accept (the connection stays queued).
+    pub fn session(&self) -> Option<Session> {
         match self {
-            ServiceKind::Echo => Session::Echo(Echo::new()),
-            ServiceKind::Http(cfg) => Session::Http(Http::new(cfg.clone())),
+            ServiceKind::Echo => Some(Session::Echo(Echo::new())),
+            ServiceKind::Http(cfg) => Some(Session::Http(Http::new(cfg.clone()))),
+            ServiceKind::Hold => None,
         }
     }
 }

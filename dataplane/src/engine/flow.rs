@@ -1,0 +1,104 @@
+//! Frame classification: the few header fields the engine's demux needs, read in place.
+
+use std::hash::{Hash, Hasher};
+use std::net::Ipv4Addr;
+
+use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
+
+/// A TCP connection's identity, from this engine's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FourTuple {
+    pub remote_ip: Ipv4Addr,
+    pub local_ip: Ipv4Addr,
+    pub remote_port: u16,
+    pub local_port: u16,
+}
+
+impl Hash for FourTuple {
+    /// Exactly the 12 bytes of the tuple, as two words (the flow table's hasher is keyed).
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64((u64::from(u32::from(self.remote_ip)) << 32) | u64::from(u32::from(self.local_ip)));
+        h.write_u32((u32::from(self.remote_port) << 16) | u32::from(self.local_port));
+    }
+}
+
+/// TCP header flags the demux looks at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// A received TCP segment for our address, as the demux sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub tuple: FourTuple,
+    pub flags: Flags,
+    pub seq: u32,
+    pub ack: u32,
+    /// Sequence space the segment occupies: payload, plus one each for SYN and FIN.
+    pub seq_len: u32,
+    pub src_mac: [u8; 6],
+}
+
+impl Segment {
+    /// The sequence number just past this segment.
+    pub fn seq_end(&self) -> u32 {
+        self.seq.wrapping_add(self.seq_len)
+    }
+}
+
+/// What kind of frame this is, for the demux.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A TCP segment (unfragmented IPv4) for `local`.
+    Tcp(Segment),
+    /// ARP: may answer a neighbour some connection waits for.
+    Arp,
+    /// Anything else (ICMP, other addresses, fragments, malformed): smoltcp decides.
+    Other,
+}
+
+/// Reads the headers of an Ethernet frame. Checksums are not verified here: smoltcp verifies the
+/// frames it processes, and the engine verifies the ones it answers itself.
+pub fn classify(frame: &[u8], local: Ipv4Addr) -> Frame {
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return Frame::Other;
+    };
+    match eth.ethertype() {
+        EthernetProtocol::Arp => return Frame::Arp,
+        EthernetProtocol::Ipv4 => {}
+        _ => return Frame::Other,
+    }
+    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+        return Frame::Other;
+    };
+    if ip.next_header() != IpProtocol::Tcp || ip.dst_addr() != local || ip.more_frags() || ip.frag_offset() != 0 {
+        return Frame::Other;
+    }
+    let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
+        return Frame::Other;
+    };
+    let flags = Flags { syn: tcp.syn(), ack: tcp.ack(), fin: tcp.fin(), rst: tcp.rst() };
+    let payload = tcp.payload().len() as u32;
+    Frame::Tcp(Segment {
+        tuple: FourTuple {
+            remote_ip: ip.src_addr(),
+            local_ip: ip.dst_addr(),
+            remote_port: tcp.src_port(),
+            local_port: tcp.dst_port(),
+        },
+        flags,
+        seq: tcp.seq_number().0 as u32,
+        ack: tcp.ack_number().0 as u32,
+        seq_len: payload + u32::from(flags.syn) + u32::from(flags.fin),
+        src_mac: eth.src_addr().0,
+    })
+}
+
+/// `a` is after `b` in sequence space (RFC 1982 comparison).
+pub fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}

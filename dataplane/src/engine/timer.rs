@@ -1,0 +1,144 @@
+//! A hashed timer wheel for connection deadlines (retransmission, delayed ACK, keep-alive, ...).
+//!
+//! Deadlines are rounded up to 1 ms ticks and hashed into `SLOTS` slots. Advancing visits only the
+//! slots of the ticks that passed; a deadline more than one turn of the wheel away stays in its
+//! slot until its tick comes. Entries are never removed early: each carries the generation of the
+//! connection's timer, and a stale one is ignored when it fires. Insert and expiry are O(1)
+//! amortised, whatever the number of connections.
+
+use smoltcp::time::{Duration, Instant};
+
+const SLOTS: usize = 1024;
+const TICK_US: i64 = 1000;
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    id: u32,
+    gen: u32,
+    tick: i64,
+}
+
+pub struct TimerWheel {
+    slots: Vec<Vec<Entry>>,
+    /// The next tick not yet expired.
+    cursor: i64,
+    len: usize,
+}
+
+fn tick_of(t: Instant) -> i64 {
+    // round up: never fire early
+    (t.total_micros() + TICK_US - 1).div_euclid(TICK_US)
+}
+
+impl TimerWheel {
+    pub fn new(now: Instant) -> Self {
+        TimerWheel { slots: (0..SLOTS).map(|_| Vec::new()).collect(), cursor: tick_of(now), len: 0 }
+    }
+
+    /// Schedules `(id, gen)` at `at` (a past deadline fires on the next advance).
+    pub fn insert(&mut self, id: u32, gen: u32, at: Instant) {
+        let tick = tick_of(at).max(self.cursor);
+        self.slots[(tick as usize) % SLOTS].push(Entry { id, gen, tick });
+        self.len += 1;
+    }
+
+    /// Moves time to `now`, calling `fire(id, gen)` for each entry whose tick has come.
+    pub fn advance(&mut self, now: Instant, mut fire: impl FnMut(u32, u32)) {
+        let end = now.total_micros().div_euclid(TICK_US);
+        if self.len == 0 {
+            self.cursor = self.cursor.max(end + 1);
+            return;
+        }
+        // Never visit more than one turn: beyond that every slot has been seen.
+        let last = end.min(self.cursor + SLOTS as i64 - 1);
+        let mut tick = self.cursor;
+        while tick <= last {
+            let slot = &mut self.slots[(tick as usize) % SLOTS];
+            let mut i = 0;
+            while i < slot.len() {
+                if slot[i].tick <= end {
+                    let e = slot.swap_remove(i);
+                    self.len -= 1;
+                    fire(e.id, e.gen);
+                } else {
+                    i += 1;
+                }
+            }
+            tick += 1;
+        }
+        self.cursor = self.cursor.max(end + 1);
+    }
+
+    /// An upper bound on the time until the next entry fires, looking at most one turn ahead.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        if self.len == 0 {
+            return None;
+        }
+        let start = self.cursor.max(now.total_micros().div_euclid(TICK_US));
+        for tick in start..start + SLOTS as i64 {
+            if self.slots[(tick as usize) % SLOTS].iter().any(|e| e.tick <= tick) {
+                return Some(Instant::from_micros(tick * TICK_US));
+            }
+        }
+        Some(now + Duration::from_millis(SLOTS as u64))
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fired(w: &mut TimerWheel, now_ms: i64) -> Vec<u32> {
+        let mut v = Vec::new();
+        w.advance(Instant::from_millis(now_ms), |id, _| v.push(id));
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn fires_at_the_deadline_never_before() {
+        let mut w = TimerWheel::new(Instant::from_millis(0));
+        w.insert(1, 0, Instant::from_micros(5_500));
+        w.insert(2, 0, Instant::from_millis(3));
+        assert!(fired(&mut w, 2).is_empty());
+        assert_eq!(fired(&mut w, 3), vec![2]);
+        assert!(fired(&mut w, 5).is_empty(), "5.5 ms rounds up to tick 6");
+        assert_eq!(fired(&mut w, 6), vec![1]);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn far_deadlines_wait_for_their_turn() {
+        let mut w = TimerWheel::new(Instant::from_millis(0));
+        w.insert(7, 0, Instant::from_millis(2500)); // beyond one 1024-tick turn
+        for t in (0..2500).step_by(100) {
+            assert!(fired(&mut w, t).is_empty(), "fired early at {t}");
+        }
+        assert_eq!(fired(&mut w, 2500), vec![7]);
+    }
+
+    #[test]
+    fn a_long_jump_fires_everything_due() {
+        let mut w = TimerWheel::new(Instant::from_millis(0));
+        for i in 0..100 {
+            w.insert(i, 0, Instant::from_millis(i as i64 * 37));
+        }
+        assert_eq!(fired(&mut w, 100_000).len(), 100);
+    }
+
+    #[test]
+    fn next_deadline_bounds_the_next_firing() {
+        let mut w = TimerWheel::new(Instant::from_millis(0));
+        assert_eq!(w.next_deadline(Instant::from_millis(0)), None);
+        w.insert(1, 0, Instant::from_millis(40));
+        assert_eq!(w.next_deadline(Instant::from_millis(0)), Some(Instant::from_millis(40)));
+    }
+}
