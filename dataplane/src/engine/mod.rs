@@ -216,8 +216,10 @@ struct Slot {
     closing: bool,
     dirty: bool,
     neighbor_wait: bool,
-    timer_gen: u32,
+    /// When the connection next needs a poll (smoltcp's `poll_at`), if ever.
     timer_at: Option<Instant>,
+    /// The tick of this slot's live entry in the timer wheel, if it has one.
+    wheel_tick: Option<i64>,
 }
 
 impl Slot {
@@ -249,6 +251,8 @@ pub struct Engine {
     time_wait: TimeWaitTable,
     timers: TimerWheel,
     dirty: Vec<u32>,
+    /// Timer entries that fired this turn (kept to reuse its allocation).
+    fired: Vec<(u32, i64)>,
     neighbor_wait: Vec<u32>,
     /// An empty set: frames smoltcp handles without a socket (ARP, ICMP, RST for refusals).
     empty: SocketSet<'static>,
@@ -288,6 +292,7 @@ impl Engine {
             time_wait: TimeWaitTable::new(cfg.time_wait),
             timers: TimerWheel::new(now),
             dirty: Vec::new(),
+            fired: Vec::new(),
             neighbor_wait: Vec::new(),
             empty: SocketSet::new(Vec::new()),
             rx_buffer: cfg.tcp_rx_buffer,
@@ -333,17 +338,25 @@ impl Engine {
             self.ingress(now, device, class);
         }
         self.time_wait.expire(now);
-        let (slots, dirty) = (&mut self.slots, &mut self.dirty);
-        self.timers.advance(now, |id, gen| {
-            let s = &mut slots[id as usize];
-            if s.timer_gen == gen && s.timer_at.is_some() {
-                s.timer_at = None;
-                if !s.dirty {
-                    s.dirty = true;
-                    dirty.push(id);
-                }
+        let mut fired = std::mem::take(&mut self.fired);
+        self.timers.advance(now, |id, tick| fired.push((id, tick)));
+        for (id, tick) in fired.drain(..) {
+            let s = &mut self.slots[id as usize];
+            if s.wheel_tick != Some(tick) {
+                continue; // superseded by an earlier entry that fired before
             }
-        });
+            s.wheel_tick = None;
+            match s.timer_at {
+                Some(at) if at <= now => {
+                    s.timer_at = None;
+                    self.mark_dirty(id);
+                }
+                // The deadline moved later since this entry was filed: re-arm at it.
+                Some(at) => s.wheel_tick = Some(self.timers.insert(id, at)),
+                None => {}
+            }
+        }
+        self.fired = fired;
         while let Some(id) = self.dirty.pop() {
             self.service(now, device, id);
         }
@@ -481,8 +494,8 @@ impl Engine {
                     closing: false,
                     dirty: false,
                     neighbor_wait: false,
-                    timer_gen: 0,
                     timer_at: None,
+                    wheel_tick: None,
                 });
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 connections")
             }
@@ -578,11 +591,11 @@ impl Engine {
             slot.neighbor_wait = true;
             self.neighbor_wait.push(id);
         }
-        if at != slot.timer_at {
-            slot.timer_at = at;
-            slot.timer_gen = slot.timer_gen.wrapping_add(1);
-            if let Some(at) = at {
-                self.timers.insert(id, slot.timer_gen, at);
+        slot.timer_at = at;
+        if let Some(at) = at {
+            // One live entry per slot: add one only if none is filed at or before this deadline.
+            if slot.wheel_tick.is_none_or(|t| timer::tick_of(at) < t) {
+                slot.wheel_tick = Some(self.timers.insert(id, at));
             }
         }
     }
@@ -608,8 +621,7 @@ impl Engine {
         slot.peer_fin_end = None;
         slot.closing = false;
         slot.neighbor_wait = false;
-        slot.timer_at = None;
-        slot.timer_gen = slot.timer_gen.wrapping_add(1);
+        slot.timer_at = None; // a wheel entry still filed for it fires and is ignored
         self.free.push(id);
     }
 
@@ -637,7 +649,7 @@ impl Engine {
         std::mem::size_of::<Slot>() + std::mem::size_of::<SocketStorage>() + self.rx_buffer + self.tx_buffer
     }
 
-    /// Connections waiting in timers (for tests and introspection).
+    /// Entries in the timer wheel, live or waiting to be ignored (about one per slot at most).
     pub fn pending_timers(&self) -> usize {
         self.timers.len()
     }

@@ -10,6 +10,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
 use super::*;
+use crate::engine::listener::{BacklogPolicy, OnFull};
 use crate::phy::{MemoryDevice, MemoryLink};
 use crate::services::{HttpConfig, ServiceKind};
 
@@ -55,7 +56,11 @@ impl Pair {
     }
 
     fn step(&mut self) {
-        self.now += Duration::from_millis(1);
+        self.step_by(Duration::from_millis(1));
+    }
+
+    fn step_by(&mut self, d: Duration) {
+        self.now += d;
         self.cdev.refill();
         self.client.poll(self.now, &mut self.cdev, &mut self.sockets);
         while self.edev.pending() > 0 {
@@ -66,7 +71,11 @@ impl Pair {
     }
 
     fn connect(&mut self, port: u16, local_port: u16) -> SocketHandle {
-        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 65536]), tcp::SocketBuffer::new(vec![0; 65536]));
+        self.connect_with(port, local_port, 65536)
+    }
+
+    fn connect_with(&mut self, port: u16, local_port: u16, buffer: usize) -> SocketHandle {
+        let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; buffer]), tcp::SocketBuffer::new(vec![0; buffer]));
         s.connect(self.client.context(), (IpAddress::Ipv4(SERVER), port), local_port).unwrap();
         self.sockets.add(s)
     }
@@ -214,4 +223,240 @@ fn config_errors_name_what_is_wrong() {
     let mut c = config();
     c.mac = [1, 0, 0, 0, 0, 1];
     assert!(matches!(Engine::new(&c, &mut link.b, now).err(), Some(EngineError::BadMac(_))));
+}
+
+fn hold_config(backlog: usize, policy: BacklogPolicy, on_full: OnFull) -> EngineConfig {
+    let mut c = config();
+    c.listeners = vec![ListenerSpec { port: 9000, service: ServiceKind::Hold, backlog, policy, on_full }];
+    c
+}
+
+/// Connects one client after the other to the hold listener until one is refused; returns how
+/// many got a completed handshake.
+fn queued_before_refusal(p: &mut Pair, max: u16) -> usize {
+    for i in 0..max {
+        let h = p.connect(9000, 43000 + i);
+        let done = p.run_until(2000, |p| matches!(p.sock(h).state(), tcp::State::Established | tcp::State::Closed));
+        assert!(done, "client {i} neither connected nor was refused");
+        if p.sock(h).state() == tcp::State::Closed {
+            return i as usize;
+        }
+    }
+    max as usize
+}
+
+/// B2 row by row, seen from outside: a `hold` listener queues exactly the table's number of
+/// connections; the next SYN is refused (L4).
+#[test]
+fn b2_backlog_tables_seen_from_a_client() {
+    let rows = [
+        (BacklogPolicy::Bsd, [1, 2, 4, 5, 7, 8]),
+        (BacklogPolicy::Solaris, [0, 1, 2, 3, 4, 5]),
+        (BacklogPolicy::Exact, [0, 1, 2, 3, 4, 5]),
+        (BacklogPolicy::Linux, [1, 2, 3, 4, 5, 6]),
+    ];
+    for (policy, limits) in rows {
+        for (backlog, want) in limits.into_iter().enumerate() {
+            let mut p = Pair::new(&hold_config(backlog, policy, OnFull::Refuse));
+            let got = queued_before_refusal(&mut p, 12);
+            assert_eq!(got, want, "{policy} backlog {backlog}");
+            let st = p.engine.listener_stats(9000).unwrap();
+            assert_eq!((st.queued, st.refused, st.limit), (want, 1, want), "{policy} backlog {backlog}: {st:?}");
+        }
+    }
+}
+
+/// L4: a full backlog refuses at once with an RST; the listener's accept event (a service
+/// session) is never involved, and the refused connection is counted.
+#[test]
+fn l4_full_backlog_refuses_with_rst_at_once() {
+    let mut p = Pair::new(&hold_config(2, BacklogPolicy::Bsd, OnFull::Refuse));
+    assert_eq!(queued_before_refusal(&mut p, 4), 4);
+    let h = p.connect(9000, 44000);
+    let start = p.now;
+    assert!(p.run_until(50, |p| p.sock(h).state() == tcp::State::Closed), "refusal must not wait for a retransmission");
+    assert!(p.now - start < Duration::from_millis(10), "refused after {}", p.now - start);
+    let st = p.engine.listener_stats(9000).unwrap();
+    assert_eq!((st.syns, st.completed, st.queued, st.accepted, st.refused, st.dropped), (5, 4, 4, 0, 1, 0));
+}
+
+/// B3: with `on_full = drop` the SYN is ignored: the client keeps retransmitting and gets in
+/// once a queued connection leaves.
+#[test]
+fn b3_drop_policy_lets_a_retransmitted_syn_in_later() {
+    let mut p = Pair::new(&hold_config(1, BacklogPolicy::Exact, OnFull::Drop));
+    let first = p.connect(9000, 45000);
+    assert!(p.run_until(100, |p| p.sock(first).state() == tcp::State::Established));
+    let second = p.connect(9000, 45001);
+    assert!(!p.run_until(500, |p| p.sock(second).state() != tcp::State::SynSent), "dropped SYN: no answer at all");
+    assert!(p.engine.listener_stats(9000).unwrap().dropped >= 1);
+    // The first client leaves; hold closes its queued connection and the queue has room again.
+    p.sock(first).close();
+    assert!(p.run_until(10_000, |p| p.sock(second).state() == tcp::State::Established), "retransmitted SYN got in");
+    let st = p.engine.listener_stats(9000).unwrap();
+    assert_eq!((st.queued, st.completed, st.refused), (1, 2, 0));
+}
+
+/// A retransmitted SYN (its SYN-ACK was lost) reaches the half-open connection it created, not
+/// a fresh LISTEN socket.
+#[test]
+fn syn_retransmission_reaches_its_half_open_connection() {
+    let mut p = Pair::new(&config());
+    p.edev.drop_next(1); // the first SYN-ACK
+    let h = p.connect(7, 46000);
+    assert!(p.run_until(10_000, |p| p.sock(h).state() == tcp::State::Established));
+    let st = p.engine.listener_stats(7).unwrap();
+    assert_eq!((st.syns, st.completed, st.half_open), (1, 1, 0), "{st:?}");
+    assert_eq!(p.engine.stats().open, 1);
+}
+
+/// Client side of a server-initiated close: an HTTP request with `Connection: close` makes the
+/// engine close first, so its side ends in TIME_WAIT.
+fn close_from_the_server(p: &mut Pair, local_port: u16) -> SocketHandle {
+    let h = p.connect(80, local_port);
+    assert!(p.run_until(100, |p| p.sock(h).may_send()));
+    p.sock(h).send_slice(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    assert!(p.run_until(1000, |p| {
+        p.recv_all(h, &mut got);
+        p.sock(h).state() == tcp::State::CloseWait
+    }));
+    p.sock(h).close();
+    h
+}
+
+/// T1/T2: the engine's side of an actively closed connection becomes a compact TIME_WAIT entry
+/// (socket back in the pool), a retransmitted FIN is re-ACKed, and the entry expires after the
+/// configured delay.
+#[test]
+fn t2_time_wait_entry_lifecycle() {
+    let mut p = Pair::new(&config());
+    let h = close_from_the_server(&mut p, 47000);
+    // Lose the engine's ACK of the client's FIN (the next frame it sends): the client retransmits
+    // its FIN into TIME_WAIT.
+    p.edev.drop_next(1);
+    let mut entered = None;
+    assert!(p.run_until(20_000, |p| {
+        if entered.is_none() && p.engine.time_wait_stats().live == 1 {
+            entered = Some(p.now);
+        }
+        p.sock(h).state() == tcp::State::Closed
+    }));
+    let entered = entered.expect("the engine entered TIME_WAIT");
+    let tw = p.engine.time_wait_stats();
+    assert_eq!((tw.entered, tw.live), (1, 1), "{tw:?}");
+    assert!(tw.reacked >= 1, "the retransmitted FIN was re-ACKed: {tw:?}");
+    assert_eq!(p.engine.stats().open, 0, "the socket went back to the pool");
+    // Expiry at the default 240 s, not before.
+    while p.now - entered < Duration::from_secs(239) {
+        p.step_by(Duration::from_secs(1));
+    }
+    assert_eq!(p.engine.time_wait_stats().live, 1);
+    p.step_by(Duration::from_secs(2));
+    assert_eq!(p.engine.time_wait_stats().live, 0);
+    assert_eq!(p.engine.time_wait_stats().expired, 1);
+}
+
+/// T1 edges: 0 s keeps no entry; 300 s keeps it 300 s.
+#[test]
+fn t1_time_wait_edges_zero_and_300_seconds() {
+    let mut c = config();
+    c.time_wait = std::time::Duration::ZERO;
+    let mut p = Pair::new(&c);
+    let h = close_from_the_server(&mut p, 47100);
+    assert!(p.run_until(5000, |p| p.sock(h).state() == tcp::State::Closed));
+    assert!(p.run_until(100, |p| p.engine.time_wait_stats().entered == 1));
+    assert_eq!(p.engine.time_wait_stats().live, 0);
+
+    let mut c = config();
+    c.time_wait = std::time::Duration::from_secs(300);
+    let mut p = Pair::new(&c);
+    let h = close_from_the_server(&mut p, 47200);
+    assert!(p.run_until(5000, |p| p.sock(h).state() == tcp::State::Closed && p.engine.time_wait_stats().live == 1));
+    let entered = p.now;
+    while p.now - entered < Duration::from_secs(299) {
+        p.step_by(Duration::from_secs(1));
+    }
+    assert_eq!(p.engine.time_wait_stats().live, 1);
+    p.step_by(Duration::from_secs(2));
+    assert_eq!(p.engine.time_wait_stats().live, 0);
+}
+
+/// T2: while the entry lives, a SYN reusing the 4-tuple with an old sequence number is ignored.
+#[test]
+fn t2_time_wait_holds_the_four_tuple() {
+    let mut p = Pair::new(&config());
+    let h = close_from_the_server(&mut p, 47300);
+    assert!(p.run_until(5000, |p| p.sock(h).state() == tcp::State::Closed && p.engine.time_wait_stats().live == 1));
+    p.sockets.remove(h);
+    // Same 4-tuple again: smoltcp's random ISN is either past the old connection (reuse, RFC
+    // 6191) or not (ignored, the client retransmits). Either way the tuple is never confused.
+    let again = p.connect(80, 47300);
+    let established = p.run_until(5000, |p| p.sock(again).state() == tcp::State::Established);
+    let tw = p.engine.time_wait_stats();
+    if established {
+        assert_eq!((tw.reused, tw.live), (1, 0), "established only through the RFC 6191 rule: {tw:?}");
+    } else {
+        assert!(tw.ignored >= 1 && tw.live == 1, "an old-sequence SYN is ignored while the entry lives: {tw:?}");
+        assert_eq!(p.sock(again).state(), tcp::State::SynSent);
+    }
+}
+
+/// 100k connections opened and closed leave no connection, flow, timer or TIME_WAIT entry behind,
+/// and the socket pool does not grow past the peak concurrency.
+#[test]
+fn hundred_thousand_connections_leave_nothing_behind() {
+    let mut c = config();
+    c.tcp_rx_buffer = 1024;
+    c.tcp_tx_buffer = 1024;
+    let mut p = Pair::new(&c);
+    const TOTAL: u32 = 100_000;
+    const PARALLEL: usize = 50;
+    let mut started = 0u32;
+    let mut finished = 0u32;
+    let mut live: Vec<(SocketHandle, bool)> = Vec::new();
+    while finished < TOTAL {
+        while live.len() < PARALLEL && started < TOTAL {
+            let port = 10_000 + (started % 50_000) as u16;
+            live.push((p.connect_with(7, port, 1024), false));
+            started += 1;
+        }
+        p.step();
+        let mut i = 0;
+        while i < live.len() {
+            let (h, sent) = live[i];
+            let s = p.sock(h);
+            if !sent && s.may_send() {
+                s.send_slice(b"x").unwrap();
+                live[i].1 = true;
+            }
+            if s.can_recv() {
+                let mut b = [0u8; 4];
+                s.recv_slice(&mut b).unwrap();
+                s.close();
+            }
+            if matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
+                p.sockets.remove(h);
+                live.swap_remove(i);
+                finished += 1;
+                continue;
+            }
+            i += 1;
+        }
+    }
+    p.run_until(5000, |p| p.engine.stats().open == 0);
+    let st = p.engine.stats();
+    assert_eq!(st.open, 0, "{st:?}");
+    assert_eq!(st.established, u64::from(TOTAL));
+    assert_eq!(st.closed, u64::from(TOTAL));
+    // Bounded by the pool, not by the 100k connections that passed through it.
+    assert!(
+        p.engine.pending_timers() <= 2 * st.slots,
+        "{} timer entries for {} slots",
+        p.engine.pending_timers(),
+        st.slots
+    );
+    assert_eq!(p.engine.time_wait_stats().live, 0, "the client closed first: no TIME_WAIT on the engine");
+    assert!(st.slots <= PARALLEL + 2 * 2 + 8, "the pool grew to {} slots for {PARALLEL} at a time", st.slots);
+    assert_eq!(st.free_slots, st.slots - 2 * 2, "every slot but the armed ones is free");
 }

@@ -2,9 +2,13 @@
 //!
 //! Deadlines are rounded up to 1 ms ticks and hashed into `SLOTS` slots. Advancing visits only the
 //! slots of the ticks that passed; a deadline more than one turn of the wheel away stays in its
-//! slot until its tick comes. Entries are never removed early: each carries the generation of the
-//! connection's timer, and a stale one is ignored when it fires. Insert and expiry are O(1)
-//! amortised, whatever the number of connections.
+//! slot until its tick comes. Insert and expiry are O(1) amortised, whatever the number of
+//! connections.
+//!
+//! Entries are never removed early. The engine keeps at most one live entry per connection slot:
+//! a deadline that moves later does not add an entry (the old one, when it fires, is re-armed at the
+//! new deadline), and a released slot's entry is simply ignored when it fires. So the wheel holds
+//! about one entry per slot of the pool, whatever the connection rate.
 
 use smoltcp::time::{Duration, Instant};
 
@@ -14,7 +18,6 @@ const TICK_US: i64 = 1000;
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     id: u32,
-    gen: u32,
     tick: i64,
 }
 
@@ -25,8 +28,8 @@ pub struct TimerWheel {
     len: usize,
 }
 
-fn tick_of(t: Instant) -> i64 {
-    // round up: never fire early
+/// The tick a deadline falls in, rounded up: never fire early.
+pub fn tick_of(t: Instant) -> i64 {
     (t.total_micros() + TICK_US - 1).div_euclid(TICK_US)
 }
 
@@ -35,15 +38,17 @@ impl TimerWheel {
         TimerWheel { slots: (0..SLOTS).map(|_| Vec::new()).collect(), cursor: tick_of(now), len: 0 }
     }
 
-    /// Schedules `(id, gen)` at `at` (a past deadline fires on the next advance).
-    pub fn insert(&mut self, id: u32, gen: u32, at: Instant) {
+    /// Schedules `id` at `at` (a past deadline fires on the next advance); returns the tick it
+    /// was filed under.
+    pub fn insert(&mut self, id: u32, at: Instant) -> i64 {
         let tick = tick_of(at).max(self.cursor);
-        self.slots[(tick as usize) % SLOTS].push(Entry { id, gen, tick });
+        self.slots[(tick as usize) % SLOTS].push(Entry { id, tick });
         self.len += 1;
+        tick
     }
 
-    /// Moves time to `now`, calling `fire(id, gen)` for each entry whose tick has come.
-    pub fn advance(&mut self, now: Instant, mut fire: impl FnMut(u32, u32)) {
+    /// Moves time to `now`, calling `fire(id, tick)` for each entry whose tick has come.
+    pub fn advance(&mut self, now: Instant, mut fire: impl FnMut(u32, i64)) {
         let end = now.total_micros().div_euclid(TICK_US);
         if self.len == 0 {
             self.cursor = self.cursor.max(end + 1);
@@ -59,7 +64,7 @@ impl TimerWheel {
                 if slot[i].tick <= end {
                     let e = slot.swap_remove(i);
                     self.len -= 1;
-                    fire(e.id, e.gen);
+                    fire(e.id, e.tick);
                 } else {
                     i += 1;
                 }
@@ -106,8 +111,8 @@ mod tests {
     #[test]
     fn fires_at_the_deadline_never_before() {
         let mut w = TimerWheel::new(Instant::from_millis(0));
-        w.insert(1, 0, Instant::from_micros(5_500));
-        w.insert(2, 0, Instant::from_millis(3));
+        w.insert(1, Instant::from_micros(5_500));
+        w.insert(2, Instant::from_millis(3));
         assert!(fired(&mut w, 2).is_empty());
         assert_eq!(fired(&mut w, 3), vec![2]);
         assert!(fired(&mut w, 5).is_empty(), "5.5 ms rounds up to tick 6");
@@ -118,7 +123,7 @@ mod tests {
     #[test]
     fn far_deadlines_wait_for_their_turn() {
         let mut w = TimerWheel::new(Instant::from_millis(0));
-        w.insert(7, 0, Instant::from_millis(2500)); // beyond one 1024-tick turn
+        w.insert(7, Instant::from_millis(2500)); // beyond one 1024-tick turn
         for t in (0..2500).step_by(100) {
             assert!(fired(&mut w, t).is_empty(), "fired early at {t}");
         }
@@ -129,7 +134,7 @@ mod tests {
     fn a_long_jump_fires_everything_due() {
         let mut w = TimerWheel::new(Instant::from_millis(0));
         for i in 0..100 {
-            w.insert(i, 0, Instant::from_millis(i as i64 * 37));
+            w.insert(i, Instant::from_millis(i as i64 * 37));
         }
         assert_eq!(fired(&mut w, 100_000).len(), 100);
     }
@@ -138,7 +143,7 @@ mod tests {
     fn next_deadline_bounds_the_next_firing() {
         let mut w = TimerWheel::new(Instant::from_millis(0));
         assert_eq!(w.next_deadline(Instant::from_millis(0)), None);
-        w.insert(1, 0, Instant::from_millis(40));
+        w.insert(1, Instant::from_millis(40));
         assert_eq!(w.next_deadline(Instant::from_millis(0)), Some(Instant::from_millis(40)));
     }
 }

@@ -29,9 +29,17 @@ impl MemoryLink {
                 outbound: ab.clone(),
                 staged: VecDeque::new(),
                 drop_every: 0,
+                drop_next: 0,
                 sent: 0,
             },
-            b: MemoryDevice { inbound: ab, outbound: ba, staged: VecDeque::new(), drop_every: 0, sent: 0 },
+            b: MemoryDevice {
+                inbound: ab,
+                outbound: ba,
+                staged: VecDeque::new(),
+                drop_every: 0,
+                drop_next: 0,
+                sent: 0,
+            },
         }
     }
 }
@@ -48,10 +56,16 @@ pub struct MemoryDevice {
     outbound: Wire,
     staged: VecDeque<Vec<u8>>,
     drop_every: u64,
+    drop_next: u64,
     sent: u64,
 }
 
 impl MemoryDevice {
+    /// Drops the next `n` frames this end sends.
+    pub fn drop_next(&mut self, n: u64) {
+        self.drop_next = n;
+    }
+
     /// Drops every `n`th frame this end sends (0: none).
     pub fn set_drop_every(&mut self, n: u64) {
         self.drop_every = n;
@@ -64,6 +78,10 @@ impl MemoryDevice {
 
     fn send(&mut self, frame: Vec<u8>) {
         self.sent += 1;
+        if self.drop_next > 0 {
+            self.drop_next -= 1;
+            return;
+        }
         if self.drop_every != 0 && self.sent.is_multiple_of(self.drop_every) {
             return;
         }
