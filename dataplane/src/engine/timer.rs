@@ -10,10 +10,12 @@
 //! new deadline), and a released slot's entry is simply ignored when it fires. So the wheel holds
 //! about one entry per slot of the pool, whatever the connection rate.
 
-use smoltcp::time::{Duration, Instant};
+use smoltcp::time::Instant;
 
 const SLOTS: usize = 1024;
 const TICK_US: i64 = 1000;
+/// Ticks [`TimerWheel::next_deadline`] looks ahead.
+pub const LOOK_AHEAD: i64 = 16;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -74,18 +76,20 @@ impl TimerWheel {
         self.cursor = self.cursor.max(end + 1);
     }
 
-    /// An upper bound on the time until the next entry fires, looking at most one turn ahead.
+    /// A time by which the next entry may fire: exact when it is within [`LOOK_AHEAD`] ticks,
+    /// else `now + LOOK_AHEAD` (the caller only needs a bound on how long it may sleep, and polls
+    /// again by then). Costs at most `LOOK_AHEAD` slot visits.
     pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
         if self.len == 0 {
             return None;
         }
         let start = self.cursor.max(now.total_micros().div_euclid(TICK_US));
-        for tick in start..start + SLOTS as i64 {
+        for tick in start..start + LOOK_AHEAD {
             if self.slots[(tick as usize) % SLOTS].iter().any(|e| e.tick <= tick) {
                 return Some(Instant::from_micros(tick * TICK_US));
             }
         }
-        Some(now + Duration::from_millis(SLOTS as u64))
+        Some(Instant::from_micros((start + LOOK_AHEAD) * TICK_US))
     }
 
     pub fn len(&self) -> usize {
@@ -143,7 +147,10 @@ mod tests {
     fn next_deadline_bounds_the_next_firing() {
         let mut w = TimerWheel::new(Instant::from_millis(0));
         assert_eq!(w.next_deadline(Instant::from_millis(0)), None);
-        w.insert(1, Instant::from_millis(40));
-        assert_eq!(w.next_deadline(Instant::from_millis(0)), Some(Instant::from_millis(40)));
+        w.insert(1, Instant::from_millis(10));
+        assert_eq!(w.next_deadline(Instant::from_millis(0)), Some(Instant::from_millis(10)));
+        w.advance(Instant::from_millis(10), |_, _| {});
+        w.insert(2, Instant::from_millis(500));
+        assert_eq!(w.next_deadline(Instant::from_millis(10)), Some(Instant::from_millis(11 + LOOK_AHEAD)), "a bound");
     }
 }

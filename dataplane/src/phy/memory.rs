@@ -12,6 +12,8 @@ use super::{BurstDevice, MAX_FRAME};
 use crate::dpdk::BURST;
 
 type Wire = Rc<RefCell<VecDeque<Vec<u8>>>>;
+/// Frame buffers both ends recycle, so a frame costs no allocation once warm.
+type Pool = Rc<RefCell<Vec<Vec<u8>>>>;
 
 /// Both ends of an in-memory link.
 pub struct MemoryLink {
@@ -23,6 +25,7 @@ impl MemoryLink {
     pub fn new() -> Self {
         let ab: Wire = Rc::default();
         let ba: Wire = Rc::default();
+        let pool: Pool = Rc::default();
         MemoryLink {
             a: MemoryDevice {
                 inbound: ba.clone(),
@@ -31,6 +34,7 @@ impl MemoryLink {
                 drop_every: 0,
                 drop_next: 0,
                 sent: 0,
+                pool: pool.clone(),
             },
             b: MemoryDevice {
                 inbound: ab,
@@ -39,6 +43,7 @@ impl MemoryLink {
                 drop_every: 0,
                 drop_next: 0,
                 sent: 0,
+                pool: pool.clone(),
             },
         }
     }
@@ -58,6 +63,7 @@ pub struct MemoryDevice {
     drop_every: u64,
     drop_next: u64,
     sent: u64,
+    pool: Pool,
 }
 
 impl MemoryDevice {
@@ -78,11 +84,9 @@ impl MemoryDevice {
 
     fn send(&mut self, frame: Vec<u8>) {
         self.sent += 1;
-        if self.drop_next > 0 {
-            self.drop_next -= 1;
-            return;
-        }
-        if self.drop_every != 0 && self.sent.is_multiple_of(self.drop_every) {
+        if self.drop_next > 0 || (self.drop_every != 0 && self.sent.is_multiple_of(self.drop_every)) {
+            self.drop_next = self.drop_next.saturating_sub(1);
+            self.pool.borrow_mut().push(frame);
             return;
         }
         self.outbound.borrow_mut().push_back(frame);
@@ -106,7 +110,9 @@ impl BurstDevice for MemoryDevice {
     }
 
     fn skip(&mut self) {
-        self.staged.pop_front();
+        if let Some(f) = self.staged.pop_front() {
+            self.pool.borrow_mut().push(f);
+        }
     }
 }
 
@@ -116,7 +122,7 @@ impl phy::Device for MemoryDevice {
 
     fn receive(&mut self, _now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let frame = self.staged.pop_front()?;
-        Some((MemRxToken(frame), MemTxToken(self)))
+        Some((MemRxToken(frame, self.pool.clone()), MemTxToken(self)))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<Self::TxToken<'_>> {
@@ -131,11 +137,13 @@ impl phy::Device for MemoryDevice {
     }
 }
 
-pub struct MemRxToken(Vec<u8>);
+pub struct MemRxToken(Vec<u8>, Pool);
 
 impl phy::RxToken for MemRxToken {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
+        let r = f(&self.0);
+        self.1.borrow_mut().push(self.0);
+        r
     }
 }
 
@@ -143,7 +151,9 @@ pub struct MemTxToken<'a>(&'a mut MemoryDevice);
 
 impl phy::TxToken for MemTxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0u8; len];
+        let mut frame = self.0.pool.borrow_mut().pop().unwrap_or_default();
+        frame.clear();
+        frame.resize(len, 0);
         let r = f(&mut frame);
         self.0.send(frame);
         r

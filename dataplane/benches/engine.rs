@@ -1,0 +1,414 @@
+//! The engine in memory, server time only: what one core's engine does per packet as the number
+//! of established connections grows, and its handshake and short-connection rates.
+//!
+//! `cargo bench -p switchyard-dataplane --bench engine` (env: `MAX_CONNS`, default 1000000;
+//! `ROUNDS`, default 200; `REPEAT`, default 3).
+//!
+//! A raw packet client (not smoltcp: its socket scan would be the bottleneck) speaks TCP to one
+//! [`Engine`] over an in-memory link. Client addresses are 198.19.x.y, off the engine's
+//! 198.18.0.0/24, so every reply goes through the gateway 198.18.0.1, which the client answers ARP
+//! for. Only the time inside `Engine::poll` is counted.
+//!
+//! Figures:
+//! 1. **ns per packet vs established connections**: with 1k, 10k, 100k and 1M connections open,
+//!    the same 1000 connections exchange 64-byte request/echo pairs. One frame in and one out per
+//!    request; the figure is engine time per request. The ratio 1M/1k is the target (<= 1.2).
+//! 2. **Handshakes/s**: engine time per completed handshake while opening those connections.
+//! 3. **Short connections/s**: connect, 64-byte request, 64-byte echo, close (client first), 256
+//!    at a time.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant as Clock};
+
+use dataplane::engine::{BacklogPolicy, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull};
+use dataplane::phy::{BurstDevice, MemoryDevice, MemoryLink};
+use dataplane::services::ServiceKind;
+use smoltcp::phy::{ChecksumCapabilities, Device, RxToken, TxToken};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress,
+    IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+};
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+const PORTS_PER_IP: u32 = 50_000;
+const FIRST_PORT: u32 = 10_000;
+const ECHO: u16 = 7;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum St {
+    Idle,
+    SynSent,
+    Established,
+    /// Short mode: request sent, waiting for the echo.
+    Requested,
+    /// Our FIN is out.
+    FinSent,
+}
+
+#[derive(Clone, Copy)]
+struct Conn {
+    st: St,
+    snd_nxt: u32,
+    rcv_nxt: u32,
+    got: u32,
+    short: bool,
+    echoes: u32,
+}
+
+/// Connection `i`'s address and port.
+fn endpoint(i: u32) -> (Ipv4Addr, u16) {
+    let ip = u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i / PORTS_PER_IP;
+    (Ipv4Addr::from(ip), (FIRST_PORT + i % PORTS_PER_IP) as u16)
+}
+
+fn index(ip: Ipv4Addr, port: u16) -> u32 {
+    (u32::from(ip) - u32::from(Ipv4Addr::new(198, 19, 0, 0))) * PORTS_PER_IP + (u32::from(port) - FIRST_PORT)
+}
+
+struct Client {
+    dev: MemoryDevice,
+    conns: Vec<Conn>,
+    payload: [u8; 64],
+    established: u64,
+    finished: u64,
+}
+
+impl Client {
+    fn send_tcp(&mut self, i: u32, control: TcpControl, ack: bool, payload: &[u8]) {
+        let (ip, port) = endpoint(i);
+        let c = self.conns[i as usize];
+        let tcp = TcpRepr {
+            src_port: port,
+            dst_port: ECHO,
+            control,
+            seq_number: TcpSeqNumber(c.snd_nxt as i32),
+            ack_number: ack.then_some(TcpSeqNumber(c.rcv_nxt as i32)),
+            window_len: 65535,
+            window_scale: None,
+            max_seg_size: (control == TcpControl::Syn).then_some(1460),
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload,
+        };
+        let ipr = Ipv4Repr {
+            src_addr: ip,
+            dst_addr: SERVER,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let len = 14 + 20 + tcp.buffer_len();
+        let tok = self.dev.transmit(EngineInstant::from_millis(0)).expect("memory link never full");
+        tok.consume(len, |buf| {
+            let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+            EthernetRepr {
+                src_addr: EthernetAddress(CLIENT_MAC),
+                dst_addr: EthernetAddress(SERVER_MAC),
+                ethertype: EthernetProtocol::Ipv4,
+            }
+            .emit(&mut eth);
+            let caps = ChecksumCapabilities::default();
+            let mut ipp = Ipv4Packet::new_unchecked(eth.payload_mut());
+            ipr.emit(&mut ipp, &caps);
+            let mut t = TcpPacket::new_unchecked(ipp.payload_mut());
+            tcp.emit(&mut t, &IpAddress::Ipv4(ip), &IpAddress::Ipv4(SERVER), &caps);
+        });
+        let c = &mut self.conns[i as usize];
+        c.snd_nxt = c.snd_nxt.wrapping_add(payload.len() as u32)
+            + u32::from(matches!(control, TcpControl::Syn | TcpControl::Fin));
+    }
+
+    fn syn(&mut self, i: u32, short: bool) {
+        let c = &mut self.conns[i as usize];
+        *c = Conn { st: St::SynSent, snd_nxt: i.wrapping_mul(2_654_435_761), rcv_nxt: 0, got: 0, short, echoes: 0 };
+        self.send_tcp(i, TcpControl::Syn, false, &[]);
+    }
+
+    fn request(&mut self, i: u32) {
+        let p = self.payload;
+        self.send_tcp(i, TcpControl::Psh, true, &p);
+    }
+
+    /// Handles every frame the engine sent.
+    fn drain(&mut self) {
+        self.dev.refill();
+        while let Some((rx, _)) = self.dev.receive(EngineInstant::from_millis(0)) {
+            let frame = rx.consume(|f| f.to_vec());
+            self.handle(&frame);
+            self.dev.refill();
+        }
+    }
+
+    fn handle(&mut self, frame: &[u8]) {
+        let eth = EthernetFrame::new_checked(frame).expect("engine frames are well formed");
+        if eth.ethertype() == EthernetProtocol::Arp {
+            let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
+            if let ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Request,
+                source_hardware_addr,
+                source_protocol_addr,
+                target_protocol_addr,
+                ..
+            } = arp
+            {
+                if target_protocol_addr == GATEWAY {
+                    self.arp_reply(source_hardware_addr, source_protocol_addr);
+                }
+            }
+            return;
+        }
+        let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        let i = index(ip.dst_addr(), tcp.dst_port());
+        let c = self.conns[i as usize];
+        let len = tcp.payload().len() as u32;
+        if tcp.rst() {
+            panic!("connection {i} reset by the engine");
+        }
+        match c.st {
+            St::SynSent if tcp.syn() && tcp.ack() => {
+                let c = &mut self.conns[i as usize];
+                c.rcv_nxt = (tcp.seq_number().0 as u32).wrapping_add(1);
+                c.st = St::Established;
+                self.established += 1;
+                if c.short {
+                    c.st = St::Requested;
+                    let p = self.payload;
+                    self.send_tcp(i, TcpControl::Psh, true, &p); // ACK with the request
+                } else {
+                    self.send_tcp(i, TcpControl::None, true, &[]);
+                }
+            }
+            St::Established | St::Requested | St::FinSent => {
+                let c = &mut self.conns[i as usize];
+                c.rcv_nxt = c.rcv_nxt.wrapping_add(len);
+                c.got += len;
+                if len > 0 && c.got % 64 == 0 {
+                    c.echoes += 1;
+                }
+                if tcp.fin() {
+                    c.rcv_nxt = c.rcv_nxt.wrapping_add(1);
+                    if c.st == St::FinSent {
+                        c.st = St::Idle;
+                        self.finished += 1;
+                        self.send_tcp(i, TcpControl::None, true, &[]); // the last ACK
+                    }
+                    return;
+                }
+                if c.st == St::Requested && c.got >= 64 {
+                    c.st = St::FinSent;
+                    self.send_tcp(i, TcpControl::Fin, true, &[]);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn arp_reply(&mut self, to_mac: EthernetAddress, to_ip: Ipv4Addr) {
+        let repr = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Reply,
+            source_hardware_addr: EthernetAddress(CLIENT_MAC),
+            source_protocol_addr: GATEWAY,
+            target_hardware_addr: to_mac,
+            target_protocol_addr: to_ip,
+        };
+        let tok = self.dev.transmit(EngineInstant::from_millis(0)).unwrap();
+        tok.consume(14 + repr.buffer_len(), |buf| {
+            let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+            EthernetRepr { src_addr: EthernetAddress(CLIENT_MAC), dst_addr: to_mac, ethertype: EthernetProtocol::Arp }
+                .emit(&mut eth);
+            repr.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+        });
+    }
+}
+
+struct Bench {
+    engine: Engine,
+    edev: MemoryDevice,
+    client: Client,
+    now: EngineInstant,
+    engine_time: Duration,
+}
+
+impl Bench {
+    fn new(max_conns: u32) -> Bench {
+        let MemoryLink { a, b: mut edev } = MemoryLink::new();
+        let mut cfg = EngineConfig::new(SERVER_MAC, SERVER, 24);
+        cfg.gateway = Some(GATEWAY);
+        cfg.tcp_rx_buffer = 2048;
+        cfg.tcp_tx_buffer = 2048;
+        cfg.random_seed = 1;
+        cfg.max_backlog = 1 << 20;
+        cfg.listeners = vec![ListenerSpec {
+            port: ECHO,
+            service: ServiceKind::Echo,
+            backlog: 1 << 20,
+            policy: BacklogPolicy::Linux,
+            on_full: OnFull::Refuse,
+        }];
+        let now = EngineInstant::from_millis(0);
+        let engine = Engine::new(&cfg, &mut edev, now).unwrap();
+        let conns =
+            vec![Conn { st: St::Idle, snd_nxt: 0, rcv_nxt: 0, got: 0, short: false, echoes: 0 }; max_conns as usize];
+        let client = Client { dev: a, conns, payload: [0x5a; 64], established: 0, finished: 0 };
+        Bench { engine, edev, client, now, engine_time: Duration::ZERO }
+    }
+
+    /// Lets the engine take everything the client sent, and the client answer, until quiet.
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            while self.edev.pending() > 0 {
+                moved = true;
+                self.edev.refill();
+                self.now += smoltcp::time::Duration::from_micros(1);
+                let t = Clock::now();
+                self.engine.poll(self.now, &mut self.edev);
+                self.engine_time += t.elapsed();
+            }
+            if self.client.dev.pending() > 0 {
+                moved = true;
+                self.client.drain();
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Opens connections `from..to` in batches; returns engine ns per handshake.
+    fn open(&mut self, from: u32, to: u32) -> f64 {
+        let t0 = self.engine_time;
+        let mut i = from;
+        while i < to {
+            let end = (i + 256).min(to);
+            for j in i..end {
+                self.client.syn(j, false);
+            }
+            self.settle();
+            i = end;
+        }
+        (self.engine_time - t0).as_nanos() as f64 / f64::from(to - from)
+    }
+
+    /// `rounds` request/echo exchanges on each of the first `active` connections; returns engine
+    /// ns per request (one frame in, one frame out).
+    fn exchange(&mut self, active: u32, rounds: u32) -> f64 {
+        let t0 = self.engine_time;
+        let before: u32 = (0..active).map(|i| self.client.conns[i as usize].echoes).sum();
+        for _ in 0..rounds {
+            for i in 0..active {
+                self.client.request(i);
+            }
+            self.settle();
+        }
+        let after: u32 = (0..active).map(|i| self.client.conns[i as usize].echoes).sum();
+        assert_eq!(after - before, active * rounds, "every request echoed");
+        (self.engine_time - t0).as_nanos() as f64 / f64::from(active * rounds)
+    }
+
+    /// `total` short connections, `parallel` at a time, on connection slots from `base`; returns
+    /// engine ns per connection.
+    fn short(&mut self, base: u32, parallel: u32, total: u32) -> f64 {
+        let t0 = self.engine_time;
+        let done0 = self.client.finished;
+        let mut started = 0;
+        while started < total {
+            let n = parallel.min(total - started);
+            for j in 0..n {
+                self.client.syn(base + j, true);
+            }
+            started += n;
+            self.settle();
+            // let delayed ACKs and the engine's LAST_ACK resolve
+            self.now += smoltcp::time::Duration::from_millis(20);
+            self.edev.refill();
+            self.engine.poll(self.now, &mut self.edev);
+            self.settle();
+        }
+        assert_eq!(self.client.finished - done0, u64::from(total), "every short connection finished");
+        (self.engine_time - t0).as_nanos() as f64 / f64::from(total)
+    }
+}
+
+fn env(name: &str, default: u32) -> u32 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn stats(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is taken from the command line.
+    let max_conns = env("MAX_CONNS", 1_000_000);
+    let rounds = env("ROUNDS", 200);
+    let repeat = env("REPEAT", 3).max(1);
+    let active = 1000.min(max_conns);
+    println!("engine in memory, server time only (MAX_CONNS={max_conns} ROUNDS={rounds} REPEAT={repeat})");
+
+    // Short connections on a fresh engine.
+    let mut b = Bench::new(4096);
+    b.short(0, 256, 4096); // warm the pools
+    let mut v: Vec<f64> = (0..repeat).map(|_| b.short(0, 256, 20_000)).collect();
+    let (lo, med, hi) = stats(&mut v);
+    println!(
+        "short connections (connect, 64 B request, 64 B echo, close; 256 at a time): {:.0} ns each = {:.0}k conns/s (min {:.0}k, max {:.0}k)",
+        med,
+        1e6 / med,
+        1e6 / hi,
+        1e6 / lo
+    );
+    drop(b);
+
+    let mut b = Bench::new(max_conns);
+    let mut opened = 0;
+    let mut first = None;
+    println!("| established | ns/request (min / median / max) | handshake ns | RSS MiB |");
+    println!("| --- | --- | --- | --- |");
+    for target in [1_000u32, 10_000, 100_000, 1_000_000] {
+        let target = target.min(max_conns);
+        if target <= opened {
+            continue;
+        }
+        let hs = b.open(opened, target);
+        opened = target;
+        assert_eq!(b.engine.stats().open, opened as usize, "all connections established");
+        b.exchange(active, 20); // warm
+        let mut v: Vec<f64> = (0..repeat).map(|_| b.exchange(active, rounds)).collect();
+        let (lo, med, hi) = stats(&mut v);
+        first.get_or_insert(med);
+        println!("| {target} | {lo:.0} / {med:.0} / {hi:.0} | {hs:.0} | {:.0} |", rss_mib());
+        if target == max_conns {
+            let base = first.unwrap();
+            println!(
+                "ratio {target}/1000 (median ns/request): {:.2}   target <= 1.2   ({active} active connections, 64 B each way)",
+                med / base
+            );
+        }
+    }
+    let s = b.engine.stats();
+    println!(
+        "per connection: {} B in the slot (socket, set storage, 2 x 2048 B buffers); RSS {:.0} MiB for {} connections = {:.0} B each",
+        b.engine.bytes_per_connection(),
+        rss_mib(),
+        s.open,
+        rss_mib() * 1024.0 * 1024.0 / s.open as f64
+    );
+}
