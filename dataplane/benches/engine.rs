@@ -18,6 +18,9 @@
 //! 2. **Handshakes/s**: engine time per completed handshake while opening those connections.
 //! 3. **Short connections/s**: connect, 64-byte request, 64-byte echo, close (client first), 256
 //!    at a time.
+//! 4. **Refusals/s**: SYNs to a listener whose queue is full (a `hold` listener with backlog 0 under
+//!    `solaris`), each answered with an RST; RSS and pool slots before and after `MAX_CONNS`
+//!    refusals per run (they must not grow).
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant as Clock};
@@ -38,6 +41,8 @@ const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const PORTS_PER_IP: u32 = 50_000;
 const FIRST_PORT: u32 = 10_000;
 const ECHO: u16 = 7;
+/// A `hold` listener with backlog 0 under `solaris`: its queue limit is 0, every SYN is refused.
+const FULL: u16 = 9;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum St {
@@ -76,6 +81,9 @@ struct Client {
     payload: [u8; 64],
     established: u64,
     finished: u64,
+    /// The port SYNs go to.
+    dst_port: u16,
+    refused: u64,
 }
 
 impl Client {
@@ -84,7 +92,7 @@ impl Client {
         let c = self.conns[i as usize];
         let tcp = TcpRepr {
             src_port: port,
-            dst_port: ECHO,
+            dst_port: self.dst_port,
             control,
             seq_number: TcpSeqNumber(c.snd_nxt as i32),
             ack_number: ack.then_some(TcpSeqNumber(c.rcv_nxt as i32)),
@@ -169,7 +177,10 @@ impl Client {
         let c = self.conns[i as usize];
         let len = tcp.payload().len() as u32;
         if tcp.rst() {
-            panic!("connection {i} reset by the engine");
+            assert!(c.st == St::SynSent && tcp.src_port() == FULL, "connection {i} reset by the engine");
+            self.conns[i as usize].st = St::Idle;
+            self.refused += 1;
+            return;
         }
         match c.st {
             St::SynSent if tcp.syn() && tcp.ack() => {
@@ -211,11 +222,21 @@ impl Client {
     }
 
     fn arp_reply(&mut self, to_mac: EthernetAddress, to_ip: Ipv4Addr) {
+        self.arp(ArpOperation::Reply, to_mac, to_ip);
+    }
+
+    /// The gateway asks for the engine's address, as a router would before forwarding to it; the
+    /// engine learns the gateway's MAC from the request.
+    fn announce(&mut self) {
+        self.arp(ArpOperation::Request, EthernetAddress([0xff; 6]), SERVER);
+    }
+
+    fn arp(&mut self, operation: ArpOperation, to_mac: EthernetAddress, to_ip: Ipv4Addr) {
         let repr = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Reply,
+            operation,
             source_hardware_addr: EthernetAddress(CLIENT_MAC),
             source_protocol_addr: GATEWAY,
-            target_hardware_addr: to_mac,
+            target_hardware_addr: if operation == ArpOperation::Request { EthernetAddress([0; 6]) } else { to_mac },
             target_protocol_addr: to_ip,
         };
         let tok = self.dev.transmit(EngineInstant::from_millis(0)).unwrap();
@@ -245,19 +266,32 @@ impl Bench {
         cfg.tcp_tx_buffer = 2048;
         cfg.random_seed = 1;
         cfg.max_backlog = 1 << 20;
-        cfg.listeners = vec![ListenerSpec {
-            port: ECHO,
-            service: ServiceKind::Echo,
-            backlog: 1 << 20,
-            policy: BacklogPolicy::Linux,
-            on_full: OnFull::Refuse,
-        }];
+        cfg.listeners = vec![
+            ListenerSpec {
+                port: ECHO,
+                service: ServiceKind::Echo,
+                backlog: 1 << 20,
+                policy: BacklogPolicy::Linux,
+                on_full: OnFull::Refuse,
+            },
+            ListenerSpec {
+                port: FULL,
+                service: ServiceKind::Hold,
+                backlog: 0,
+                policy: BacklogPolicy::Solaris,
+                on_full: OnFull::Refuse,
+            },
+        ];
         let now = EngineInstant::from_millis(0);
         let engine = Engine::new(&cfg, &mut edev, now).unwrap();
         let conns =
             vec![Conn { st: St::Idle, snd_nxt: 0, rcv_nxt: 0, got: 0, short: false, echoes: 0 }; max_conns as usize];
-        let client = Client { dev: a, conns, payload: [0x5a; 64], established: 0, finished: 0 };
-        Bench { engine, edev, client, now, engine_time: Duration::ZERO }
+        let client =
+            Client { dev: a, conns, payload: [0x5a; 64], established: 0, finished: 0, dst_port: ECHO, refused: 0 };
+        let mut b = Bench { engine, edev, client, now, engine_time: Duration::ZERO };
+        b.client.announce();
+        b.settle();
+        b
     }
 
     /// Lets the engine take everything the client sent, and the client answer, until quiet.
@@ -337,6 +371,28 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// `total` SYNs to the full listener, 256 at a time, each answered with an RST; returns engine
+    /// ns per refusal.
+    fn refuse(&mut self, total: u32) -> f64 {
+        let t0 = self.engine_time;
+        let before = self.client.refused;
+        self.client.dst_port = FULL;
+        let mut sent = 0;
+        while sent < total {
+            let n = 256.min(total - sent);
+            for j in 0..n {
+                self.client.syn(j, false);
+            }
+            sent += n;
+            self.settle();
+        }
+        self.client.dst_port = ECHO;
+        assert_eq!(self.client.refused - before, u64::from(total), "every SYN refused with an RST");
+        (self.engine_time - t0).as_nanos() as f64 / f64::from(total)
+    }
+}
+
 fn env(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -376,6 +432,25 @@ fn main() {
         1e6 / med,
         1e6 / hi,
         1e6 / lo
+    );
+    drop(b);
+
+    // Refusal at line rate (L4): a full backlog answers SYNs with RSTs, and memory must not grow.
+    let mut b = Bench::new(4096);
+    b.refuse(100_000); // warm
+    let (rss0, slots0) = (rss_mib(), b.engine.stats().slots);
+    let mut v: Vec<f64> = (0..repeat).map(|_| b.refuse(max_conns)).collect();
+    let (lo, med, hi) = stats(&mut v);
+    let st = b.engine.listener_stats(FULL).unwrap();
+    println!(
+        "refusals (SYN to a full backlog, RST at once; {} per run): {med:.0} ns each = {:.2}M/s (min {:.2}M, max {:.2}M); RSS {rss0:.1} -> {:.1} MiB, slots {slots0} -> {}, refused {}",
+        max_conns,
+        1e3 / med,
+        1e3 / hi,
+        1e3 / lo,
+        rss_mib(),
+        b.engine.stats().slots,
+        st.refused
     );
     drop(b);
 
