@@ -7,11 +7,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dataplane::dpdk::launch::{self, LaunchError};
 use dataplane::dpdk::{self, DpdkError, Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
 use dataplane::engine::{Engine, EngineConfig, EngineError, EngineInstant, ListenerSpec};
-use dataplane::lcore::{self, Lane, LoopConfig};
+use dataplane::lcore::{self, Lane, LoopConfig, LoopStats};
 use dataplane::phy::PortDevice;
 use dataplane::services::{HttpConfig, ServiceKind};
+use dataplane::steer::SteerCtx;
 
 use crate::config::{Resolved, ServiceSection};
 use crate::profile::Bus;
@@ -20,6 +22,12 @@ use crate::profile::Bus;
 pub enum ApplianceError {
     #[error(transparent)]
     Dpdk(#[from] DpdkError),
+    #[error(transparent)]
+    Launch(#[from] LaunchError),
+    #[error("engine.cores = {cores} but EAL has {lcores} lcore(s) (eal.lcores = {given:?}): give eal.lcores at least {cores}, e.g. \"0-{last}\" or \"(0-{last})@(0-1)\"", last = cores - 1)]
+    Lcores { cores: u16, lcores: usize, given: String },
+    #[error("port {port}: {cores} cores need {cores} rx and tx queues, the device granted {rx} rx and {tx} tx: lower engine.cores")]
+    Queues { port: usize, cores: u16, rx: u16, tx: u16 },
     #[error("port {port}: {source}")]
     Engine { port: usize, source: EngineError },
     #[error("reading a random seed from /dev/urandom: {0}")]
@@ -99,10 +107,19 @@ fn listeners(r: &Resolved) -> Vec<ListenerSpec> {
 }
 
 /// Runs the appliance until `stop` is set.
+///
+/// With `engine.cores = N`, every port gets N rx/tx queue pairs; core `c` runs one engine per port
+/// on queue `c`, on the `c`-th EAL lcore (the first on the calling thread). Frames a queue receives
+/// for a flow another core owns are handed to that core (`dataplane::steer`).
 pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
     let args = eal_args(r);
     let eal = Eal::init(&args)?;
     let ids = eal.require_ports(r.ports.len())?;
+    let cores = r.config.engine.cores;
+    let lcores = launch::lcores(&eal).len();
+    if lcores < usize::from(cores) {
+        return Err(ApplianceError::Lcores { cores, lcores, given: r.config.eal.lcores.clone() });
+    }
 
     let mut pools = Vec::new();
     let mut ports = Vec::new();
@@ -113,17 +130,25 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
             &MempoolConfig { mbufs: p.profile.mempool.mbufs, cache: p.profile.mempool.cache, ..Default::default() },
         )?;
         let req = PortRequest {
-            rx_queues: p.profile.queues.rx,
-            tx_queues: p.profile.queues.tx,
+            rx_queues: cores,
+            tx_queues: cores,
             rx_desc: p.profile.queues.rx_desc,
             tx_desc: p.profile.queues.tx_desc,
             rx_offloads: p.profile.offloads.rx.clone(),
             tx_offloads: p.profile.offloads.tx.clone(),
             promiscuous: p.profile.promiscuous,
         };
-        ports.push(Port::open(&eal, *id, &req, pool.clone())?);
+        let port = Port::open(&eal, *id, &req, pool.clone())?;
+        let g = port.grant();
+        if g.rx_queues < cores || g.tx_queues < cores {
+            return Err(ApplianceError::Queues { port: i, cores, rx: g.rx_queues, tx: g.tx_queues });
+        }
+        ports.push(port);
         pools.push(pool);
     }
+    // Per port, one steering context per core (none with one core).
+    let steering: Vec<Vec<SteerCtx>> =
+        ports.iter().map(|_| if cores > 1 { SteerCtx::for_cores(cores, STEER_RING) } else { Vec::new() }).collect();
 
     let specs = listeners(r);
     let loop_cfg = LoopConfig {
@@ -131,51 +156,89 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
         idle_polls: r.config.engine.idle_polls,
         max_idle_sleep: r.config.engine.idle_sleep_max(),
     };
-    let now = EngineInstant::from_millis(0); // the loop's clock starts at zero too
-    let mut lanes = Vec::new();
-    for (i, ((p, port), pool)) in r.ports.iter().zip(&ports).zip(&pools).enumerate() {
-        let mut device = PortDevice::new(port, QueueId(0), pool);
-        let g = &r.config.engine;
-        let cfg = EngineConfig {
-            mac: port.mac(),
-            address: p.address,
-            prefix_len: p.prefix_len,
-            gateway: p.gateway,
-            listeners: specs.clone(),
-            tcp_rx_buffer: g.tcp_rx_buffer,
-            tcp_tx_buffer: g.tcp_tx_buffer,
-            random_seed: random_seed()?,
-            time_wait: Duration::from_secs(g.time_wait_secs),
-            max_backlog: g.max_backlog,
-            tcp_timeout: Duration::from_secs(g.tcp_timeout_secs),
-        };
-        let engine =
-            Engine::new(&cfg, &mut device, now).map_err(|source| ApplianceError::Engine { port: i, source })?;
-        tracing::info!(
-            port = i,
-            device = port.name(),
-            mac = %dpdk::format_mac(&port.mac()),
-            address = %format!("{}/{}", p.address, p.prefix_len),
-            link_up = port.link_up(),
-            "engine up"
-        );
-        lanes.push(Lane { engine, device });
+    let now = EngineInstant::from_millis(0); // each loop's clock starts at zero too
+    let mut per_core: Vec<Vec<Lane<PortDevice>>> = Vec::new();
+    for core in 0..cores {
+        let mut lanes = Vec::new();
+        for (i, ((p, port), pool)) in r.ports.iter().zip(&ports).zip(&pools).enumerate() {
+            let queue = QueueId(core);
+            let mut device = match steering[i].get(usize::from(core)) {
+                Some(ctx) => PortDevice::with_steering(port, queue, pool, ctx.clone()),
+                None => PortDevice::new(port, queue, pool),
+            };
+            let g = &r.config.engine;
+            let cfg = EngineConfig {
+                mac: port.mac(),
+                address: p.address,
+                prefix_len: p.prefix_len,
+                gateway: p.gateway,
+                listeners: specs.clone(),
+                tcp_rx_buffer: g.tcp_rx_buffer,
+                tcp_tx_buffer: g.tcp_tx_buffer,
+                random_seed: random_seed()?,
+                time_wait: Duration::from_secs(g.time_wait_secs),
+                max_backlog: g.max_backlog,
+                tcp_timeout: Duration::from_secs(g.tcp_timeout_secs),
+            };
+            let engine =
+                Engine::new(&cfg, &mut device, now).map_err(|source| ApplianceError::Engine { port: i, source })?;
+            tracing::info!(
+                core,
+                port = i,
+                device = port.name(),
+                mac = %dpdk::format_mac(&port.mac()),
+                address = %format!("{}/{}", p.address, p.prefix_len),
+                link_up = port.link_up(),
+                "engine up"
+            );
+            lanes.push(Lane { engine, device });
+        }
+        per_core.push(lanes);
     }
     tracing::info!(
         services = %r.config.services.iter().map(|s| format!("{}:{}", s.kind(), s.port())).collect::<Vec<_>>().join(" "),
+        cores,
         busy_poll = loop_cfg.busy_poll,
         "switchyard ready"
     );
 
-    let stats = lcore::run(&mut lanes, &loop_cfg, stop);
+    let tasks: Vec<Box<dyn FnOnce() + Send + '_>> = per_core
+        .into_iter()
+        .enumerate()
+        .map(|(core, mut lanes)| {
+            let cfg = loop_cfg.clone();
+            Box::new(move || {
+                let stats = lcore::run(&mut lanes, &cfg, stop);
+                log_totals(core, &lanes, &stats);
+            }) as Box<dyn FnOnce() + Send + '_>
+        })
+        .collect();
+    let launched = launch::run_on_lcores(&eal, tasks);
+    drop(steering); // rings still holding frames free them here, before the pools go
+    drop(ports);
+    drop(pools);
+    drop(eal);
+    launched?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Frames a core's ring holds for it from the other cores of a port.
+const STEER_RING: usize = 4096;
+
+fn log_totals(core: usize, lanes: &[Lane<PortDevice>], stats: &LoopStats) {
     for (i, lane) in lanes.iter().enumerate() {
         let d = lane.device.stats();
         let e = lane.engine.stats();
         let p = lane.device.port().stats();
         tracing::info!(
+            core,
             port = i,
             rx_frames = d.rx_frames,
             tx_frames = d.tx_frames,
+            steered_out = d.steered_out,
+            steered_in = d.steered_in,
+            steer_dropped = d.steer_dropped,
             tx_nombuf = d.tx_nombuf,
             tx_queue_full = d.tx_queue_full,
             rx_multiseg_dropped = d.rx_multiseg_dropped,
@@ -186,11 +249,5 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
             "port totals"
         );
     }
-    tracing::info!(turns = stats.turns, idle_sleeps = stats.idle_sleeps, "stopping");
-    drop(lanes);
-    drop(ports);
-    drop(pools);
-    drop(eal);
-    tracing::info!("stopped cleanly");
-    Ok(())
+    tracing::info!(core, turns = stats.turns, idle_sleeps = stats.idle_sleeps, "core stopping");
 }

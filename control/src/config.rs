@@ -10,6 +10,7 @@
 //! args = []                 # further EAL arguments, passed as they are
 //!
 //! [engine]
+//! cores = 1                 # engines (one per EAL lcore); each port gets a queue pair per core
 //! busy_poll = false         # true: never sleep when idle (benchmarks)
 //! idle_polls = 1000         # empty loop turns before the first sleep
 //! idle_sleep_max_us = 1000  # longest idle sleep
@@ -102,6 +103,8 @@ impl Default for EalSection {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSection {
+    /// Cores (EAL lcores) running an engine each; every port gets one queue pair per core.
+    pub cores: u16,
     pub busy_poll: bool,
     pub idle_polls: u32,
     pub idle_sleep_max_us: u64,
@@ -118,6 +121,7 @@ pub struct EngineSection {
 impl Default for EngineSection {
     fn default() -> Self {
         EngineSection {
+            cores: 1,
             busy_poll: false,
             idle_polls: 1000,
             idle_sleep_max_us: 1000,
@@ -307,6 +311,13 @@ impl Config {
                 return Err(bad(f.into(), v.to_string(), "between 1024 and 16777216 bytes"));
             }
         }
+        if !(1..=64).contains(&g.cores) {
+            return Err(bad(
+                "engine.cores".into(),
+                g.cores.to_string(),
+                "between 1 and 64 (and no more than eal.lcores gives)",
+            ));
+        }
         if g.time_wait_secs > 300 {
             return Err(bad(
                 "engine.time_wait_secs".into(),
@@ -356,6 +367,14 @@ impl Config {
                         &format!("another address inside {}", p.address),
                     ));
                 }
+            }
+            let most = profile.queues.rx.min(profile.queues.tx);
+            if config.engine.cores > most {
+                return Err(bad(
+                    "engine.cores".into(),
+                    config.engine.cores.to_string(),
+                    &format!("port[{i}]'s profile {} allows at most {most} queue pair(s), one per core", profile.name),
+                ));
             }
             if p.devargs.contains(char::is_whitespace) {
                 return Err(bad(
@@ -478,6 +497,7 @@ mod tests {
             (format!("{port}[[service]]\nkind = \"hold\"\n"), &["port"]),
             (format!("{port}[engine]\ntime_wait_secs = 301\n"), &["engine.time_wait_secs", "301", "300"]),
             (format!("{port}[engine]\nmax_backlog = 0\n"), &["engine.max_backlog", "0"]),
+            (format!("{port}[engine]\ncores = 0\n"), &["engine.cores", "0"]),
             (format!("{port}[engine]\ntcp_timeout_secs = 0\n"), &["engine.tcp_timeout_secs"]),
             (
                 "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2\"\n".into(),

@@ -49,6 +49,8 @@ pub struct DeviceSection {
     pub devargs: String,
 }
 
+/// Queue pairs and descriptors. `rx`/`tx` are the most queue pairs to use on this kind of device:
+/// the appliance asks for one per core (`engine.cores`).
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct QueuesSection {
@@ -183,7 +185,7 @@ mod tests {
         }
         let tap = NicProfile::resolve("net_tap", None).unwrap();
         assert_eq!(tap.device.bus, Bus::Vdev);
-        assert_eq!(tap.queues.rx, 1);
+        assert_eq!(tap.queues.rx, 8);
     }
 
     #[test]

@@ -60,6 +60,11 @@ fn main() {
         .allowlist_function("rte_strerror")
         .allowlist_function("rte_socket_id")
         .allowlist_function("rte_version")
+        .allowlist_function("rte_eal_remote_launch")
+        .allowlist_function("rte_eal_wait_lcore")
+        .allowlist_function("rte_get_next_lcore")
+        .allowlist_function("rte_get_main_lcore")
+        .allowlist_function("rte_lcore_count")
         // ethdev
         .allowlist_function("rte_eth_dev_count_avail")
         .allowlist_function("rte_eth_find_next")
@@ -87,6 +92,7 @@ fn main() {
         // the shim: DPDK's static-inline functions and macros
         .allowlist_function("sy_.*")
         .allowlist_var("RTE_MAX_ETHPORTS")
+        .allowlist_var("RTE_MAX_LCORE")
         .allowlist_var("RTE_ETHER_ADDR_LEN")
         .allowlist_var("RTE_PKTMBUF_HEADROOM")
         .allowlist_var("RTE_MBUF_DEFAULT_BUF_SIZE")

@@ -8,6 +8,8 @@
 //! - [`services`]: the built-in services (`echo`, `http`) as sans-I/O session state machines.
 //! - [`engine`]: the TCP engine of one core: smoltcp interface, listeners, connections and the
 //!   services that run on them. Pure logic over a device and a clock: it never touches DPDK.
+//! - [`steer`]: software flow steering: which core owns a frame (Toeplitz, as RSS computes it),
+//!   and the rings that hand frames to their owner.
 //! - [`lcore`]: the per-core loop that drives a device and an engine, with idle back-off.
 #![deny(unsafe_code)]
 
@@ -16,3 +18,4 @@ pub mod engine;
 pub mod lcore;
 pub mod phy;
 pub mod services;
+pub mod steer;

@@ -117,14 +117,23 @@ impl Appliance {
 
     /// As [`Appliance::start`], with more config text appended.
     pub fn start_with(ns: &NetNs, tap: &str, extra: &str) -> Appliance {
+        Self::start_cores(ns, tap, 1, extra)
+    }
+
+    /// As [`Appliance::start_with`], with `cores` engines (each EAL lcore floating on CPUs 0-1).
+    pub fn start_cores(ns: &NetNs, tap: &str, cores: u16, extra: &str) -> Appliance {
         let dir = std::env::temp_dir();
         let config = dir.join(format!("{}.toml", ns.name));
         let log = dir.join(format!("{}.log", ns.name));
+        let lcores: Vec<String> = (0..cores).map(|c| format!("{c}@(0-1)")).collect();
         let text = format!(
             r#"[eal]
-lcores = "0@(0-1)"
+lcores = "{lcores}"
 memory_mb = 128
 file_prefix = "{prefix}"
+
+[engine]
+cores = {cores}
 
 [[port]]
 profile = "net_tap"
@@ -141,7 +150,8 @@ kind = "http"
 port = 80
 body = "hello from the test\n"
 {extra}"#,
-            prefix = ns.name
+            prefix = ns.name,
+            lcores = lcores.join(",")
         );
         std::fs::write(&config, text).expect("writing the test config");
         let child = ns

@@ -34,3 +34,8 @@ uint16_t sy_rte_pktmbuf_data_len(const struct rte_mbuf *m) { return rte_pktmbuf_
 uint32_t sy_rte_pktmbuf_pkt_len(const struct rte_mbuf *m) { return rte_pktmbuf_pkt_len(m); }
 
 int sy_rte_pktmbuf_is_contiguous(const struct rte_mbuf *m) { return rte_pktmbuf_is_contiguous(m); }
+
+uint32_t sy_rte_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key)
+{
+	return rte_softrss(input_tuple, input_len, rss_key);
+}

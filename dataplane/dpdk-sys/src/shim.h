@@ -5,6 +5,8 @@
 #define SWITCHYARD_DPDK_SHIM_H
 
 #include <rte_eal.h>
+#include <rte_launch.h>
+#include <rte_thash.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
@@ -33,5 +35,8 @@ uint16_t sy_rte_pktmbuf_data_len(const struct rte_mbuf *m);
 /* rte_pktmbuf_pkt_len(m) */
 uint32_t sy_rte_pktmbuf_pkt_len(const struct rte_mbuf *m);
 int sy_rte_pktmbuf_is_contiguous(const struct rte_mbuf *m);
+
+/* Toeplitz hash of `input_len` 32-bit words in host order (rte_thash.h). */
+uint32_t sy_rte_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key);
 
 #endif

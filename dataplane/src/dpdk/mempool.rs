@@ -67,6 +67,14 @@ impl Mempool {
         NonNull::new(m).map(|m| unsafe { Mbuf::from_raw(m) })
     }
 
+    /// A new mbuf holding a copy of `data`, or `None` when the pool is exhausted or `data` does not
+    /// fit one mbuf.
+    pub fn alloc_copy(&self, data: &[u8]) -> Option<Mbuf> {
+        let mut m = self.alloc()?;
+        m.append(data.len())?.copy_from_slice(data);
+        Some(m)
+    }
+
     /// Mbufs available (in the pool and in per-lcore caches).
     pub fn available(&self) -> u32 {
         // SAFETY: valid pool pointer.

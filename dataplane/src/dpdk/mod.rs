@@ -5,9 +5,11 @@
 
 mod eal;
 mod error;
+pub mod launch;
 mod mbuf;
 mod mempool;
 mod port;
+pub mod thash;
 
 pub use eal::{version, Eal};
 pub use error::{DpdkError, Errno};

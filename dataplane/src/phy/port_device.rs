@@ -10,6 +10,7 @@ use smoltcp::time::Instant;
 
 use super::{BurstDevice, MAX_FRAME};
 use crate::dpdk::{Burst, Mbuf, Mempool, Port, QueueId};
+use crate::steer::{SteerCtx, Target};
 
 /// Counters of what the device dropped and moved.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,6 +23,13 @@ pub struct DeviceStats {
     pub tx_nombuf: u64,
     /// Frames dropped because the tx queue stayed full.
     pub tx_queue_full: u64,
+    /// Frames received here that belong to another core, handed to it.
+    pub steered_out: u64,
+    /// Frames another core received for this one.
+    pub steered_in: u64,
+    /// Frames for another core dropped because its ring was full (or, for copies to every core,
+    /// because the pool was empty).
+    pub steer_dropped: u64,
 }
 
 /// One queue pair of a port as a smoltcp device.
@@ -33,6 +41,8 @@ pub struct PortDevice<'p> {
     tx: Burst,
     stats: DeviceStats,
     checksums: ChecksumCapabilities,
+    /// With several cores on the port: steering to the owning core.
+    steer: Option<SteerCtx>,
 }
 
 impl<'p> PortDevice<'p> {
@@ -42,7 +52,56 @@ impl<'p> PortDevice<'p> {
         // smoltcp computes and verifies every checksum; no per-packet offload flags are set yet.
         checksums.ipv4 = Checksum::Both;
         checksums.tcp = Checksum::Both;
-        PortDevice { port, queue, pool, rx: Burst::new(), tx: Burst::new(), stats: DeviceStats::default(), checksums }
+        PortDevice {
+            port,
+            queue,
+            pool,
+            rx: Burst::new(),
+            tx: Burst::new(),
+            stats: DeviceStats::default(),
+            checksums,
+            steer: None,
+        }
+    }
+
+    /// One core's device on a port served by several cores: frames this queue receives for another
+    /// core go to that core's ring, and frames other cores received for this one are taken from
+    /// its own ring (`crate::steer`).
+    pub fn with_steering(port: &'p Port, queue: QueueId, pool: &'p Mempool, steer: SteerCtx) -> Self {
+        PortDevice { steer: Some(steer), ..PortDevice::new(port, queue, pool) }
+    }
+
+    /// Sorts one rx burst by owner, then tops the local burst up from this core's ring.
+    fn refill_steered(&mut self, st: &SteerCtx) -> usize {
+        let mut raw = Burst::new();
+        let n = self.port.rx_burst(self.queue, &mut raw);
+        self.stats.rx_frames += n as u64;
+        while let Some(m) = raw.pop() {
+            match st.steering.target(m.data()) {
+                Target::Core(c) if c == st.me => {
+                    let _ = self.rx.push(m); // the local burst was empty: room for a burst
+                }
+                Target::Core(c) => match st.inboxes[usize::from(c)].push(m) {
+                    Ok(()) => self.stats.steered_out += 1,
+                    Err(_) => self.stats.steer_dropped += 1, // the mbuf is freed
+                },
+                Target::All => {
+                    for c in (0..st.inboxes.len()).filter(|&c| c != usize::from(st.me)) {
+                        match self.pool.alloc_copy(m.data()).map(|copy| st.inboxes[c].push(copy)) {
+                            Some(Ok(())) => self.stats.steered_out += 1,
+                            _ => self.stats.steer_dropped += 1,
+                        }
+                    }
+                    let _ = self.rx.push(m);
+                }
+            }
+        }
+        while !self.rx.is_full() {
+            let Some(m) = st.inboxes[usize::from(st.me)].pop() else { break };
+            self.stats.steered_in += 1;
+            let _ = self.rx.push(m);
+        }
+        self.rx.len()
     }
 
     pub fn stats(&self) -> DeviceStats {
@@ -59,6 +118,11 @@ impl BurstDevice for PortDevice<'_> {
     fn refill(&mut self) -> usize {
         if !self.rx.is_empty() {
             return 0;
+        }
+        if let Some(st) = self.steer.take() {
+            let n = self.refill_steered(&st);
+            self.steer = Some(st);
+            return n;
         }
         let n = self.port.rx_burst(self.queue, &mut self.rx);
         self.stats.rx_frames += n as u64;
