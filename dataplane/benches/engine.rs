@@ -259,11 +259,15 @@ struct Bench {
 
 impl Bench {
     fn new(max_conns: u32) -> Bench {
+        Bench::with_buffers(max_conns, 2048, 2048)
+    }
+
+    fn with_buffers(max_conns: u32, rx: usize, tx: usize) -> Bench {
         let MemoryLink { a, b: mut edev } = MemoryLink::new();
         let mut cfg = EngineConfig::new(SERVER_MAC, SERVER, 24);
         cfg.gateway = Some(GATEWAY);
-        cfg.tcp_rx_buffer = 2048;
-        cfg.tcp_tx_buffer = 2048;
+        cfg.tcp_rx_buffer = rx;
+        cfg.tcp_tx_buffer = tx;
         cfg.random_seed = 1;
         cfg.max_backlog = 1 << 20;
         cfg.listeners = vec![
@@ -459,7 +463,8 @@ fn main() {
     let mut base = Bench::new(active);
     base.open(0, active);
     base.exchange(active, 20);
-    let mut b = Bench::new(max_conns);
+    let (rx_buf, tx_buf) = (env("RX_BUF", 2048) as usize, env("TX_BUF", 2048) as usize);
+    let mut b = Bench::with_buffers(max_conns, rx_buf, tx_buf);
     let mut opened = 0;
     println!("| established | ns/request (min / median / max) | same run, 1k engine (median) | ratio to 1k | handshake ns | RSS MiB |");
     println!("| --- | --- | --- | --- | --- | --- |");
@@ -492,11 +497,18 @@ fn main() {
         }
     }
     let s = b.engine.stats();
+    let m = b.engine.memory();
+    let rss = rss_mib();
     println!(
-        "per connection: {} B in the slot (socket, set storage, 2 x 2048 B buffers); RSS {:.0} MiB for {} connections = {:.0} B each",
-        b.engine.bytes_per_connection(),
-        rss_mib(),
+        "memory at {} connections ({rx_buf} B rx + {tx_buf} B tx buffers): RSS {rss:.0} MiB = {:.0} B per connection; engine accounts {} B per pool slot; buffer arena {:.0} MiB in {} chunks, {:.0} MiB of it on hugepages",
         s.open,
-        rss_mib() * 1024.0 * 1024.0 / s.open as f64
+        rss * 1048576.0 / s.open as f64,
+        m.bytes_per_slot,
+        m.buffers.reserved as f64 / 1048576.0,
+        m.buffers.chunks,
+        m.buffers.on_hugepages as f64 / 1048576.0,
     );
+    if s.open >= 1_000_000 {
+        println!("1M established connections: {:.2} GiB RSS   target <= 4 GiB", rss / 1024.0);
+    }
 }

@@ -3,6 +3,8 @@
 //! How it is put together, bottom up:
 //! - [`dpdk`]: the safe layer over `dpdk-sys` (EAL, mempools, ports, mbufs); the only module with
 //!   `unsafe` code.
+//! - [`mem`]: per-engine arenas for connection buffers (hugepages when reserved) and socket
+//!   storage; the only other module with `unsafe` code.
 //! - [`phy`]: smoltcp devices: [`phy::PortDevice`] over a DPDK port queue, and an in-memory link
 //!   for deterministic tests.
 //! - [`services`]: the built-in services (`echo`, `http`) as sans-I/O session state machines.
@@ -16,6 +18,7 @@
 pub mod dpdk;
 pub mod engine;
 pub mod lcore;
+pub mod mem;
 pub mod phy;
 pub mod services;
 pub mod steer;

@@ -60,6 +60,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
 
+use crate::mem::{ArenaStats, BufferArena, StorageArena};
 use crate::phy::BurstDevice;
 use crate::services::{Progress, ServiceKind, Session};
 use flow::{FourTuple, Frame, Segment};
@@ -261,6 +262,24 @@ pub struct Engine {
     max_backlog: usize,
     tcp_timeout: smoltcp::time::Duration,
     stats: EngineStats,
+    arena: BufferArena,
+    storage: StorageArena,
+}
+
+/// Where an engine's connection memory is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryStats {
+    /// Buffer arena: bytes mapped, bytes handed out, bytes on hugepages.
+    pub buffers: ArenaStats,
+    /// Socket storage slots mapped (one per pool slot, plus the chunk's spare).
+    pub socket_storage: usize,
+    /// Pool slots.
+    pub slots: usize,
+    /// Flow-table capacity (entries it can hold before growing).
+    pub flow_capacity: usize,
+    /// Bytes per pool slot, everything counted: buffers reserved, socket storage, the slot record,
+    /// the flow-table share and the pool's free list.
+    pub bytes_per_slot: usize,
 }
 
 impl Engine {
@@ -300,6 +319,8 @@ impl Engine {
             max_backlog: cfg.max_backlog,
             tcp_timeout: smoltcp::time::Duration::from_micros(cfg.tcp_timeout.as_micros() as u64),
             stats: EngineStats::default(),
+            arena: BufferArena::new(format!("engine {}", cfg.address)),
+            storage: StorageArena::default(),
         };
         for spec in &cfg.listeners {
             let li = engine.listeners.len();
@@ -480,10 +501,10 @@ impl Engine {
         let id = match self.free.pop() {
             Some(id) => id,
             None => {
-                let rx = tcp::SocketBuffer::new(vec![0; self.rx_buffer]);
-                let tx = tcp::SocketBuffer::new(vec![0; self.tx_buffer]);
-                let mut set = SocketSet::new(Vec::with_capacity(1));
-                let handle = set.add(tcp::Socket::new(rx, tx));
+                // A new pool slot: its buffers and socket storage come from the arenas, once.
+                let (rx, tx) = self.arena.take(self.rx_buffer + self.tx_buffer).split_at_mut(self.rx_buffer);
+                let mut set = SocketSet::new(self.storage.take_one());
+                let handle = set.add(tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx)));
                 self.slots.push(Slot {
                     set,
                     handle,
@@ -647,6 +668,24 @@ impl Engine {
     /// itself) and its two buffers. The flow-table entry and a service session come on top.
     pub fn bytes_per_connection(&self) -> usize {
         std::mem::size_of::<Slot>() + std::mem::size_of::<SocketStorage>() + self.rx_buffer + self.tx_buffer
+    }
+
+    /// Where the engine's connection memory is, and what a pool slot costs all told.
+    pub fn memory(&self) -> MemoryStats {
+        let slots = self.slots.len().max(1);
+        let flow_bucket = std::mem::size_of::<(FourTuple, u32)>() + 1;
+        let total = self.arena.stats().reserved
+            + self.storage.reserved() * std::mem::size_of::<SocketStorage>()
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.flows.capacity() * flow_bucket
+            + self.free.capacity() * 4;
+        MemoryStats {
+            buffers: self.arena.stats(),
+            socket_storage: self.storage.reserved(),
+            slots: self.slots.len(),
+            flow_capacity: self.flows.capacity(),
+            bytes_per_slot: total / slots,
+        }
     }
 
     /// Entries in the timer wheel, live or waiting to be ignored (about one per slot at most).
