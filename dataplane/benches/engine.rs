@@ -509,6 +509,15 @@ fn main() {
         m.buffers.on_hugepages as f64 / 1048576.0,
     );
     if s.open >= 1_000_000 {
-        println!("1M established connections: {:.2} GiB RSS   target <= 4 GiB", rss / 1024.0);
+        // Hugepages are not in RSS: add the arena's. Pages of normal-page buffers that idle
+        // connections never touched are not resident: "reserved" counts them too.
+        let gib = 1024.0 * 1024.0 * 1024.0;
+        let resident = rss * 1048576.0 + m.buffers.on_hugepages as f64;
+        let reserved = (m.bytes_per_slot * m.slots) as f64;
+        println!(
+            "1M established connections: {:.2} GiB resident (RSS + hugepages), {:.2} GiB reserved (all memory mapped for them)   target <= 4 GiB",
+            resident / gib,
+            reserved.max(resident) / gib
+        );
     }
 }
