@@ -119,7 +119,7 @@ impl StorageArena {
     /// Room for one socket.
     pub fn take_one(&mut self) -> &'static mut [SocketStorage<'static>] {
         if self.cur.is_empty() {
-            let n = (self.reserved.max(64)).min(1 << 16);
+            let n = self.reserved.clamp(64, 1 << 16);
             self.cur = (0..n).map(|_| SocketStorage::EMPTY).collect::<Vec<_>>().leak();
             self.reserved += n;
         }
