@@ -171,6 +171,7 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
                 mac: port.mac(),
                 address: p.address,
                 prefix_len: p.prefix_len,
+                extra_addresses: Vec::new(),
                 gateway: p.gateway,
                 listeners: specs.clone(),
                 tcp_rx_buffer: g.tcp_rx_buffer,

@@ -61,9 +61,10 @@ pub enum Frame {
     Other,
 }
 
-/// Reads the headers of an Ethernet frame. Checksums are not verified here: smoltcp verifies the
-/// frames it processes, and the engine verifies the ones it answers itself.
-pub fn classify(frame: &[u8], local: Ipv4Addr) -> Frame {
+/// Reads the headers of an Ethernet frame; `local` are our addresses. Checksums are not verified
+/// here: smoltcp verifies the frames it processes, and the engine verifies the ones it answers
+/// itself.
+pub fn classify(frame: &[u8], local: &[Ipv4Addr]) -> Frame {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return Frame::Other;
     };
@@ -75,7 +76,11 @@ pub fn classify(frame: &[u8], local: Ipv4Addr) -> Frame {
     let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
         return Frame::Other;
     };
-    if ip.next_header() != IpProtocol::Tcp || ip.dst_addr() != local || ip.more_frags() || ip.frag_offset() != 0 {
+    if ip.next_header() != IpProtocol::Tcp
+        || !local.contains(&ip.dst_addr())
+        || ip.more_frags()
+        || ip.frag_offset() != 0
+    {
         return Frame::Other;
     }
     let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {

@@ -51,7 +51,7 @@ pub mod time_wait;
 pub mod timer;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, SocketStorage};
@@ -76,6 +76,16 @@ pub use smoltcp::time::Instant as EngineInstant;
 /// LISTEN sockets kept armed per listener, ahead of SYNs.
 const ARMED: usize = 2;
 
+/// Ephemeral ports for outgoing connections (Linux's default range).
+pub const EPHEMERAL: std::ops::Range<u16> = 32768..61000;
+
+/// Socket options every connection gets.
+fn configure(s: &mut tcp::Socket<'static>, timeout: smoltcp::time::Duration) {
+    s.set_nagle_enabled(false); // services write whole messages
+    s.set_ack_delay(Some(smoltcp::time::Duration::from_millis(10)));
+    s.set_timeout(Some(timeout));
+}
+
 /// A listener of a built-in service.
 #[derive(Clone, Debug)]
 pub struct ListenerSpec {
@@ -93,6 +103,9 @@ pub struct EngineConfig {
     pub mac: [u8; 6],
     pub address: Ipv4Addr,
     pub prefix_len: u8,
+    /// More addresses in the same prefix (at most 7), used in turn with `address` as the source
+    /// of outgoing connections (a load generator's many clients).
+    pub extra_addresses: Vec<Ipv4Addr>,
     pub gateway: Option<Ipv4Addr>,
     pub listeners: Vec<ListenerSpec>,
     /// Receive and send buffer of each connection, in bytes.
@@ -116,6 +129,7 @@ impl EngineConfig {
             mac,
             address,
             prefix_len,
+            extra_addresses: Vec::new(),
             gateway: None,
             listeners: Vec::new(),
             tcp_rx_buffer: 65536,
@@ -151,6 +165,22 @@ pub enum EngineError {
     BadMaxBacklog(usize),
     #[error("TCP timeout {0:?} is out of range (1 s to 1 h)")]
     BadTimeout(Duration),
+    #[error("{0} addresses: at most 8 (one address and 7 extra ones)")]
+    TooManyAddresses(usize),
+    #[error("extra address {0} is not a unicast address inside the engine's prefix")]
+    BadExtraAddress(Ipv4Addr),
+}
+
+/// Why [`Engine::connect`] could not start a connection (the errno it maps to, SEMANTICS C4).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConnectError {
+    /// EADDRNOTAVAIL: the remote address is all zeros, or its port is 0.
+    #[error("remote address {0} is not a valid destination")]
+    BadRemote(std::net::SocketAddrV4),
+    /// EADDRNOTAVAIL: every local address and ephemeral port toward this remote is in use, in
+    /// TIME_WAIT, or (with an affinity rule) hashes to another core.
+    #[error("no free local port toward {0}")]
+    NoPorts(std::net::SocketAddrV4),
 }
 
 /// Counters of an engine.
@@ -166,6 +196,10 @@ pub struct EngineStats {
     pub slots: usize,
     /// Slots in the free pool.
     pub free_slots: usize,
+    /// Outgoing connections whose handshake completed.
+    pub connected: u64,
+    /// Outgoing connections that ended before their handshake completed (refused, timed out).
+    pub connect_failed: u64,
     /// Frames demultiplexed.
     pub frames: u64,
     /// TCP segments answered with an RST because no connection or listener wanted them.
@@ -202,6 +236,8 @@ enum Phase {
     Queued,
     /// Accepted by a service session.
     Accepted(Session),
+    /// An outgoing connection, run by its session once established.
+    Client { session: Session, established: bool },
 }
 
 /// One connection: its socket, alone in its set, and the engine's book-keeping.
@@ -242,7 +278,14 @@ struct Listener {
 /// The TCP engine of one core. See the module documentation.
 pub struct Engine {
     iface: Interface,
-    local_ip: Ipv4Addr,
+    /// Our addresses: the first one, then the extra ones.
+    addresses: Vec<Ipv4Addr>,
+    /// Which of `addresses` the next outgoing connection uses.
+    next_source: usize,
+    /// The next ephemeral port to try.
+    next_port: u16,
+    /// Whether an outgoing 4-tuple is this engine's to use (its replies reach this core).
+    affinity: Option<Box<dyn Fn(&FourTuple) -> bool + Send>>,
     mac: [u8; 6],
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -293,15 +336,22 @@ impl Engine {
         let mut icfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(cfg.mac)));
         icfg.random_seed = cfg.random_seed;
         let mut iface = Interface::new(icfg, device, now);
+        let addresses: Vec<Ipv4Addr> =
+            std::iter::once(cfg.address).chain(cfg.extra_addresses.iter().copied()).collect();
         iface.update_ip_addrs(|a| {
-            a.push(IpCidr::Ipv4(Ipv4Cidr::new(cfg.address, cfg.prefix_len))).expect("one address fits");
+            for &ip in &addresses {
+                a.push(IpCidr::Ipv4(Ipv4Cidr::new(ip, cfg.prefix_len))).expect("validated: at most 8 addresses");
+            }
         });
         if let Some(gw) = cfg.gateway {
             iface.routes_mut().add_default_ipv4_route(gw).expect("one route fits");
         }
         let mut engine = Engine {
             iface,
-            local_ip: cfg.address,
+            addresses,
+            next_source: 0,
+            next_port: EPHEMERAL.start + (cfg.random_seed % u64::from(EPHEMERAL.end - EPHEMERAL.start)) as u16,
+            affinity: None,
             mac: cfg.mac,
             slots: Vec::new(),
             free: Vec::new(),
@@ -354,7 +404,7 @@ impl Engine {
     pub fn poll<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D) -> Option<Instant> {
         self.iface.poll_maintenance(now);
         while let Some(frame) = device.peek() {
-            let class = flow::classify(frame, self.local_ip);
+            let class = flow::classify(frame, &self.addresses);
             self.stats.frames += 1;
             self.ingress(now, device, class);
         }
@@ -498,7 +548,21 @@ impl Engine {
 
     /// A slot from the pool (or a new one), in LISTEN on listener `li`'s port.
     fn arm(&mut self, li: usize) -> u32 {
-        let id = match self.free.pop() {
+        let id = self.take_slot();
+        let (port, timeout) = (self.listeners[li].port, self.tcp_timeout);
+        let slot = &mut self.slots[id as usize];
+        slot.phase = Phase::Armed;
+        slot.listener = li;
+        let s = slot.socket();
+        // listen() resets a Closed or TimeWait socket without sending anything.
+        s.listen(port).expect("a pooled socket is closed and the port is non-zero");
+        configure(s, timeout);
+        id
+    }
+
+    /// A free slot: from the pool, or a new one whose memory comes from the arenas.
+    fn take_slot(&mut self) -> u32 {
+        match self.free.pop() {
             Some(id) => id,
             None => {
                 // A new pool slot: its buffers and socket storage come from the arenas, once.
@@ -520,18 +584,83 @@ impl Engine {
                 });
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 connections")
             }
-        };
-        let (port, timeout) = (self.listeners[li].port, self.tcp_timeout);
+        }
+    }
+
+    /// Sends an ARP request for `peer` from each of the engine's addresses. The peer learns every
+    /// source address at once; smoltcp otherwise resolves new neighbours one per second, so a
+    /// server would learn a load generator's addresses slowly. Call it before opening connections
+    /// from several addresses.
+    pub fn announce_to<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, peer: Ipv4Addr) {
+        use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr};
+        for &ip in &self.addresses {
+            let arp = ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Request,
+                source_hardware_addr: EthernetAddress(self.mac),
+                source_protocol_addr: ip,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: peer,
+            };
+            let eth = EthernetRepr {
+                src_addr: EthernetAddress(self.mac),
+                dst_addr: EthernetAddress::BROADCAST,
+                ethertype: EthernetProtocol::Arp,
+            };
+            if let Some(tok) = device.transmit(now) {
+                tok.consume(eth.buffer_len() + arp.buffer_len(), |buf| {
+                    let mut frame = EthernetFrame::new_unchecked(buf);
+                    eth.emit(&mut frame);
+                    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+                });
+            }
+        }
+    }
+
+    /// Limits outgoing connections to 4-tuples for which `mine` holds: with several cores and
+    /// RSS (or software steering), the source port is chosen so that the replies reach this core.
+    pub fn set_affinity(&mut self, mine: impl Fn(&FourTuple) -> bool + Send + 'static) {
+        self.affinity = Some(Box::new(mine));
+    }
+
+    /// Opens a connection to `remote` (SEMANTICS C1), run by `session` once established. The source
+    /// address is the engine's addresses in turn; the source port is a free ephemeral port (not in
+    /// use toward `remote`, not in TIME_WAIT, and this core's under [`Engine::set_affinity`]). The
+    /// SYN leaves on the next poll. Returns the connection's slot id.
+    pub fn connect(&mut self, remote: SocketAddrV4, session: Session) -> Result<u32, ConnectError> {
+        if remote.ip().is_unspecified() || remote.port() == 0 {
+            return Err(ConnectError::BadRemote(remote));
+        }
+        let local_ip = self.addresses[self.next_source % self.addresses.len()];
+        self.next_source = self.next_source.wrapping_add(1);
+        let span = EPHEMERAL.end - EPHEMERAL.start;
+        let mut tuple = None;
+        for _ in 0..span {
+            let port = self.next_port;
+            self.next_port = if port + 1 >= EPHEMERAL.end { EPHEMERAL.start } else { port + 1 };
+            let t = FourTuple { remote_ip: *remote.ip(), local_ip, remote_port: remote.port(), local_port: port };
+            if self.flows.contains_key(&t) || self.time_wait.contains(&t) || self.by_port.contains_key(&port) {
+                continue;
+            }
+            if self.affinity.as_ref().is_some_and(|mine| !mine(&t)) {
+                continue;
+            }
+            tuple = Some(t);
+            break;
+        }
+        let t = tuple.ok_or(ConnectError::NoPorts(remote))?;
+        let id = self.take_slot();
+        let timeout = self.tcp_timeout;
         let slot = &mut self.slots[id as usize];
-        slot.phase = Phase::Armed;
-        slot.listener = li;
-        let s = slot.socket();
-        // listen() resets a Closed or TimeWait socket without sending anything.
-        s.listen(port).expect("a pooled socket is closed and the port is non-zero");
-        s.set_nagle_enabled(false); // services write whole messages
-        s.set_ack_delay(Some(smoltcp::time::Duration::from_millis(10)));
-        s.set_timeout(Some(timeout));
-        id
+        let s = slot.set.get_mut::<tcp::Socket>(slot.handle);
+        s.connect(self.iface.context(), (t.remote_ip, t.remote_port), (t.local_ip, t.local_port))
+            .expect("a pooled socket is closed; remote and local were checked");
+        configure(s, timeout);
+        slot.phase = Phase::Client { session, established: false };
+        slot.tuple = Some(t);
+        self.flows.insert(t, id);
+        self.stats.open += 1;
+        self.mark_dirty(id); // the SYN goes out on egress
+        Ok(id)
     }
 
     fn mark_dirty(&mut self, id: u32) {
@@ -575,10 +704,19 @@ impl Engine {
                 }
             };
         }
-        if !slot.closing && !matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
+        if let Phase::Client { established, .. } = &mut slot.phase {
+            if !*established && !matches!(state, tcp::State::SynSent | tcp::State::Closed) {
+                *established = true;
+                self.stats.connected += 1;
+            }
+        }
+        let handshaking = matches!(state, tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived);
+        if !slot.closing && !handshaking && !matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
             let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
             let close = match &mut slot.phase {
-                Phase::Accepted(session) => session.drive(&mut TcpStream(sock)) == Progress::Close,
+                Phase::Accepted(session) | Phase::Client { session, .. } => {
+                    session.drive(&mut TcpStream(sock)) == Progress::Close
+                }
                 // A queued connection whose peer has gone leaves the queue.
                 Phase::Queued => state == tcp::State::CloseWait,
                 _ => false,
@@ -604,7 +742,11 @@ impl Engine {
         let wants_to_send = sock.send_queue() > 0
             || matches!(
                 state,
-                tcp::State::SynReceived | tcp::State::FinWait1 | tcp::State::Closing | tcp::State::LastAck
+                tcp::State::SynSent
+                    | tcp::State::SynReceived
+                    | tcp::State::FinWait1
+                    | tcp::State::Closing
+                    | tcp::State::LastAck
             );
         let at = self.iface.poll_at(now, &slot.set);
         if !emitted && wants_to_send && !slot.neighbor_wait {
@@ -630,11 +772,16 @@ impl Engine {
                 self.time_wait.insert(t, slot.peer_fin_end.unwrap_or(0), now);
             }
         }
-        let l = &mut self.listeners[slot.listener].stats;
         match std::mem::replace(&mut slot.phase, Phase::Free) {
-            Phase::HalfOpen => l.half_open -= 1,
-            Phase::Queued => l.queued -= 1,
-            Phase::Accepted(_) => {}
+            Phase::HalfOpen => self.listeners[slot.listener].stats.half_open -= 1,
+            Phase::Queued => self.listeners[slot.listener].stats.queued -= 1,
+            Phase::Accepted(mut session) => session.closed(true),
+            Phase::Client { mut session, established } => {
+                if !established {
+                    self.stats.connect_failed += 1;
+                }
+                session.closed(established);
+            }
             Phase::Armed | Phase::Free => unreachable!("only connections are released"),
         }
         self.stats.open -= 1;
@@ -729,6 +876,20 @@ fn validate(cfg: &EngineConfig) -> Result<(), EngineError> {
     }
     if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&cfg.tcp_timeout) {
         return Err(EngineError::BadTimeout(cfg.tcp_timeout));
+    }
+    if cfg.extra_addresses.len() > 7 {
+        return Err(EngineError::TooManyAddresses(1 + cfg.extra_addresses.len()));
+    }
+    let mask = u32::MAX.checked_shl(32 - u32::from(cfg.prefix_len)).unwrap_or(0);
+    for &x in &cfg.extra_addresses {
+        if x.is_unspecified()
+            || x.is_broadcast()
+            || x.is_multicast()
+            || u32::from(x) & mask != u32::from(a) & mask
+            || x == a
+        {
+            return Err(EngineError::BadExtraAddress(x));
+        }
     }
     let mut ports = std::collections::HashSet::new();
     for l in &cfg.listeners {

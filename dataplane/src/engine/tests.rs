@@ -460,3 +460,131 @@ fn hundred_thousand_connections_leave_nothing_behind() {
     assert!(st.slots <= PARALLEL + 2 * 2 + 8, "the pool grew to {} slots for {PARALLEL} at a time", st.slots);
     assert_eq!(st.free_slots, st.slots - 2 * 2, "every slot but the armed ones is free");
 }
+
+/// Two engines back to back on a virtual clock: a load generator (198.18.0.1 and 7 more source
+/// addresses) against an echo server (198.18.0.2).
+struct Duo {
+    now: Instant,
+    server: Engine,
+    sdev: MemoryDevice,
+    client: Engine,
+    cdev: MemoryDevice,
+}
+
+impl Duo {
+    fn new(client_time_wait: std::time::Duration) -> Duo {
+        let MemoryLink { a: mut cdev, b: mut sdev } = MemoryLink::new();
+        let now = Instant::from_millis(0);
+        let server = Engine::new(&config(), &mut sdev, now).unwrap();
+        let mut c = EngineConfig::new([0x02, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 18, 0, 1), 24);
+        c.extra_addresses = (10..17).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
+        c.tcp_rx_buffer = 4096;
+        c.tcp_tx_buffer = 4096;
+        c.random_seed = 3;
+        c.time_wait = client_time_wait;
+        let mut client = Engine::new(&c, &mut cdev, now).unwrap();
+        client.announce_to(now, &mut cdev, SERVER);
+        Duo { now, server, sdev, client, cdev }
+    }
+
+    fn step(&mut self) {
+        self.now += Duration::from_millis(1);
+        for _ in 0..8 {
+            self.cdev.refill();
+            self.client.poll(self.now, &mut self.cdev);
+            self.sdev.refill();
+            self.server.poll(self.now, &mut self.sdev);
+            if self.cdev.pending() == 0 && self.sdev.pending() == 0 {
+                break;
+            }
+        }
+    }
+}
+
+fn load(size: usize, mode: crate::services::LoadMode) -> (crate::services::LoadSpec, Arc<crate::services::LoadStats>) {
+    let stats = Arc::new(crate::services::LoadStats::default());
+    (crate::services::LoadSpec { size, mode, stats: stats.clone() }, stats)
+}
+
+/// C1: the engine opens connections itself; 2000 short connections (64 B request, 64 B
+/// response, close), 50 at a time, from 8 source addresses, all complete; nothing is left open.
+#[test]
+fn c1_engine_opens_short_connections_to_another_engine() {
+    use crate::services::{LoadGen, LoadMode, Session};
+    let mut d = Duo::new(std::time::Duration::ZERO);
+    let (spec, stats) = load(64, LoadMode::Short);
+    let remote = std::net::SocketAddrV4::new(SERVER, 7);
+    let mut opened = 0;
+    for _ in 0..20_000 {
+        while d.client.stats().open < 50 && opened < 2000 {
+            d.client.connect(remote, Session::LoadGen(LoadGen::new(spec.clone()))).unwrap();
+            opened += 1;
+        }
+        d.step();
+        if stats.get(&stats.ended) == 2000 {
+            break;
+        }
+    }
+    assert_eq!(stats.get(&stats.completed), 2000);
+    assert_eq!((stats.get(&stats.failed), stats.get(&stats.cut)), (0, 0));
+    for _ in 0..100 {
+        d.step();
+    }
+    assert_eq!((d.client.stats().open, d.server.stats().open), (0, 0));
+    assert_eq!(d.client.stats().connected, 2000);
+    assert_eq!(d.server.stats().established, 2000);
+    assert_eq!(d.client.time_wait_stats().entered, 2000, "the client closed first");
+}
+
+/// Persistent connections: 10 connections each carry many request/response pairs.
+#[test]
+fn persistent_connections_carry_many_requests() {
+    use crate::services::{LoadGen, LoadMode, Session};
+    let mut d = Duo::new(std::time::Duration::from_secs(240));
+    let (spec, stats) = load(64, LoadMode::Persistent);
+    let remote = std::net::SocketAddrV4::new(SERVER, 7);
+    for _ in 0..10 {
+        d.client.connect(remote, Session::LoadGen(LoadGen::new(spec.clone()))).unwrap();
+    }
+    for _ in 0..200 {
+        d.step();
+    }
+    assert_eq!(stats.get(&stats.connected), 10);
+    assert!(stats.get(&stats.completed) > 10 * 100, "{} responses", stats.get(&stats.completed));
+    assert_eq!(d.server.stats().open, 10);
+}
+
+/// C4: a connect to a port with no listener fails (RST) and is counted, not leaked; a zero
+/// remote is rejected at once.
+#[test]
+fn c4_refused_connect_is_counted_and_freed() {
+    use crate::services::{LoadGen, LoadMode, Session};
+    let mut d = Duo::new(std::time::Duration::ZERO);
+    let (spec, stats) = load(64, LoadMode::Short);
+    d.client.connect(std::net::SocketAddrV4::new(SERVER, 9), Session::LoadGen(LoadGen::new(spec.clone()))).unwrap();
+    for _ in 0..10 {
+        d.step();
+    }
+    assert_eq!((stats.get(&stats.failed), stats.get(&stats.ended)), (1, 1));
+    assert_eq!((d.client.stats().connect_failed, d.client.stats().open), (1, 0));
+    let zero = std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7);
+    assert_eq!(
+        d.client.connect(zero, Session::LoadGen(LoadGen::new(spec))).unwrap_err(),
+        ConnectError::BadRemote(zero)
+    );
+}
+
+/// Flow affinity: with an affinity rule the engine only picks 4-tuples the rule accepts.
+#[test]
+fn connect_picks_only_ports_the_affinity_rule_accepts() {
+    use crate::services::{LoadGen, LoadMode, Session};
+    let mut d = Duo::new(std::time::Duration::ZERO);
+    d.client.set_affinity(|t| t.local_port % 2 == 1);
+    let (spec, _) = load(64, LoadMode::Persistent);
+    let remote = std::net::SocketAddrV4::new(SERVER, 7);
+    for _ in 0..100 {
+        let id = d.client.connect(remote, Session::LoadGen(LoadGen::new(spec.clone()))).unwrap();
+        let t = d.client.slots[id as usize].tuple.unwrap();
+        assert_eq!(t.local_port % 2, 1, "{t:?}");
+    }
+}

@@ -7,9 +7,11 @@
 
 pub mod echo;
 pub mod http;
+pub mod loadgen;
 
 pub use echo::Echo;
 pub use http::{Http, HttpConfig};
+pub use loadgen::{LoadGen, LoadMode, LoadSpec, LoadStats};
 
 /// A byte stream as a service sees it: the connection's buffers, never blocking.
 pub trait Stream {
@@ -72,6 +74,8 @@ impl ServiceKind {
 pub enum Session {
     Echo(Echo),
     Http(Http),
+    /// A load-generating client (outgoing connections).
+    LoadGen(LoadGen),
 }
 
 impl Session {
@@ -80,6 +84,14 @@ impl Session {
         match self {
             Session::Echo(e) => e.drive(s),
             Session::Http(h) => h.drive(s),
+            Session::LoadGen(g) => g.drive(s),
+        }
+    }
+
+    /// The connection ended; `established` says whether its handshake had completed.
+    pub fn closed(&mut self, established: bool) {
+        if let Session::LoadGen(g) = self {
+            g.closed(established);
         }
     }
 }
