@@ -76,6 +76,9 @@ pub use smoltcp::time::Instant as EngineInstant;
 /// LISTEN sockets kept armed per listener, ahead of SYNs.
 const ARMED: usize = 2;
 
+/// Whether an outgoing 4-tuple's replies reach this engine's core.
+pub type Affinity = Box<dyn Fn(&FourTuple) -> bool + Send>;
+
 /// Ephemeral ports for outgoing connections (Linux's default range).
 pub const EPHEMERAL: std::ops::Range<u16> = 32768..61000;
 
@@ -285,7 +288,7 @@ pub struct Engine {
     /// The next ephemeral port to try.
     next_port: u16,
     /// Whether an outgoing 4-tuple is this engine's to use (its replies reach this core).
-    affinity: Option<Box<dyn Fn(&FourTuple) -> bool + Send>>,
+    affinity: Option<Affinity>,
     mac: [u8; 6],
     slots: Vec<Slot>,
     free: Vec<u32>,
