@@ -588,3 +588,30 @@ fn connect_picks_only_ports_the_affinity_rule_accepts() {
         assert_eq!(t.local_port % 2, 1, "{t:?}");
     }
 }
+
+/// Back-to-back requests on one persistent connection never wait for a timer (delayed ACK,
+/// retransmission): 100 request/response pairs in well under 10 ms of virtual time.
+#[test]
+fn persistent_requests_do_not_wait_for_timers() {
+    use crate::services::{LoadGen, LoadMode, Session};
+    let mut d = Duo::new(std::time::Duration::ZERO);
+    let (spec, stats) = load(64, LoadMode::Persistent);
+    d.client.connect(std::net::SocketAddrV4::new(SERVER, 7), Session::LoadGen(LoadGen::new(spec))).unwrap();
+    let start = d.now;
+    let mut log = Vec::new();
+    while stats.get(&stats.completed) < 100 && d.now - start < Duration::from_secs(2) {
+        d.now += Duration::from_micros(10);
+        d.cdev.refill();
+        d.client.poll(d.now, &mut d.cdev);
+        d.sdev.refill();
+        d.server.poll(d.now, &mut d.sdev);
+        if log.len() < 12 && stats.get(&stats.completed) as usize > log.len() {
+            log.push(d.now - start);
+        }
+    }
+    assert!(
+        d.now - start < Duration::from_millis(10),
+        "100 requests took {}; first completions at {log:?}",
+        d.now - start
+    );
+}

@@ -1,0 +1,363 @@
+//! The fast path against Linux on a real DPDK wire, one core each side, in one run.
+//!
+//! `cargo bench -p switchyard-dataplane --bench wire` (root; env `SECS` per run, default 5;
+//! `REPEAT`, default 3; `SHORT_CONNS` concurrent short connections, default 256; `PERSISTENT_CONNS`,
+//! default 64).
+//!
+//! - **Fast path**: a memif pair in this process. The echo engine runs on the server side on lcore 0
+//!   (CPU 0); a load-generating engine (198.18.0.1 and 7 more source addresses) runs on the client
+//!   side on lcore 1 (CPU 1). Both busy-poll.
+//! - **Linux**: the same workloads on the kernel's TCP over loopback. A minimal mio echo server runs
+//!   on CPU 0 and a mio client on CPU 1.
+//! - **Workloads**: short connections (connect, 64-byte request, 64-byte response, close; the client
+//!   closes first) and persistent connections (one 64-byte request in flight each).
+//!
+//! Fast and Linux runs are interleaved, `REPEAT` times each, and min/median/max are printed.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataplane::dpdk::launch::run_on_lcores;
+use dataplane::dpdk::{Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
+use dataplane::engine::{BacklogPolicy, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull};
+use dataplane::phy::{BurstDevice, PortDevice};
+use dataplane::services::{LoadGen, LoadMode, LoadSpec, LoadStats, ServiceKind, Session};
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const SIZE: usize = 64;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and sched_setaffinity only touch it and
+    // the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn clock(start: Instant) -> EngineInstant {
+    EngineInstant::from_micros(start.elapsed().as_micros() as i64)
+}
+
+/// One run of the fast path: the server engine on the main lcore, the load generator on the
+/// worker; returns operations per second over the measured window.
+fn fast_run(
+    origin: Instant,
+    eal: &Eal,
+    server: &mut (Engine, PortDevice),
+    client: &mut (Engine, PortDevice),
+    mode: LoadMode,
+    conns: usize,
+    secs: u64,
+) -> f64 {
+    let stop = AtomicBool::new(false);
+    let stats = Arc::new(LoadStats::default());
+    let spec = LoadSpec { size: SIZE, mode, stats: stats.clone() };
+    let mut result = 0.0;
+    // Engine time is monotonic across runs: one origin for the whole bench.
+    let start = Instant::now();
+    let server_task = {
+        let stop = &stop;
+        let (engine, dev) = server;
+        Box::new(move || {
+            while !stop.load(Ordering::Relaxed) {
+                dev.refill();
+                engine.poll(clock(origin), dev);
+                dev.flush();
+            }
+        }) as Box<dyn FnOnce() + Send + '_>
+    };
+    let client_task = {
+        let (stop, result, stats) = (&stop, &mut result, &stats);
+        let (engine, dev) = client;
+        Box::new(move || {
+            let remote = SocketAddrV4::new(SERVER, 7);
+            let warm = Duration::from_millis(500);
+            let mut window: Option<(Instant, u64)> = None;
+            loop {
+                let open = engine.stats().open;
+                for _ in open..conns {
+                    if engine.connect(remote, Session::LoadGen(LoadGen::new(spec.clone()))).is_err() {
+                        break;
+                    }
+                }
+                dev.refill();
+                engine.poll(clock(origin), dev);
+                dev.flush();
+                let elapsed = start.elapsed();
+                if window.is_none() && elapsed >= warm {
+                    window = Some((Instant::now(), stats.get(&stats.completed)));
+                }
+                if elapsed >= warm + Duration::from_secs(secs) {
+                    let (t0, n0) = window.expect("warm-up is over");
+                    *result = (stats.get(&stats.completed) - n0) as f64 / t0.elapsed().as_secs_f64();
+                    break;
+                }
+            }
+            // Let the connections drain: stop opening, run until none is open (bounded).
+            let drain = Instant::now();
+            while engine.stats().open > 0 && drain.elapsed() < Duration::from_secs(5) {
+                dev.refill();
+                engine.poll(clock(origin), dev);
+                dev.flush();
+            }
+            stop.store(true, Ordering::Relaxed);
+        }) as Box<dyn FnOnce() + Send + '_>
+    };
+    run_on_lcores(eal, vec![server_task, client_task]).expect("two lcores");
+    let failed = stats.get(&stats.failed);
+    assert_eq!(failed, 0, "fast path: {failed} connections failed");
+    result
+}
+
+/// The Linux side: a mio echo server on CPU 0 and a mio client on CPU 1, over loopback; returns
+/// operations per second over the measured window.
+fn kernel_run(mode: LoadMode, conns: usize, secs: u64) -> f64 {
+    use mio::net::{TcpListener, TcpStream};
+    use mio::{Events, Interest, Poll, Token};
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            pin(0);
+            let mut poll = Poll::new().unwrap();
+            poll.registry().register(&mut listener, Token(usize::MAX), Interest::READABLE).unwrap();
+            let mut conns: Vec<Option<TcpStream>> = Vec::new();
+            let mut free: Vec<usize> = Vec::new();
+            let mut events = Events::with_capacity(1024);
+            let mut buf = [0u8; 4096];
+            while !stop.load(Ordering::Relaxed) {
+                poll.poll(&mut events, Some(Duration::from_millis(50))).unwrap();
+                for ev in &events {
+                    if ev.token() == Token(usize::MAX) {
+                        while let Ok((mut s, _)) = listener.accept() {
+                            let _ = s.set_nodelay(true);
+                            let i = free.pop().unwrap_or_else(|| {
+                                conns.push(None);
+                                conns.len() - 1
+                            });
+                            poll.registry().register(&mut s, Token(i), Interest::READABLE).unwrap();
+                            conns[i] = Some(s);
+                        }
+                        continue;
+                    }
+                    let i = ev.token().0;
+                    let Some(s) = conns[i].as_mut() else { continue };
+                    let mut close = false;
+                    loop {
+                        match s.read(&mut buf) {
+                            Ok(0) => {
+                                close = true;
+                                break;
+                            }
+                            Ok(n) => {
+                                if s.write_all(&buf[..n]).is_err() {
+                                    close = true;
+                                    break;
+                                }
+                            }
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                            Err(_) => {
+                                close = true;
+                                break;
+                            }
+                        }
+                    }
+                    if close {
+                        let mut s = conns[i].take().unwrap();
+                        let _ = poll.registry().deregister(&mut s);
+                        free.push(i);
+                    }
+                }
+            }
+        })
+    };
+    // The client on its own thread: the calling thread is DPDK's main lcore and must keep its
+    // CPU (pinning it here would put the fast path's two pollers on one CPU in later runs).
+    let client = std::thread::spawn(move || {
+        pin(1);
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(1024);
+        struct C {
+            s: TcpStream,
+            got: usize,
+            sent: bool,
+        }
+        let open = |poll: &Poll, i: usize| -> C {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let _ = s.set_nodelay(true);
+            poll.registry().register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE).unwrap();
+            C { s, got: 0, sent: false }
+        };
+        let mut cs: Vec<C> = (0..conns).map(|i| open(&poll, i)).collect();
+        let req = [0x5au8; SIZE];
+        let mut buf = [0u8; 4096];
+        let mut done = 0u64;
+        let start = Instant::now();
+        let warm = Duration::from_millis(500);
+        let mut window: Option<(Instant, u64)> = None;
+        loop {
+            poll.poll(&mut events, Some(Duration::from_millis(10))).unwrap();
+            for ev in &events {
+                let i = ev.token().0;
+                let mut reopen = false;
+                {
+                    let c = &mut cs[i];
+                    if !c.sent && ev.is_writable() && c.s.write(&req).is_ok_and(|n| n == SIZE) {
+                        c.sent = true;
+                    }
+                    if ev.is_readable() {
+                        loop {
+                            match c.s.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => c.got += n,
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    if c.got >= SIZE {
+                        done += 1;
+                        c.got -= SIZE;
+                        match mode {
+                            LoadMode::Short => reopen = true,
+                            LoadMode::Persistent => {
+                                c.sent = c.s.write(&req).is_ok_and(|n| n == SIZE);
+                            }
+                        }
+                    }
+                }
+                if reopen {
+                    let _ = poll.registry().deregister(&mut cs[i].s);
+                    cs[i] = open(&poll, i); // the old stream closes (client first) when dropped
+                }
+            }
+            let elapsed = start.elapsed();
+            if window.is_none() && elapsed >= warm {
+                window = Some((Instant::now(), done));
+            }
+            if elapsed >= warm + Duration::from_secs(secs) {
+                break;
+            }
+        }
+        let (t0, n0) = window.unwrap();
+        (done - n0) as f64 / t0.elapsed().as_secs_f64()
+    });
+    let rate = client.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    server.join().unwrap();
+    rate
+}
+
+fn stats(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (v[0], v[v.len() / 2], v[v.len() - 1])
+}
+
+fn main() {
+    let secs = env("SECS", 5);
+    let repeat = env("REPEAT", 3).max(1) as usize;
+    let short_conns = env("SHORT_CONNS", 256) as usize;
+    let persistent_conns = env("PERSISTENT_CONNS", 64) as usize;
+    let prefix = format!("--file-prefix=sy-wire-{}", std::process::id());
+    let sock = format!("/tmp/sy-wire-{}.sock", std::process::id());
+    let _ = std::fs::remove_file(&sock);
+    let args = [
+        "wire".to_owned(),
+        "--no-huge".into(),
+        "-m".into(),
+        "1024".into(),
+        "--no-pci".into(),
+        prefix.clone(),
+        "--lcores=0@0,1@1".into(),
+        "--log-level=warning".into(),
+        format!("--vdev=net_memif0,role=server,socket={sock},id=0"),
+        format!("--vdev=net_memif1,role=client,socket={sock},id=0"),
+    ];
+    let eal = Eal::init(&args).expect("EAL with a memif pair (run as root)");
+    let ids = eal.require_ports(2).expect("two memif ports");
+    let req = PortRequest { rx_desc: 1024, tx_desc: 1024, ..Default::default() };
+    let cfg_pool = MempoolConfig { mbufs: 16383, cache: 256, ..Default::default() };
+    let (pool0, pool1) =
+        (Mempool::new(&eal, "wire0", &cfg_pool).unwrap(), Mempool::new(&eal, "wire1", &cfg_pool).unwrap());
+    let port0 = Port::open(&eal, ids[0], &req, pool0.clone()).unwrap();
+    let port1 = Port::open(&eal, ids[1], &req, pool1.clone()).unwrap();
+    let t = Instant::now();
+    while !(port0.link_up() && port1.link_up()) {
+        assert!(t.elapsed() < Duration::from_secs(10), "memif link did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let origin = Instant::now();
+    let now = clock(origin);
+    let mut sdev = PortDevice::new(&port0, QueueId(0), &pool0);
+    let mut scfg = EngineConfig::new(port0.mac(), SERVER, 24);
+    scfg.tcp_rx_buffer = 2048;
+    scfg.tcp_tx_buffer = 2048;
+    scfg.random_seed = 11;
+    scfg.max_backlog = 65536;
+    scfg.listeners = vec![ListenerSpec {
+        port: 7,
+        service: ServiceKind::Echo,
+        backlog: 65536,
+        policy: BacklogPolicy::Linux,
+        on_full: OnFull::Refuse,
+    }];
+    let server_engine = Engine::new(&scfg, &mut sdev, now).unwrap();
+    let mut cdev = PortDevice::new(&port1, QueueId(0), &pool1);
+    let mut ccfg = EngineConfig::new(port1.mac(), CLIENT, 24);
+    ccfg.extra_addresses = (10..17).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
+    ccfg.tcp_rx_buffer = 2048;
+    ccfg.tcp_tx_buffer = 2048;
+    ccfg.random_seed = 12;
+    ccfg.time_wait = Duration::ZERO; // as Linux reuses TIME_WAIT tuples on loopback (tcp_tw_reuse)
+    let mut client_engine = Engine::new(&ccfg, &mut cdev, now).unwrap();
+    client_engine.announce_to(now, &mut cdev, SERVER);
+    cdev.flush();
+    let mut server = (server_engine, sdev);
+    let mut client = (client_engine, cdev);
+
+    println!(
+        "fast path (memif pair, engine per side, one core each) vs Linux (loopback, mio, one core each); {secs} s runs, {repeat} each, interleaved"
+    );
+    for (name, mode, conns, unit) in [
+        ("short connections", LoadMode::Short, short_conns, "conns/s"),
+        ("persistent requests", LoadMode::Persistent, persistent_conns, "req/s"),
+    ] {
+        let (mut fast, mut kern) = (Vec::new(), Vec::new());
+        for _ in 0..repeat {
+            fast.push(fast_run(origin, &eal, &mut server, &mut client, mode, conns, secs));
+            kern.push(kernel_run(mode, conns, secs));
+        }
+        let (f_lo, f_med, f_hi) = stats(&mut fast);
+        let (k_lo, k_med, k_hi) = stats(&mut kern);
+        println!(
+            "{name} ({conns} concurrent, {SIZE} B): fast {f_med:.0} {unit} (min {f_lo:.0}, max {f_hi:.0}); Linux {k_med:.0} (min {k_lo:.0}, max {k_hi:.0}); ratio fast/Linux {:.1}",
+            f_med / k_med
+        );
+    }
+    let (s, c) = (server.0.stats(), client.0.stats());
+    let (sd, cd) = (server.1.stats(), client.1.stats());
+    println!(
+        "fast path totals: server established {} closed {}; client connected {} failed {}; frames server rx {} tx {} client rx {} tx {}; tx_nombuf {}/{}",
+        s.established, s.closed, c.connected, c.connect_failed, sd.rx_frames, sd.tx_frames, cd.rx_frames, cd.tx_frames, sd.tx_nombuf, cd.tx_nombuf
+    );
+    drop(server);
+    drop(client);
+    drop(port0);
+    drop(port1);
+    let _ = std::fs::remove_file(&sock);
+    drop(eal);
+    // EAL's runtime folder for this run's own file prefix.
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", prefix.trim_start_matches("--file-prefix=")));
+}
