@@ -403,9 +403,11 @@ impl Engine {
 
     /// Processes the frames the device holds, runs the services of the connections that had
     /// something happen, and queues what they send. Returns when the engine next needs a poll
-    /// without new frames (a timer), if ever.
+    /// without new frames (a timer), if ever; after a poll that handled frames or connections that
+    /// is `now` (a busy loop polls again at once anyway, and the timer wheel is not consulted).
     pub fn poll<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D) -> Option<Instant> {
         self.iface.poll_maintenance(now);
+        let frames_before = self.stats.frames;
         while let Some(frame) = device.peek() {
             let class = flow::classify(frame, &self.addresses);
             self.stats.frames += 1;
@@ -431,8 +433,12 @@ impl Engine {
             }
         }
         self.fired = fired;
+        let busy = self.stats.frames != frames_before || !self.dirty.is_empty();
         while let Some(id) = self.dirty.pop() {
             self.service(now, device, id);
+        }
+        if busy {
+            return Some(now);
         }
         match (self.timers.next_deadline(now), self.time_wait.next_expiry(now)) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -674,13 +680,20 @@ impl Engine {
         }
     }
 
+    /// Polls again every connection that may have been waiting for a neighbour. The list holds
+    /// each slot at most once (`Slot::neighbor_wait` says it is in it, across reuse of the slot), so
+    /// it never outgrows the pool.
     fn wake_neighbor_waiters(&mut self) {
-        let waiting = std::mem::take(&mut self.neighbor_wait);
-        for id in waiting {
-            if std::mem::take(&mut self.slots[id as usize].neighbor_wait) {
+        let mut waiting = std::mem::take(&mut self.neighbor_wait);
+        for &id in &waiting {
+            let slot = &mut self.slots[id as usize];
+            slot.neighbor_wait = false;
+            if !matches!(slot.phase, Phase::Free | Phase::Armed) {
                 self.mark_dirty(id);
             }
         }
+        waiting.clear();
+        self.neighbor_wait = waiting;
     }
 
     /// Runs a connection that had something happen: handshake completion, its session, egress,
@@ -791,7 +804,7 @@ impl Engine {
         self.stats.closed += 1;
         slot.peer_fin_end = None;
         slot.closing = false;
-        slot.neighbor_wait = false;
+        // `neighbor_wait` stays: the slot may still be in the list (it is skipped while free).
         slot.timer_at = None; // a wheel entry still filed for it fires and is ignored
         self.free.push(id);
     }
@@ -836,6 +849,11 @@ impl Engine {
             flow_capacity: self.flows.capacity(),
             bytes_per_slot: total / slots,
         }
+    }
+
+    /// Slots on the list of connections polled again when an ARP frame arrives (at most the pool).
+    pub fn neighbor_waiters(&self) -> usize {
+        self.neighbor_wait.len()
     }
 
     /// Entries in the timer wheel, live or waiting to be ignored (about one per slot at most).

@@ -534,6 +534,14 @@ fn c1_engine_opens_short_connections_to_another_engine() {
     assert_eq!(d.client.stats().connected, 2000);
     assert_eq!(d.server.stats().established, 2000);
     assert_eq!(d.client.time_wait_stats().entered, 2000, "the client closed first");
+    for e in [&d.client, &d.server] {
+        assert!(
+            e.neighbor_waiters() <= e.stats().slots,
+            "{} waiters for {} slots",
+            e.neighbor_waiters(),
+            e.stats().slots
+        );
+    }
 }
 
 /// Persistent connections: 10 connections each carry many request/response pairs.
