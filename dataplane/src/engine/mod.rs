@@ -44,6 +44,7 @@
 
 pub mod flow;
 pub mod listener;
+pub mod neighbor;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -308,6 +309,10 @@ pub struct Engine {
     max_backlog: usize,
     tcp_timeout: smoltcp::time::Duration,
     stats: EngineStats,
+    /// Our prefix mask and gateway, to tell on-link peers from routed ones.
+    mask: u32,
+    gateway: Option<Ipv4Addr>,
+    neighbors: neighbor::Neighbors,
     arena: BufferArena,
     storage: StorageArena,
 }
@@ -372,6 +377,9 @@ impl Engine {
             max_backlog: cfg.max_backlog,
             tcp_timeout: smoltcp::time::Duration::from_micros(cfg.tcp_timeout.as_micros() as u64),
             stats: EngineStats::default(),
+            mask: u32::MAX.checked_shl(32 - u32::from(cfg.prefix_len)).unwrap_or(0),
+            gateway: cfg.gateway,
+            neighbors: neighbor::Neighbors::default(),
             arena: BufferArena::new(format!("engine {}", cfg.address)),
             storage: StorageArena::default(),
         };
@@ -446,8 +454,31 @@ impl Engine {
         }
     }
 
+    /// Tells smoltcp where a peer is, from a SYN it sent, when that is due (see [`neighbor`]).
+    fn refresh_neighbor(&mut self, now: Instant, seg: &Segment) {
+        let on_link = u32::from(seg.tuple.remote_ip) & self.mask == u32::from(seg.tuple.local_ip) & self.mask;
+        let ip = match (on_link, self.gateway) {
+            (true, _) => seg.tuple.remote_ip,
+            (false, Some(gw)) => gw,
+            (false, None) => return,
+        };
+        if !self.neighbors.due(ip, seg.src_mac, now) {
+            return;
+        }
+        let mut frame = [0u8; neighbor::ARP_FRAME_LEN];
+        neighbor::write_reply(&mut frame, ip, seg.src_mac, seg.tuple.local_ip, self.mac);
+        let mut one = neighbor::OneFrame { frame: Some(frame) };
+        self.iface.poll_ingress_single(now, &mut one, &mut self.empty);
+        self.wake_neighbor_waiters();
+    }
+
     /// Decides about one frame and hands it on.
     fn ingress<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, class: Frame) {
+        if let Frame::Tcp(seg) = &class {
+            if seg.flags.syn {
+                self.refresh_neighbor(now, seg);
+            }
+        }
         match self.demux(&class, device) {
             Demux::Flow(id) => {
                 let slot = &mut self.slots[id as usize];

@@ -32,6 +32,8 @@ pub struct LoadStats {
     pub ended: AtomicU64,
     /// Established connections that ended before their response was complete.
     pub cut: AtomicU64,
+    /// Set to wind down: each connection closes once its response in flight has arrived.
+    pub stop: std::sync::atomic::AtomicBool,
 }
 
 impl LoadStats {
@@ -92,7 +94,7 @@ impl LoadGen {
             stats.completed.fetch_add(1, Ordering::Relaxed);
             self.got -= size;
             self.sent = 0;
-            if self.spec.mode == LoadMode::Short {
+            if self.spec.mode == LoadMode::Short || stats.stop.load(Ordering::Relaxed) {
                 return Progress::Close;
             }
         }
@@ -122,6 +124,18 @@ mod tests {
         assert_eq!(g.drive(&mut s), Progress::Open);
         assert_eq!(stats.get(&stats.completed), 3);
         assert_eq!(s.output.len(), 64 * 4, "three answered and one more in flight");
+    }
+
+    #[test]
+    fn stop_closes_a_persistent_connection_after_its_response() {
+        let stats = Arc::new(LoadStats::default());
+        let mut g = LoadGen::new(LoadSpec { size: 64, mode: LoadMode::Persistent, stats: stats.clone() });
+        let mut s = VecStream::new(&[], 1 << 16);
+        assert_eq!(g.drive(&mut s), Progress::Open);
+        stats.stop.store(true, Ordering::Relaxed);
+        s.input.extend_from_slice(&[0u8; 64]);
+        assert_eq!(g.drive(&mut s), Progress::Close);
+        assert_eq!(stats.get(&stats.completed), 1);
     }
 
     #[test]
