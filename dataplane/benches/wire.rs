@@ -357,8 +357,21 @@ fn main() {
     let (s, c) = (server.0.stats(), client.0.stats());
     let (sd, cd) = (server.1.stats(), client.1.stats());
     println!(
-        "fast path totals: server established {} closed {}; client connected {} failed {}; frames server rx {} tx {} client rx {} tx {}; tx_nombuf {}/{}",
-        s.established, s.closed, c.connected, c.connect_failed, sd.rx_frames, sd.tx_frames, cd.rx_frames, cd.tx_frames, sd.tx_nombuf, cd.tx_nombuf
+        "fast path totals: server established {} closed {}; client connected {} failed {}; frames server rx {} tx {} client rx {} tx {}; tx_nombuf {}/{}; tx_queue_full {}/{}; port rx_missed {}/{}",
+        s.established,
+        s.closed,
+        c.connected,
+        c.connect_failed,
+        sd.rx_frames,
+        sd.tx_frames,
+        cd.rx_frames,
+        cd.tx_frames,
+        sd.tx_nombuf,
+        cd.tx_nombuf,
+        sd.tx_queue_full,
+        cd.tx_queue_full,
+        server.1.port().stats().rx_missed,
+        client.1.port().stats().rx_missed
     );
     drop(server);
     drop(client);
