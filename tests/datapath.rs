@@ -4,38 +4,18 @@
 mod common;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::Fixture;
+use common::{connect, echo, Fixture};
 use sha2::{Digest, Sha256};
-
-const TIMEOUT: Option<Duration> = Some(Duration::from_secs(20));
-
-fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect_timeout(&Fixture::addr(port), Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(TIMEOUT).unwrap();
-    s.set_write_timeout(TIMEOUT).unwrap();
-    s
-}
 
 #[test]
 fn echo_round_trip_of_1_mib_matches_sha256() {
     let f = Fixture::new("echo", "sytecho");
     let data: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
     let want = Sha256::digest(&data);
-    let got = f.ns.run(move || {
-        let s = connect(7);
-        let mut w = s.try_clone().unwrap();
-        let writer = std::thread::spawn(move || {
-            w.write_all(&data).unwrap();
-            w.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut back = Vec::new();
-        (&s).read_to_end(&mut back).expect("reading the echo");
-        writer.join().unwrap();
-        back
-    });
+    let got = f.ns.run(move || echo(data));
     assert_eq!(got.len(), 1 << 20);
     assert_eq!(Sha256::digest(&got), want, "echoed bytes differ");
 }
@@ -118,17 +98,7 @@ fn twenty_concurrent_clients_are_served() {
             f.ns.spawn(move || {
                 // echo 64 KiB, then one HTTP request, each on its own connection, all at once
                 let data: Vec<u8> = (0..65536u32).map(|i| (i ^ c) as u8).collect();
-                let s = connect(7);
-                let mut w = s.try_clone().unwrap();
-                let d2 = data.clone();
-                let writer = std::thread::spawn(move || {
-                    w.write_all(&d2).unwrap();
-                    w.shutdown(Shutdown::Write).unwrap();
-                });
-                let mut back = Vec::new();
-                (&s).read_to_end(&mut back).unwrap();
-                writer.join().unwrap();
-                assert_eq!(back, data, "client {c}: echo differs");
+                assert_eq!(echo(data.clone()), data, "client {c}: echo differs");
                 let s = connect(80);
                 let mut w = s.try_clone().unwrap();
                 let mut r = BufReader::new(s);

@@ -4,31 +4,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
-
-use common::{Appliance, Fixture, NetNs};
+use common::{echo, Appliance, NetNs};
 use sha2::{Digest, Sha256};
-
-fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect_timeout(&Fixture::addr(port), Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s
-}
-
-fn echo(data: Vec<u8>) -> Vec<u8> {
-    let s = connect(7);
-    let mut w = s.try_clone().unwrap();
-    let writer = std::thread::spawn(move || {
-        w.write_all(&data).unwrap();
-        w.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut back = Vec::new();
-    (&s).read_to_end(&mut back).unwrap();
-    writer.join().unwrap();
-    back
-}
 
 /// `established=N` of each core's "port totals" line in the appliance log.
 fn established_per_core(log: &str) -> Vec<(u32, u64)> {

@@ -306,42 +306,26 @@ impl Config {
             return Err(bad("eal.file_prefix".into(), format!("{:?}", e.file_prefix), "a non-empty name without '/'"));
         }
         let g = &config.engine;
-        for (f, v) in [("engine.tcp_rx_buffer", g.tcp_rx_buffer), ("engine.tcp_tx_buffer", g.tcp_tx_buffer)] {
-            if !(1024..=16 << 20).contains(&v) {
-                return Err(bad(f.into(), v.to_string(), "between 1024 and 16777216 bytes"));
+        let range = |field: &str, v: u64, lo: u64, hi: u64, why: &str| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(bad(field.into(), v.to_string(), why))
             }
-        }
-        if !(1..=64).contains(&g.cores) {
-            return Err(bad(
-                "engine.cores".into(),
-                g.cores.to_string(),
-                "between 1 and 64 (and no more than eal.lcores gives)",
-            ));
-        }
-        if g.time_wait_secs > 300 {
-            return Err(bad(
-                "engine.time_wait_secs".into(),
-                g.time_wait_secs.to_string(),
-                "between 0 and 300 seconds (2*MSL; the default 240 is MSL = 120 s)",
-            ));
-        }
-        if !(1..=1 << 20).contains(&g.max_backlog) {
-            return Err(bad("engine.max_backlog".into(), g.max_backlog.to_string(), "between 1 and 1048576"));
-        }
-        if !(1..=3600).contains(&g.tcp_timeout_secs) {
-            return Err(bad(
-                "engine.tcp_timeout_secs".into(),
-                g.tcp_timeout_secs.to_string(),
-                "between 1 and 3600 seconds",
-            ));
-        }
-        if g.idle_sleep_max_us > 1_000_000 {
-            return Err(bad(
-                "engine.idle_sleep_max_us".into(),
-                g.idle_sleep_max_us.to_string(),
-                "at most 1000000 (1 s)",
-            ));
-        }
+        };
+        range("engine.tcp_rx_buffer", g.tcp_rx_buffer as u64, 1024, 16 << 20, "between 1024 and 16777216 bytes")?;
+        range("engine.tcp_tx_buffer", g.tcp_tx_buffer as u64, 1024, 16 << 20, "between 1024 and 16777216 bytes")?;
+        range("engine.cores", g.cores.into(), 1, 64, "between 1 and 64 (and no more than eal.lcores gives)")?;
+        range(
+            "engine.time_wait_secs",
+            g.time_wait_secs,
+            0,
+            300,
+            "between 0 and 300 seconds (2*MSL; the default 240 is MSL = 120 s)",
+        )?;
+        range("engine.max_backlog", g.max_backlog as u64, 1, 1 << 20, "between 1 and 1048576")?;
+        range("engine.tcp_timeout_secs", g.tcp_timeout_secs, 1, 3600, "between 1 and 3600 seconds")?;
+        range("engine.idle_sleep_max_us", g.idle_sleep_max_us, 0, 1_000_000, "at most 1000000 (1 s)")?;
         if config.ports.is_empty() {
             return Err(bad("port".into(), "[]".into(), "at least one [[port]] section"));
         }

@@ -8,8 +8,8 @@
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -262,4 +262,27 @@ impl Fixture {
     pub fn addr(port: u16) -> SocketAddr {
         SocketAddr::from((APPLIANCE, port))
     }
+}
+
+/// A connection to the appliance's `port`, with 20 s read and write timeouts. Call it on a thread
+/// inside the namespace.
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect_timeout(&Fixture::addr(port), Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Sends `data` to the echo service (port 7), half-closes, and returns everything echoed back.
+pub fn echo(data: Vec<u8>) -> Vec<u8> {
+    let s = connect(7);
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&data).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    (&s).read_to_end(&mut back).expect("reading the echo");
+    writer.join().unwrap();
+    back
 }
