@@ -3,6 +3,7 @@
 //! order on the way out (devices, ports stopped and closed, mempools freed, EAL cleaned up; net_tap
 //! removes its tap when the port closes).
 
+use std::net::SocketAddrV4;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,8 +182,19 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
                 max_backlog: g.max_backlog,
                 tcp_timeout: Duration::from_secs(g.tcp_timeout_secs),
             };
-            let engine =
+            let mut engine =
                 Engine::new(&cfg, &mut device, now).map_err(|source| ApplianceError::Engine { port: i, source })?;
+            if let Some(ctx) = steering[i].get(usize::from(core)) {
+                // Flow affinity: outgoing connections use source ports whose replies this core
+                // receives (the same Toeplitz hash and table that steer incoming frames).
+                let (steer, me) = (ctx.steering.clone(), ctx.me);
+                engine.set_affinity(move |t| {
+                    steer.owner_of_reply(
+                        SocketAddrV4::new(t.remote_ip, t.remote_port),
+                        SocketAddrV4::new(t.local_ip, t.local_port),
+                    ) == me
+                });
+            }
             tracing::info!(
                 core,
                 port = i,

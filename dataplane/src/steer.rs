@@ -10,6 +10,7 @@
 //! (as a NIC's RETA), so software and hardware steering agree when they share the key. The default
 //! key is symmetric. ARP goes to every core: each engine keeps its own neighbour cache.
 
+use std::net::SocketAddrV4;
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
@@ -54,6 +55,17 @@ impl Steering {
 
     pub fn cores(&self) -> u16 {
         self.cores
+    }
+
+    /// The core that receives the replies of an outgoing TCP connection: the owner of frames from
+    /// `remote` to `local`. A core opening a connection picks a source port for which this is
+    /// itself (flow affinity, as F-Stack and Seastar do with RSS).
+    pub fn owner_of_reply(&self, remote: SocketAddrV4, local: SocketAddrV4) -> u16 {
+        if self.cores == 1 {
+            return 0;
+        }
+        let hash = softrss_v4(*remote.ip(), *local.ip(), remote.port(), local.port(), &self.key);
+        self.reta[hash as usize % RETA_SIZE]
     }
 
     /// The owner of a frame. Frames that cannot be parsed go to core 0, whose engine drops them.
@@ -171,6 +183,25 @@ mod tests {
             assert_eq!(s.target(&tcp_frame(srv, 80, c, port)), t);
         }
         assert!(per_core.iter().all(|&n| n > 350), "spread: {per_core:?}");
+    }
+
+    /// Flow affinity: a source port chosen with `owner_of_reply` brings the replies to the
+    /// choosing core, as the steering of the actual reply frames decides.
+    #[test]
+    fn replies_of_a_chosen_port_reach_the_choosing_core() {
+        let s = Steering::new(2);
+        let (remote, local) = (Ipv4Addr::new(198, 18, 0, 2), Ipv4Addr::new(198, 18, 0, 1));
+        for me in 0..2u16 {
+            let mut found = 0;
+            for port in 40000..40200u16 {
+                let owner = s.owner_of_reply(SocketAddrV4::new(remote, 80), SocketAddrV4::new(local, port));
+                assert_eq!(s.target(&tcp_frame(remote, 80, local, port)), Target::Core(owner));
+                if owner == me {
+                    found += 1;
+                }
+            }
+            assert!(found > 50, "core {me} finds ports of its own: {found}");
+        }
     }
 
     #[test]
