@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dataplane::dpdk::clock::TscClock;
 use dataplane::dpdk::launch::{self, LaunchError};
 use dataplane::dpdk::{self, DpdkError, Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
 use dataplane::engine::{Engine, EngineConfig, EngineError, EngineInstant, ListenerSpec};
@@ -215,13 +216,15 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
         "switchyard ready"
     );
 
+    // One clock for every core: engines' times must never go backwards.
+    let tsc = TscClock::new(&eal);
     let tasks: Vec<Box<dyn FnOnce() + Send + '_>> = per_core
         .into_iter()
         .enumerate()
         .map(|(core, mut lanes)| {
             let cfg = loop_cfg.clone();
             Box::new(move || {
-                let stats = lcore::run(&mut lanes, &cfg, stop);
+                let stats = lcore::run(&mut lanes, &cfg, stop, &tsc);
                 log_totals(core, &lanes, &stats);
             }) as Box<dyn FnOnce() + Send + '_>
         })

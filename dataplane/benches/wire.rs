@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dataplane::dpdk::clock::TscClock;
 use dataplane::dpdk::launch::run_on_lcores;
 use dataplane::dpdk::{Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
 use dataplane::engine::{BacklogPolicy, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull};
@@ -45,14 +46,14 @@ fn pin(cpu: usize) {
     }
 }
 
-fn clock(start: Instant) -> EngineInstant {
-    EngineInstant::from_micros(start.elapsed().as_micros() as i64)
+fn clock(tsc: &TscClock) -> EngineInstant {
+    EngineInstant::from_micros(tsc.micros())
 }
 
 /// One run of the fast path: the server engine on the main lcore, the load generator on the
 /// worker; returns operations per second over the measured window.
 fn fast_run(
-    origin: Instant,
+    origin: &TscClock,
     eal: &Eal,
     server: &mut (Engine, PortDevice),
     client: &mut (Engine, PortDevice),
@@ -64,8 +65,9 @@ fn fast_run(
     let stats = Arc::new(LoadStats::default());
     let spec = LoadSpec { size: SIZE, mode, stats: stats.clone() };
     let mut result = 0.0;
-    // Engine time is monotonic across runs: one origin for the whole bench.
-    let start = Instant::now();
+    // Engine time is monotonic across runs: one clock for the whole bench (the TSC, as the
+    // appliance's loop uses).
+    let start_us = origin.micros();
     let server_task = {
         let stop = &stop;
         let (engine, dev) = server;
@@ -92,10 +94,10 @@ fn fast_run(
                     }
                 }
                 dev.refill();
-                let now = origin.elapsed();
-                engine.poll(EngineInstant::from_micros(now.as_micros() as i64), dev);
+                let now_us = origin.micros();
+                engine.poll(EngineInstant::from_micros(now_us), dev);
                 dev.flush();
-                let elapsed = now.saturating_sub(start - origin);
+                let elapsed = Duration::from_micros((now_us - start_us).max(0) as u64);
                 if window.is_none() && elapsed >= warm {
                     window = Some((Instant::now(), stats.get(&stats.completed)));
                 }
@@ -302,8 +304,8 @@ fn main() {
         assert!(t.elapsed() < Duration::from_secs(10), "memif link did not come up");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let origin = Instant::now();
-    let now = clock(origin);
+    let origin = TscClock::new(&eal);
+    let now = clock(&origin);
     let mut sdev = PortDevice::new(&port0, QueueId(0), &pool0);
     let mut scfg = EngineConfig::new(port0.mac(), SERVER, 24);
     scfg.tcp_rx_buffer = 2048;
@@ -340,7 +342,7 @@ fn main() {
     ] {
         let (mut fast, mut kern) = (Vec::new(), Vec::new());
         for _ in 0..repeat {
-            fast.push(fast_run(origin, &eal, &mut server, &mut client, mode, conns, secs));
+            fast.push(fast_run(&origin, &eal, &mut server, &mut client, mode, conns, secs));
             if env("KERNEL", 1) != 0 {
                 kern.push(kernel_run(mode, conns, secs));
             } else {

@@ -65,6 +65,7 @@ fn main() {
         .allowlist_function("rte_get_next_lcore")
         .allowlist_function("rte_get_main_lcore")
         .allowlist_function("rte_lcore_count")
+        .allowlist_function("rte_get_tsc_hz")
         // ethdev
         .allowlist_function("rte_eth_dev_count_avail")
         .allowlist_function("rte_eth_find_next")

@@ -85,10 +85,34 @@ pub struct Lane<D> {
     pub device: D,
 }
 
-/// Runs every lane, in turn, until `stop` is set.
-pub fn run<D: BurstDevice>(lanes: &mut [Lane<D>], cfg: &LoopConfig, stop: &AtomicBool) -> LoopStats {
-    let start = std::time::Instant::now();
-    let clock = || Instant::from_micros(i64::try_from(start.elapsed().as_micros()).unwrap_or(i64::MAX));
+/// A monotonic clock in microseconds, read once per loop turn (the appliance uses the TSC).
+pub trait Clock {
+    fn micros(&self) -> i64;
+}
+
+impl Clock for crate::dpdk::clock::TscClock {
+    fn micros(&self) -> i64 {
+        crate::dpdk::clock::TscClock::micros(self)
+    }
+}
+
+/// The standard library's monotonic clock, from the moment it was made.
+pub struct StdClock(pub std::time::Instant);
+
+impl Clock for StdClock {
+    fn micros(&self) -> i64 {
+        i64::try_from(self.0.elapsed().as_micros()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Runs every lane, in turn, until `stop` is set, reading `clock` once per turn.
+pub fn run<D: BurstDevice>(
+    lanes: &mut [Lane<D>],
+    cfg: &LoopConfig,
+    stop: &AtomicBool,
+    clock: &impl Clock,
+) -> LoopStats {
+    let clock = || Instant::from_micros(clock.micros());
     let mut backoff = Backoff::new(cfg.clone());
     let mut stats = LoopStats::default();
     while !stop.load(Ordering::Relaxed) {

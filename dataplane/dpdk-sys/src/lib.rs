@@ -16,5 +16,5 @@ pub use self::{
     sy_rte_pktmbuf_append as rte_pktmbuf_append, sy_rte_pktmbuf_data_len as rte_pktmbuf_data_len,
     sy_rte_pktmbuf_free as rte_pktmbuf_free, sy_rte_pktmbuf_free_bulk as rte_pktmbuf_free_bulk,
     sy_rte_pktmbuf_is_contiguous as rte_pktmbuf_is_contiguous, sy_rte_pktmbuf_mtod as rte_pktmbuf_mtod,
-    sy_rte_pktmbuf_pkt_len as rte_pktmbuf_pkt_len, sy_rte_softrss as rte_softrss,
+    sy_rte_pktmbuf_pkt_len as rte_pktmbuf_pkt_len, sy_rte_rdtsc as rte_rdtsc, sy_rte_softrss as rte_softrss,
 };

@@ -39,3 +39,5 @@ uint32_t sy_rte_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t
 {
 	return rte_softrss(input_tuple, input_len, rss_key);
 }
+
+uint64_t sy_rte_rdtsc(void) { return rte_rdtsc(); }

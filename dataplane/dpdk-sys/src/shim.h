@@ -4,6 +4,7 @@
 #ifndef SWITCHYARD_DPDK_SHIM_H
 #define SWITCHYARD_DPDK_SHIM_H
 
+#include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_launch.h>
 #include <rte_thash.h>
@@ -35,6 +36,9 @@ uint16_t sy_rte_pktmbuf_data_len(const struct rte_mbuf *m);
 /* rte_pktmbuf_pkt_len(m) */
 uint32_t sy_rte_pktmbuf_pkt_len(const struct rte_mbuf *m);
 int sy_rte_pktmbuf_is_contiguous(const struct rte_mbuf *m);
+
+/* The TSC (rte_rdtsc); rte_get_tsc_hz gives its rate. */
+uint64_t sy_rte_rdtsc(void);
 
 /* Toeplitz hash of `input_len` 32-bit words in host order (rte_thash.h). */
 uint32_t sy_rte_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key);

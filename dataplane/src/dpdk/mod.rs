@@ -3,6 +3,7 @@
 //! the crate with `unsafe` code, and no FFI type leaves it.
 #![allow(unsafe_code)]
 
+pub mod clock;
 mod eal;
 mod error;
 pub mod launch;
