@@ -44,9 +44,12 @@ pub fn eal_args(r: &Resolved) -> Vec<String> {
         format!("--lcores={}", e.lcores),
         "-m".to_owned(),
         e.memory_mb.to_string(),
-        "--no-shconf".to_owned(),
         format!("--file-prefix={}", e.file_prefix),
     ];
+    // Without shared config two DPDK processes never collide; memif needs the channel it disables.
+    if !r.ports.iter().any(|p| p.profile.device.mp_channel) {
+        args.push("--no-shconf".to_owned());
+    }
     if e.no_huge {
         args.push("--no-huge".to_owned());
     }

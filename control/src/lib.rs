@@ -3,10 +3,12 @@
 //! - [`config`]: the appliance's TOML configuration, validated with errors that name the field.
 //! - [`profile`]: NIC profiles (`nic-profiles/*.toml`), built in or from a file.
 //! - [`appliance`]: brings up EAL, ports and engines from a configuration and runs them.
+//! - [`loadgen`]: the load generator on the engine, over a configured port.
 //!
 //! The `switchyard` binary (`src/main.rs`) is the command line over these.
 #![deny(unsafe_code)]
 
 pub mod appliance;
 pub mod config;
+pub mod loadgen;
 pub mod profile;

@@ -9,7 +9,10 @@ use serde::Deserialize;
 use crate::config::ConfigError;
 
 /// The profiles compiled into the binary, by name.
-pub const BUILT_IN: &[(&str, &str)] = &[("net_tap", include_str!("../../nic-profiles/net_tap.toml"))];
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("net_tap", include_str!("../../nic-profiles/net_tap.toml")),
+    ("net_memif", include_str!("../../nic-profiles/net_memif.toml")),
+];
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +50,10 @@ pub struct DeviceSection {
     /// Devargs every port of this kind gets, before the port's own.
     #[serde(default)]
     pub devargs: String,
+    /// The PMD needs EAL's multi-process channel (memif): the appliance then does not pass
+    /// `--no-shconf`, and each process needs its own `eal.file_prefix`.
+    #[serde(default)]
+    pub mp_channel: bool,
 }
 
 /// Queue pairs and descriptors. `rx`/`tx` are the most queue pairs to use on this kind of device:

@@ -286,3 +286,69 @@ pub fn echo(data: Vec<u8>) -> Vec<u8> {
     writer.join().unwrap();
     back
 }
+
+/// A process started by a test, stopped by PID (SIGTERM, then SIGKILL) when dropped; its output goes
+/// to a log file that is removed with it.
+pub struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> Process {
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("dup");
+        let child = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn().expect("spawning a test process");
+        Process { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; fails with the log if the process exits or time runs
+    /// out.
+    pub fn wait_for_log(&mut self, needle: &str, limit: Duration) {
+        let start = Instant::now();
+        while !self.log_text().contains(needle) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("process exited ({status}) before logging {needle:?}:\n{}", self.log_text());
+            }
+            assert!(start.elapsed() < limit, "no {needle:?} after {limit:?}:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then wait (SIGKILL after 10 s); returns the exit status and the log.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.terminate();
+        (status, self.log_text())
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status;
+        }
+        // SAFETY: kill on the PID of our own child, which has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        self.child.wait().expect("reaping")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let status = self.terminate();
+        if std::thread::panicking() {
+            eprintln!("process exited with {status}; log:\n{}", self.log_text());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

@@ -1,0 +1,160 @@
+//! `switchyard loadgen`: the load generator on the engine, over the first DPDK port of a config
+//! (net_memif to an appliance in another process, for instance).
+//!
+//! One engine on the main lcore opens connections to a target from the port's address and the
+//! `sources - 1` addresses after it, keeps `conns` of them going (short: connect, request, response,
+//! close; persistent: one request in flight each), and reports completions per second over
+//! `secs` seconds after half a second of warm-up.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataplane::dpdk::clock::TscClock;
+use dataplane::dpdk::{Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
+use dataplane::engine::{Engine, EngineConfig, EngineInstant};
+use dataplane::phy::{BurstDevice, PortDevice};
+use dataplane::services::{LoadGen, LoadMode, LoadSpec, LoadStats, Session};
+
+use crate::appliance::{eal_args, ApplianceError};
+use crate::config::Resolved;
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct LoadgenArgs {
+    pub target: SocketAddrV4,
+    pub mode: LoadMode,
+    pub conns: usize,
+    pub secs: u64,
+    pub size: usize,
+    /// Source addresses: the port's and the ones after it (1 to 8).
+    pub sources: u8,
+}
+
+/// What was measured.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadgenReport {
+    /// Completions per second over the measured window (connections for short, requests for
+    /// persistent).
+    pub rate: f64,
+    pub completed: u64,
+    pub connected: u64,
+    pub failed: u64,
+    pub cut: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    #[error(transparent)]
+    Appliance(#[from] ApplianceError),
+    #[error(transparent)]
+    Dpdk(#[from] dataplane::dpdk::DpdkError),
+    #[error("port {port}: {source}")]
+    Engine { port: usize, source: dataplane::engine::EngineError },
+    #[error("the link of port 0 did not come up within 10 s: is the peer (the appliance) running, with the matching devargs?")]
+    LinkDown,
+    #[error("--sources {0}: between 1 and 8 source addresses")]
+    Sources(u8),
+    #[error("no request completed in {secs} s ({failed} connections failed): is the target {target} listening?")]
+    NothingCompleted { secs: u64, failed: u64, target: SocketAddrV4 },
+}
+
+/// Runs the load generator until `secs` have been measured (or `stop` is set).
+pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<LoadgenReport, LoadgenError> {
+    if !(1..=8).contains(&args.sources) {
+        return Err(LoadgenError::Sources(args.sources));
+    }
+    let eal = Eal::init(eal_args(r))?;
+    let ids = eal.require_ports(1)?;
+    let p = &r.ports[0];
+    let pool = Mempool::new(
+        &eal,
+        "sy_loadgen",
+        &MempoolConfig { mbufs: p.profile.mempool.mbufs, cache: p.profile.mempool.cache, ..Default::default() },
+    )?;
+    let req = PortRequest {
+        rx_queues: 1,
+        tx_queues: 1,
+        rx_desc: p.profile.queues.rx_desc,
+        tx_desc: p.profile.queues.tx_desc,
+        rx_offloads: p.profile.offloads.rx.clone(),
+        tx_offloads: p.profile.offloads.tx.clone(),
+        promiscuous: p.profile.promiscuous,
+    };
+    let port = Port::open(&eal, ids[0], &req, pool.clone())?;
+    let t = Instant::now();
+    while !port.link_up() {
+        if t.elapsed() > Duration::from_secs(10) || stop.load(Ordering::Relaxed) {
+            return Err(LoadgenError::LinkDown);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let g = &r.config.engine;
+    let mut cfg = EngineConfig::new(port.mac(), p.address, p.prefix_len);
+    cfg.extra_addresses = (1..u32::from(args.sources)).map(|i| Ipv4Addr::from(u32::from(p.address) + i)).collect();
+    cfg.gateway = p.gateway;
+    cfg.tcp_rx_buffer = g.tcp_rx_buffer;
+    cfg.tcp_tx_buffer = g.tcp_tx_buffer;
+    cfg.time_wait = Duration::from_secs(g.time_wait_secs);
+    cfg.tcp_timeout = Duration::from_secs(g.tcp_timeout_secs);
+    cfg.random_seed = t.elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
+    let clock = TscClock::new(&eal);
+    let now = || EngineInstant::from_micros(clock.micros());
+    let mut dev = PortDevice::new(&port, QueueId(0), &pool);
+    let mut engine = Engine::new(&cfg, &mut dev, now()).map_err(|source| LoadgenError::Engine { port: 0, source })?;
+    engine.announce_to(now(), &mut dev, *args.target.ip());
+    dev.flush();
+
+    let stats = Arc::new(LoadStats::default());
+    let spec = LoadSpec { size: args.size, mode: args.mode, stats: stats.clone() };
+    let start = Instant::now();
+    let warm = Duration::from_millis(500);
+    let mut window: Option<(Instant, u64)> = None;
+    let mut rate = 0.0;
+    loop {
+        let open = engine.stats().open;
+        for _ in open..args.conns {
+            if engine.connect(args.target, Session::LoadGen(LoadGen::new(spec.clone()))).is_err() {
+                break;
+            }
+        }
+        dev.refill();
+        engine.poll(now(), &mut dev);
+        dev.flush();
+        let elapsed = start.elapsed();
+        if window.is_none() && elapsed >= warm {
+            window = Some((Instant::now(), stats.get(&stats.completed)));
+        }
+        if elapsed >= warm + Duration::from_secs(args.secs) || stop.load(Ordering::Relaxed) {
+            if let Some((t0, n0)) = window {
+                rate = (stats.get(&stats.completed) - n0) as f64 / t0.elapsed().as_secs_f64();
+            }
+            break;
+        }
+    }
+    // Wind down: persistent connections close after their response in flight (bounded).
+    stats.stop.store(true, Ordering::Relaxed);
+    let drain = Instant::now();
+    while engine.stats().open > 0 && drain.elapsed() < Duration::from_secs(3) {
+        dev.refill();
+        engine.poll(now(), &mut dev);
+        dev.flush();
+    }
+    let report = LoadgenReport {
+        rate,
+        completed: stats.get(&stats.completed),
+        connected: stats.get(&stats.connected),
+        failed: stats.get(&stats.failed),
+        cut: stats.get(&stats.cut),
+    };
+    drop(engine);
+    drop(dev);
+    drop(port);
+    drop(pool);
+    drop(eal);
+    if report.completed == 0 {
+        return Err(LoadgenError::NothingCompleted { secs: args.secs, failed: report.failed, target: args.target });
+    }
+    Ok(report)
+}
