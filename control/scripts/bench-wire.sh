@@ -12,10 +12,61 @@ control/scripts/deps.sh
 
 cargo bench --locked -q -p switchyard-dataplane --bench wire 2>&1 | grep -v '^EAL:\|^TELEMETRY'
 
+# The same workloads across two processes, as an operator would run them: the appliance
+# (`switchyard run`, busy polling on CPU 0) and `switchyard loadgen` (CPU 1) on a net_memif wire.
+cargo build --locked -q --release -p switchyard-control --bin switchyard
+bin=$PWD/target/release/switchyard
+tmp=$(mktemp -d)
+msock=$tmp/memif.sock
+srv_pid=""
+stop_server() { [ -n "$srv_pid" ] && kill -TERM "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null; srv_pid=""; }
+trap 'stop_server; rm -rf "$tmp" /var/run/dpdk/sy-bw-srv-$$ /var/run/dpdk/sy-bw-cli-$$' EXIT
+cat > "$tmp/srv.toml" <<CFG
+[eal]
+lcores = "0@0"
+memory_mb = 512
+file_prefix = "sy-bw-srv-$$"
+[engine]
+busy_poll = true
+tcp_rx_buffer = 2048
+tcp_tx_buffer = 2048
+[[port]]
+profile = "net_memif"
+devargs = "role=server,socket=$msock,id=0"
+address = "198.18.0.2/24"
+[[service]]
+kind = "echo"
+port = 7
+CFG
+cat > "$tmp/cli.toml" <<CFG
+[eal]
+lcores = "0@1"
+memory_mb = 512
+file_prefix = "sy-bw-cli-$$"
+[engine]
+time_wait_secs = 0
+tcp_rx_buffer = 2048
+tcp_tx_buffer = 2048
+[[port]]
+profile = "net_memif"
+devargs = "role=client,socket=$msock,id=0"
+address = "198.18.0.1/24"
+CFG
+"$bin" run --config "$tmp/srv.toml" > "$tmp/srv.log" 2>&1 &
+srv_pid=$!
+for _ in $(seq 100); do grep -q "switchyard ready" "$tmp/srv.log" && break; sleep 0.1; done
+echo "two processes (switchyard run on CPU 0, switchyard loadgen on CPU 1, net_memif), ${SECS:-5} s each:"
+for mode in short persistent; do
+    conns=$([ $mode = short ] && echo "${SHORT_CONNS:-256}" || echo "${PERSISTENT_CONNS:-64}")
+    for _ in $(seq "${REPEAT:-3}"); do
+        "$bin" loadgen --config "$tmp/cli.toml" --target 198.18.0.2:7 --mode $mode --conns "$conns" --secs "${SECS:-5}" 2>/dev/null | grep '^loadgen'
+    done
+done
+stop_server
+
 prefix=sy-ceiling-$$
 sock=/tmp/$prefix.sock
-cleanup() { rm -f "$sock"; rm -rf "/var/run/dpdk/$prefix"; }
-trap cleanup EXIT
+trap 'rm -f "$sock"; rm -rf "/var/run/dpdk/$prefix"' EXIT
 # testpmd's pps is the rate since the previous "show port stats": sample once after start, again
 # SECS later, and read the second sample.
 out=$( (sleep 3; echo "start tx_first"; sleep 1; echo "show port stats all"; sleep "${SECS:-5}"; echo "show port stats all"; sleep 1; echo "stop"; sleep 1; echo "quit"; sleep 1) |
