@@ -7,7 +7,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: run test deps build check doc
+.PHONY: run test deps build check doc bench
 
 deps:
 	@control/scripts/deps.sh
@@ -30,3 +30,10 @@ test: check doc
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --workspace --locked 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
+
+# The benchmarks (root; a few minutes; figures recorded in BENCHMARKS.md): the engine in memory
+# (ns/request vs connections, handshakes, short connections, refusals, memory), then the fast path
+# against Linux on memif with the wire's testpmd ceiling.
+bench: deps
+	control/scripts/bench-engine.sh
+	control/scripts/bench-wire.sh
