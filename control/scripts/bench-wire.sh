@@ -10,17 +10,24 @@ cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "bench-wire: needs root (DPDK memif)" >&2; exit 1; }
 control/scripts/deps.sh
 
+# Everything this script creates, removed on any exit: one trap for the whole script.
+tmp=$(mktemp -d)
+srv_pid=""
+stop_server() { if [ -n "$srv_pid" ]; then kill -TERM "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null; srv_pid=""; fi; }
+cleanup() {
+    stop_server
+    rm -rf "$tmp" "/var/run/dpdk/sy-bw-srv-$$" "/var/run/dpdk/sy-bw-cli-$$" "/var/run/dpdk/sy-ceiling-$$"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
 cargo bench --locked -q -p switchyard-dataplane --bench wire 2>&1 | grep -v '^EAL:\|^TELEMETRY'
 
 # The same workloads across two processes, as an operator would run them: the appliance
 # (`switchyard run`, busy polling on CPU 0) and `switchyard loadgen` (CPU 1) on a net_memif wire.
 cargo build --locked -q --release -p switchyard-control --bin switchyard
 bin=$PWD/target/release/switchyard
-tmp=$(mktemp -d)
 msock=$tmp/memif.sock
-srv_pid=""
-stop_server() { [ -n "$srv_pid" ] && kill -TERM "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null; srv_pid=""; }
-trap 'stop_server; rm -rf "$tmp" /var/run/dpdk/sy-bw-srv-$$ /var/run/dpdk/sy-bw-cli-$$' EXIT
 cat > "$tmp/srv.toml" <<CFG
 [eal]
 lcores = "0@0"
@@ -65,8 +72,7 @@ done
 stop_server
 
 prefix=sy-ceiling-$$
-sock=/tmp/$prefix.sock
-trap 'rm -f "$sock"; rm -rf "/var/run/dpdk/$prefix"' EXIT
+sock=$tmp/ceiling.sock
 # testpmd's pps is the rate since the previous "show port stats": sample once after start, again
 # SECS later, and read the second sample.
 out=$( (sleep 3; echo "start tx_first"; sleep 1; echo "show port stats all"; sleep "${SECS:-5}"; echo "show port stats all"; sleep 1; echo "stop"; sleep 1; echo "quit"; sleep 1) |
