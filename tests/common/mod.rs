@@ -98,10 +98,11 @@ impl Drop for NetNs {
     }
 }
 
-/// The appliance running in a namespace, stopped on drop.
+/// The appliance running in a namespace, stopped on drop (through its [`Process`]), then its
+/// config file and EAL runtime folder removed.
 pub struct Appliance {
-    child: Child,
-    log: PathBuf,
+    /// Declared first: dropped (the process stopped) before the files below go.
+    process: Option<Process>,
     config: PathBuf,
     /// EAL's runtime folder for this appliance's file prefix.
     runtime_dir: PathBuf,
@@ -154,18 +155,12 @@ body = "hello from the test\n"
             lcores = lcores.join(",")
         );
         std::fs::write(&config, text).expect("writing the test config");
-        let child = ns
-            .command(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(File::create(&log).expect("log file"))
-            .stderr(File::create(&log).expect("log file").try_clone().expect("dup"))
-            .spawn()
-            .expect("starting switchyard");
+        let mut cmd = ns.command(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.args(["run", "--config"]).arg(&config);
         // `ip netns exec` execs the program: the child's PID is the appliance's.
+        let process = Process::spawn(cmd, log);
         let runtime_dir = PathBuf::from("/var/run/dpdk").join(&ns.name);
-        let mut app = Appliance { child, log, config, runtime_dir, tap: tap.to_owned() };
+        let mut app = Appliance { process: Some(process), config, runtime_dir, tap: tap.to_owned() };
         app.wait_for(Duration::from_secs(30), "the tap to appear", |a| {
             a.check_alive();
             ns.link_exists(tap)
@@ -192,53 +187,27 @@ body = "hello from the test\n"
         }
     }
 
+    fn process(&mut self) -> &mut Process {
+        self.process.as_mut().expect("the appliance runs until stopped")
+    }
+
     fn check_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("the appliance exited ({status}); its log:\n{}", self.log_text());
-        }
+        self.process().check_alive();
     }
 
     pub fn log_text(&self) -> String {
-        let mut s = String::new();
-        let _ = File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
-        s
+        self.process.as_ref().map(Process::log_text).unwrap_or_default()
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGTERM, then wait for a clean exit; returns the log.
+    /// SIGTERM, then wait for a clean exit; returns the exit status and the log.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let status = self.terminate();
-        (status, self.log_text())
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return status;
-        }
-        // SAFETY: kill on the PID of our own child, which has not been reaped yet.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        self.child.wait().expect("reaping the appliance")
+        self.process.take().expect("the appliance runs until stopped").stop()
     }
 }
 
 impl Drop for Appliance {
     fn drop(&mut self) {
-        let status = self.terminate();
-        if std::thread::panicking() {
-            eprintln!("appliance exited with {status}; log:\n{}", self.log_text());
-        }
-        let _ = std::fs::remove_file(&self.log);
+        drop(self.process.take()); // stopped by PID, its log reported on panic and removed
         let _ = std::fs::remove_file(&self.config);
         let _ = std::fs::remove_dir(&self.runtime_dir); // empty once the process has gone
     }
@@ -306,14 +275,19 @@ impl Process {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Fails the test, with the log, if the process has exited.
+    pub fn check_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("the process exited ({status}); its log:\n{}", self.log_text());
+        }
+    }
+
     /// Waits until the log contains `needle`; fails with the log if the process exits or time runs
     /// out.
     pub fn wait_for_log(&mut self, needle: &str, limit: Duration) {
         let start = Instant::now();
         while !self.log_text().contains(needle) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("process exited ({status}) before logging {needle:?}:\n{}", self.log_text());
-            }
+            self.check_alive();
             assert!(start.elapsed() < limit, "no {needle:?} after {limit:?}:\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(20));
         }
