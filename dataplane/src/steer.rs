@@ -204,6 +204,25 @@ mod tests {
         }
     }
 
+    /// Any bytes at all get an owner without panicking (truncated headers, bogus IHL, fragments).
+    #[test]
+    fn random_and_truncated_frames_get_an_owner() {
+        let s = Steering::new(2);
+        let good = tcp_frame(Ipv4Addr::new(198, 18, 0, 1), 40000, Ipv4Addr::new(198, 18, 0, 2), 80);
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        for i in 0..20_000usize {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut f = good.clone();
+            f.truncate(i % (good.len() + 1));
+            if let Some(b) = f.get_mut((x as usize) % good.len()) {
+                *b = (x >> 32) as u8;
+            }
+            assert!(matches!(s.target(&f), Target::Core(0 | 1) | Target::All));
+        }
+    }
+
     #[test]
     fn arp_goes_to_every_core() {
         let repr = ArpRepr::EthernetIpv4 {

@@ -77,6 +77,17 @@ impl MemoryDevice {
         self.drop_every = n;
     }
 
+    /// Puts a frame on this end's inbound wire, as if the other end had sent it (tests of hostile
+    /// input).
+    pub fn inject(&mut self, frame: Vec<u8>) {
+        self.inbound.borrow_mut().push_back(frame);
+    }
+
+    /// A copy of the next frame waiting on this end's inbound wire, if any.
+    pub fn peek_owned(&self) -> Option<Vec<u8>> {
+        self.inbound.borrow().front().cloned()
+    }
+
     /// Frames waiting to be received by this end.
     pub fn pending(&self) -> usize {
         self.inbound.borrow().len() + self.staged.len()

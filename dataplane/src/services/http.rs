@@ -490,6 +490,45 @@ mod tests {
         assert_eq!(p, Progress::Close);
     }
 
+    /// Random and mutated requests never panic the parser or the session; every answer it gives
+    /// is a whole HTTP/1.1 response, and an error status always comes with a close.
+    #[test]
+    fn random_and_mutated_requests_are_answered_or_closed() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let seeds: [&[u8]; 4] = [
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+        ];
+        for i in 0..5000 {
+            let mut input = seeds[i % seeds.len()].repeat(1 + (rand() % 3) as usize);
+            for _ in 0..(rand() % 6) {
+                let at = (rand() as usize) % input.len();
+                input[at] = rand() as u8;
+            }
+            if i % 7 == 0 {
+                input.truncate((rand() as usize) % (input.len() + 1));
+            }
+            let (out, p, _) = run(&input, i % 2 == 0, 1 << 16);
+            let text = String::from_utf8_lossy(&out);
+            if !out.is_empty() {
+                assert!(text.starts_with("HTTP/1.1 "), "{:?} -> {text:?}", String::from_utf8_lossy(&input));
+            }
+            for status in ["400 ", "431 ", "501 ", "505 "] {
+                if text.contains(&format!("HTTP/1.1 {status}")) {
+                    assert_eq!(p, Progress::Close, "an error closes: {:?}", String::from_utf8_lossy(&input));
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_body_larger_than_the_send_buffer_is_streamed() {
         let body = vec![b'x'; 100_000];
