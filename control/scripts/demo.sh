@@ -30,6 +30,8 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     fi
     ip netns del "$ns" 2>/dev/null || true
+    # EAL leaves its runtime folder for the demo's file prefix behind, empty: remove it.
+    rmdir /var/run/dpdk/switchyard 2>/dev/null || true
     echo "demo: stopped; namespace $ns removed"
 }
 trap cleanup EXIT
