@@ -96,15 +96,6 @@ impl Clock for crate::dpdk::clock::TscClock {
     }
 }
 
-/// The standard library's monotonic clock, from the moment it was made.
-pub struct StdClock(pub std::time::Instant);
-
-impl Clock for StdClock {
-    fn micros(&self) -> i64 {
-        i64::try_from(self.0.elapsed().as_micros()).unwrap_or(i64::MAX)
-    }
-}
-
 /// Runs every lane, in turn, until `stop` is set, reading `clock` once per turn.
 pub fn run<D: BurstDevice>(
     lanes: &mut [Lane<D>],

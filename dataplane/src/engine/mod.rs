@@ -853,17 +853,6 @@ impl Engine {
         self.time_wait.stats()
     }
 
-    /// Heap bytes per TIME_WAIT entry at the table's current size.
-    pub fn time_wait_bytes_per_entry(&self) -> Option<usize> {
-        self.time_wait.bytes_per_entry()
-    }
-
-    /// Bytes one connection slot holds: the slot, its one-socket set's storage (the socket
-    /// itself) and its two buffers. The flow-table entry and a service session come on top.
-    pub fn bytes_per_connection(&self) -> usize {
-        std::mem::size_of::<Slot>() + std::mem::size_of::<SocketStorage>() + self.rx_buffer + self.tx_buffer
-    }
-
     /// Where the engine's connection memory is, and what a pool slot costs all told.
     pub fn memory(&self) -> MemoryStats {
         let slots = self.slots.len().max(1);

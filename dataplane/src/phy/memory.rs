@@ -1,5 +1,6 @@
 //! An in-memory Ethernet link: two [`MemoryDevice`] ends, frames as byte vectors, for
-//! deterministic tests of the engine without DPDK. Loss can be injected per direction.
+//! deterministic tests of the engine without DPDK. Loss can be injected per direction
+//! ([`MemoryDevice::drop_next`]).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -31,20 +32,10 @@ impl MemoryLink {
                 inbound: ba.clone(),
                 outbound: ab.clone(),
                 staged: VecDeque::new(),
-                drop_every: 0,
                 drop_next: 0,
-                sent: 0,
                 pool: pool.clone(),
             },
-            b: MemoryDevice {
-                inbound: ab,
-                outbound: ba,
-                staged: VecDeque::new(),
-                drop_every: 0,
-                drop_next: 0,
-                sent: 0,
-                pool: pool.clone(),
-            },
+            b: MemoryDevice { inbound: ab, outbound: ba, staged: VecDeque::new(), drop_next: 0, pool: pool.clone() },
         }
     }
 }
@@ -60,9 +51,7 @@ pub struct MemoryDevice {
     inbound: Wire,
     outbound: Wire,
     staged: VecDeque<Vec<u8>>,
-    drop_every: u64,
     drop_next: u64,
-    sent: u64,
     pool: Pool,
 }
 
@@ -70,11 +59,6 @@ impl MemoryDevice {
     /// Drops the next `n` frames this end sends.
     pub fn drop_next(&mut self, n: u64) {
         self.drop_next = n;
-    }
-
-    /// Drops every `n`th frame this end sends (0: none).
-    pub fn set_drop_every(&mut self, n: u64) {
-        self.drop_every = n;
     }
 
     /// Puts a frame on this end's inbound wire, as if the other end had sent it (tests of hostile
@@ -94,9 +78,8 @@ impl MemoryDevice {
     }
 
     fn send(&mut self, frame: Vec<u8>) {
-        self.sent += 1;
-        if self.drop_next > 0 || (self.drop_every != 0 && self.sent.is_multiple_of(self.drop_every)) {
-            self.drop_next = self.drop_next.saturating_sub(1);
+        if self.drop_next > 0 {
+            self.drop_next -= 1;
             self.pool.borrow_mut().push(frame);
             return;
         }
