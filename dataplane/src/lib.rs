@@ -13,8 +13,11 @@
 //! - [`steer`]: software flow steering: which core owns a frame (Toeplitz, as RSS computes it),
 //!   and the rings that hand frames to their owner.
 //! - [`lcore`]: the per-core loop that drives a device and an engine, with idle back-off.
+//! - [`bridge`]: how application threads reach an engine: command queues, bridged listeners and
+//!   connections over lock-free byte rings (the fast provider of the control plane's switch).
 #![deny(unsafe_code)]
 
+pub mod bridge;
 pub mod dpdk;
 pub mod engine;
 pub mod lcore;

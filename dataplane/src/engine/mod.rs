@@ -53,6 +53,7 @@ pub mod timer;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Duration;
 
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, SocketStorage};
@@ -61,6 +62,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
 
+use crate::bridge::{self, Command, Commands, ConnectRequest, End, Incoming, ListenError, ListenerShared};
 use crate::mem::{ArenaStats, BufferArena, StorageArena};
 use crate::phy::BurstDevice;
 use crate::services::{Progress, ServiceKind, Session};
@@ -185,6 +187,16 @@ pub enum ConnectError {
     /// TIME_WAIT, or (with an affinity rule) hashes to another core.
     #[error("no free local port toward {0}")]
     NoPorts(std::net::SocketAddrV4),
+    /// EADDRNOTAVAIL: the local address asked for is not one of the engine's.
+    #[error("local address {0} is not this engine's")]
+    BadLocal(std::net::SocketAddrV4),
+    /// EADDRINUSE: the 4-tuple asked for is open, or the local port has a listener.
+    #[error("{local} -> {remote} is in use")]
+    InUse { local: std::net::SocketAddrV4, remote: std::net::SocketAddrV4 },
+    /// The 4-tuple asked for is in TIME_WAIT until this instant (SEMANTICS C6: a reconnect may
+    /// wait on it).
+    #[error("{local} -> {remote} is in TIME_WAIT")]
+    TimeWait { local: std::net::SocketAddrV4, remote: std::net::SocketAddrV4, until: Instant },
 }
 
 /// Counters of an engine.
@@ -259,6 +271,14 @@ struct Slot {
     neighbor_wait: bool,
     /// When the connection next needs a poll (smoltcp's `poll_at`), if ever.
     timer_at: Option<Instant>,
+    /// An RST arrived for it.
+    rst_seen: bool,
+    /// It sent at least one segment.
+    emitted: bool,
+    /// An outgoing connection's handshake must complete by then.
+    connect_deadline: Option<Instant>,
+    /// Why the engine ended it, when it did.
+    ended_by_engine: Option<End>,
     /// The tick of this slot's live entry in the timer wheel, if it has one.
     wheel_tick: Option<i64>,
 }
@@ -277,6 +297,8 @@ struct Listener {
     /// Armed LISTEN sockets, ready for the next SYNs.
     ring: VecDeque<u32>,
     stats: ListenerStats,
+    /// Stopped listening (the port is free again); the entry stays for its connections' sake.
+    closed: bool,
 }
 
 /// The TCP engine of one core. See the module documentation.
@@ -315,6 +337,11 @@ pub struct Engine {
     neighbors: neighbor::Neighbors,
     arena: BufferArena,
     storage: StorageArena,
+    /// Requests from other threads ([`bridge`]), if this engine takes them.
+    commands: Option<Arc<Commands>>,
+    /// Connects waiting for their 4-tuple to leave TIME_WAIT (SEMANTICS C6).
+    deferred: Vec<(Instant, ConnectRequest)>,
+    wakes: Vec<Arc<bridge::ConnShared>>,
 }
 
 /// Where an engine's connection memory is.
@@ -382,6 +409,9 @@ impl Engine {
             neighbors: neighbor::Neighbors::default(),
             arena: BufferArena::new(format!("engine {}", cfg.address)),
             storage: StorageArena::default(),
+            commands: None,
+            deferred: Vec::new(),
+            wakes: Vec::new(),
         };
         for spec in &cfg.listeners {
             let li = engine.listeners.len();
@@ -393,6 +423,7 @@ impl Engine {
                 on_full: spec.on_full,
                 ring: VecDeque::with_capacity(ARMED),
                 stats: ListenerStats { limit, ..Default::default() },
+                closed: false,
             });
             engine.by_port.insert(spec.port, li);
             engine.rearm(li);
@@ -415,6 +446,7 @@ impl Engine {
     /// is `now` (a busy loop polls again at once anyway, and the timer wheel is not consulted).
     pub fn poll<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D) -> Option<Instant> {
         self.iface.poll_maintenance(now);
+        self.commands(now);
         let frames_before = self.stats.frames;
         while let Some(frame) = device.peek() {
             let class = flow::classify(frame, &self.addresses);
@@ -448,10 +480,8 @@ impl Engine {
         if busy {
             return Some(now);
         }
-        match (self.timers.next_deadline(now), self.time_wait.next_expiry(now)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let deferred = self.deferred.iter().map(|d| d.0).min();
+        [self.timers.next_deadline(now), self.time_wait.next_expiry(now), deferred].into_iter().flatten().min()
     }
 
     /// Tells smoltcp where a peer is, from a SYN it sent, when that is due (see [`neighbor`]).
@@ -486,6 +516,7 @@ impl Engine {
                     if seg.flags.fin {
                         slot.peer_fin_end = Some(seg.seq_end());
                     }
+                    slot.rst_seen |= seg.flags.rst;
                 }
                 self.iface.poll_ingress_single(now, device, &mut slot.set);
                 self.mark_dirty(id);
@@ -535,6 +566,9 @@ impl Engine {
             if let Some(&li) = self.by_port.get(&seg.tuple.local_port) {
                 let l = &mut self.listeners[li];
                 l.stats.syns += 1;
+                if let ServiceKind::Bridge(shared) = &l.service {
+                    l.stats.queued = shared.queued(); // B1: queued until an application takes it
+                }
                 if !l.stats.is_full(l.policy, self.max_backlog) {
                     return Demux::Listener(li);
                 }
@@ -621,6 +655,10 @@ impl Engine {
                     neighbor_wait: false,
                     timer_at: None,
                     wheel_tick: None,
+                    rst_seen: false,
+                    emitted: false,
+                    connect_deadline: None,
+                    ended_by_engine: None,
                 });
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 connections")
             }
@@ -670,8 +708,65 @@ impl Engine {
         if remote.ip().is_unspecified() || remote.port() == 0 {
             return Err(ConnectError::BadRemote(remote));
         }
+        let t = self.pick_tuple(remote)?;
+        Ok(self.open(t, session, None))
+    }
+
+    /// Opens a connection from `local` (when the caller bound one; port 0: an ephemeral port) to
+    /// `remote`, whose handshake must complete within `timeout` (ETIMEDOUT, or EHOSTUNREACH when
+    /// not even the SYN could leave for lack of an ARP answer). A 4-tuple in TIME_WAIT is
+    /// reported with its expiry ([`ConnectError::TimeWait`]).
+    pub fn connect_from(
+        &mut self,
+        now: Instant,
+        local: Option<SocketAddrV4>,
+        remote: SocketAddrV4,
+        timeout: Option<Duration>,
+        session: Session,
+    ) -> Result<u32, ConnectError> {
+        if remote.ip().is_unspecified() || remote.port() == 0 || remote.ip().is_broadcast() {
+            return Err(ConnectError::BadRemote(remote));
+        }
+        let t = match local {
+            Some(l) if l.port() != 0 || !l.ip().is_unspecified() => {
+                let ip = if l.ip().is_unspecified() { self.addresses[0] } else { *l.ip() };
+                if !self.addresses.contains(&ip) {
+                    return Err(ConnectError::BadLocal(l));
+                }
+                if l.port() == 0 {
+                    self.pick_tuple_from(ip, remote)?
+                } else {
+                    let t = FourTuple {
+                        remote_ip: *remote.ip(),
+                        local_ip: ip,
+                        remote_port: remote.port(),
+                        local_port: l.port(),
+                    };
+                    let local = SocketAddrV4::new(ip, l.port());
+                    if self.flows.contains_key(&t) || self.by_port.contains_key(&l.port()) {
+                        return Err(ConnectError::InUse { local, remote });
+                    }
+                    if let Some(until) = self.time_wait.expiry(&t, now) {
+                        return Err(ConnectError::TimeWait { local, remote, until });
+                    }
+                    t
+                }
+            }
+            _ => self.pick_tuple(remote)?,
+        };
+        let deadline = timeout.map(|d| now + smoltcp::time::Duration::from_micros(d.as_micros() as u64));
+        Ok(self.open(t, session, deadline))
+    }
+
+    /// A free 4-tuple toward `remote` from the next source address in turn.
+    fn pick_tuple(&mut self, remote: SocketAddrV4) -> Result<FourTuple, ConnectError> {
         let local_ip = self.addresses[self.next_source % self.addresses.len()];
         self.next_source = self.next_source.wrapping_add(1);
+        self.pick_tuple_from(local_ip, remote)
+    }
+
+    /// A free ephemeral port from `local_ip` toward `remote`.
+    fn pick_tuple_from(&mut self, local_ip: Ipv4Addr, remote: SocketAddrV4) -> Result<FourTuple, ConnectError> {
         let span = EPHEMERAL.end - EPHEMERAL.start;
         let mut tuple = None;
         for _ in 0..span {
@@ -687,7 +782,11 @@ impl Engine {
             tuple = Some(t);
             break;
         }
-        let t = tuple.ok_or(ConnectError::NoPorts(remote))?;
+        tuple.ok_or(ConnectError::NoPorts(remote))
+    }
+
+    /// Starts the handshake of an outgoing connection on `t`; returns its slot.
+    fn open(&mut self, t: FourTuple, session: Session, deadline: Option<Instant>) -> u32 {
         let id = self.take_slot();
         let timeout = self.tcp_timeout;
         let slot = &mut self.slots[id as usize];
@@ -697,10 +796,129 @@ impl Engine {
         configure(s, timeout);
         slot.phase = Phase::Client { session, established: false };
         slot.tuple = Some(t);
+        slot.connect_deadline = deadline;
+        if let Phase::Client { session: Session::Bridge(end), .. } = &slot.phase {
+            end.attach(id, SocketAddrV4::new(t.local_ip, t.local_port), SocketAddrV4::new(t.remote_ip, t.remote_port));
+        }
         self.flows.insert(t, id);
         self.stats.open += 1;
         self.mark_dirty(id); // the SYN goes out on egress
-        Ok(id)
+        id
+    }
+
+    /// Takes requests from other threads through `commands` from now on ([`bridge`]).
+    pub fn attach_commands(&mut self, commands: Arc<Commands>) {
+        self.commands = Some(commands);
+    }
+
+    /// Runs the queued commands, and the deferred connects whose time has come.
+    fn commands(&mut self, now: Instant) {
+        let Some(q) = self.commands.clone() else { return };
+        let mut wakes = std::mem::take(&mut self.wakes);
+        q.take_overflow(&mut wakes);
+        for shared in wakes.drain(..) {
+            self.wake(&shared);
+        }
+        self.wakes = wakes;
+        while let Some(c) = q.pop() {
+            match c {
+                Command::Wake(shared) => self.wake(&shared),
+                Command::Listen(shared, reply) => {
+                    let _ = reply.send(self.listen_bridged(shared));
+                }
+                Command::Unlisten(port) => self.unlisten(port),
+                Command::Connect(req) => self.connect_bridged(now, req),
+            }
+        }
+        if !self.deferred.is_empty() {
+            let due: Vec<ConnectRequest> = {
+                let (due, later): (Vec<_>, Vec<_>) = self.deferred.drain(..).partition(|d| d.0 <= now);
+                self.deferred = later;
+                due.into_iter().map(|d| d.1).collect()
+            };
+            for req in due {
+                self.connect_bridged(now, req);
+            }
+        }
+    }
+
+    /// An application touched a bridged connection: drive it on this turn.
+    fn wake(&mut self, shared: &Arc<bridge::ConnShared>) {
+        let id = bridge::slot_of(shared);
+        let Some(slot) = self.slots.get(id as usize) else { return };
+        let ours = match &slot.phase {
+            Phase::Accepted(Session::Bridge(end)) | Phase::Client { session: Session::Bridge(end), .. } => {
+                Arc::ptr_eq(end.shared(), shared)
+            }
+            _ => false,
+        };
+        if ours {
+            self.mark_dirty(id);
+        }
+    }
+
+    /// Opens a bridged connection; failures end it at once with the reason the application sees.
+    fn connect_bridged(&mut self, now: Instant, req: ConnectRequest) {
+        // SEMANTICS C6: a reconnect from a bound port to the same remote waits out the previous
+        // 4-tuple's TIME_WAIT.
+        if let Some(l) = req.local.filter(|l| l.port() != 0) {
+            let local_ip = if l.ip().is_unspecified() { self.addresses[0] } else { *l.ip() };
+            let t = FourTuple {
+                remote_ip: *req.remote.ip(),
+                local_ip,
+                remote_port: req.remote.port(),
+                local_port: l.port(),
+            };
+            if let Some(until) = self.time_wait.expiry(&t, now) {
+                self.deferred.push((until, req));
+                return;
+            }
+        }
+        let ConnectRequest { end, local, remote, timeout } = req;
+        let shared = end.shared().clone();
+        if let Err(e) = self.connect_from(now, local, remote, timeout, Session::Bridge(end)) {
+            bridge::fail(&shared, &e);
+        }
+    }
+
+    /// Listens on `shared.port`, handing connections to the shared accept queue.
+    fn listen_bridged(&mut self, shared: Arc<ListenerShared>) -> Result<(), ListenError> {
+        let port = shared.port;
+        if port == 0 {
+            return Err(ListenError::ZeroPort);
+        }
+        if self.by_port.contains_key(&port) {
+            return Err(ListenError::InUse(port));
+        }
+        let li = self.listeners.len();
+        let limit = shared.policy.limit(shared.backlog, self.max_backlog);
+        tracing::info!(port, backlog = shared.backlog, policy = %shared.policy, on_full = shared.on_full.as_str(), queue_limit = limit, "listening for applications");
+        self.listeners.push(Listener {
+            port,
+            policy: shared.policy,
+            on_full: shared.on_full,
+            service: ServiceKind::Bridge(shared),
+            ring: VecDeque::with_capacity(ARMED),
+            stats: ListenerStats { limit, ..Default::default() },
+            closed: false,
+        });
+        self.by_port.insert(port, li);
+        self.rearm(li);
+        Ok(())
+    }
+
+    /// Stops listening on `port`: its armed sockets go back to the pool; connections it already
+    /// handed over stay; half-open ones are reset when their handshake completes.
+    fn unlisten(&mut self, port: u16) {
+        let Some(li) = self.by_port.remove(&port) else { return };
+        let l = &mut self.listeners[li];
+        l.closed = true;
+        for id in l.ring.drain(..) {
+            let slot = &mut self.slots[id as usize];
+            slot.socket().abort(); // LISTEN → CLOSED, nothing sent
+            slot.phase = Phase::Free;
+            self.free.push(id);
+        }
     }
 
     fn mark_dirty(&mut self, id: u32) {
@@ -740,23 +958,65 @@ impl Engine {
             l.stats.half_open -= 1;
             l.stats.completed += 1;
             self.stats.established += 1;
-            slot.phase = match l.service.session() {
-                Some(session) => {
+            slot.phase = match (&l.service, l.service.session()) {
+                (_, Some(session)) => {
                     l.stats.accepted += 1;
                     Phase::Accepted(session)
                 }
-                None => {
+                (ServiceKind::Bridge(shared), None) => {
+                    let t = slot.tuple.expect("a half-open connection has its 4-tuple");
+                    let (local, remote) =
+                        (SocketAddrV4::new(t.local_ip, t.local_port), SocketAddrV4::new(t.remote_ip, t.remote_port));
+                    let commands = self.commands.clone().expect("bridged listeners come through commands");
+                    let (end, app) = bridge::pair(shared.ring_bytes, shared.ring_bytes, commands);
+                    end.attach(id, local, remote);
+                    end.established();
+                    if l.closed || shared.push(Incoming { end: app, local, remote }).is_err() {
+                        // The listener went away, or other cores filled the shared queue first.
+                        l.stats.refused += 1;
+                        slot.socket().abort();
+                        slot.ended_by_engine = Some(End::Aborted);
+                    } else {
+                        l.stats.accepted += 1;
+                    }
+                    Phase::Accepted(Session::Bridge(end))
+                }
+                (_, None) => {
                     l.stats.queued += 1;
                     Phase::Queued
                 }
             };
         }
-        if let Phase::Client { established, .. } = &mut slot.phase {
+        if let Phase::Client { established, session } = &mut slot.phase {
             if !*established && !matches!(state, tcp::State::SynSent | tcp::State::Closed) {
                 *established = true;
+                slot.connect_deadline = None;
                 self.stats.connected += 1;
+                if let Session::Bridge(end) = session {
+                    end.established();
+                }
             }
         }
+        if let Some(deadline) = slot.connect_deadline {
+            if now >= deadline {
+                // The handshake did not complete in time: ETIMEDOUT, or EHOSTUNREACH if not even
+                // the SYN could leave (no ARP answer).
+                slot.connect_deadline = None;
+                slot.ended_by_engine = Some(if slot.emitted { End::TimedOut } else { End::Unreachable });
+                slot.socket().abort();
+            }
+        }
+        let abort = match &slot.phase {
+            Phase::Accepted(Session::Bridge(end)) | Phase::Client { session: Session::Bridge(end), .. } => {
+                end.abort_requested()
+            }
+            _ => false,
+        };
+        if abort && slot.ended_by_engine.is_none() {
+            slot.ended_by_engine = Some(End::Aborted);
+            slot.socket().abort();
+        }
+        let state = slot.socket().state();
         let handshaking = matches!(state, tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived);
         if !slot.closing && !handshaking && !matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
             let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
@@ -780,6 +1040,7 @@ impl Engine {
         while self.iface.poll_egress(now, device, &mut slot.set) == PollResult::SocketStateChanged {
             emitted = true;
         }
+        slot.emitted |= emitted;
         let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
         let state = sock.state();
         if matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
@@ -795,7 +1056,10 @@ impl Engine {
                     | tcp::State::Closing
                     | tcp::State::LastAck
             );
-        let at = self.iface.poll_at(now, &slot.set);
+        let at = match (self.iface.poll_at(now, &slot.set), slot.connect_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if !emitted && wants_to_send && !slot.neighbor_wait {
             // Maybe blocked on ARP: poll it again when an ARP frame arrives.
             slot.neighbor_wait = true;
@@ -813,6 +1077,13 @@ impl Engine {
     /// Returns an ended connection's slot to the pool; a connection in TIME_WAIT leaves an entry.
     fn release(&mut self, now: Instant, id: u32, time_wait: bool) {
         let slot = &mut self.slots[id as usize];
+        let end = match slot.ended_by_engine.take() {
+            Some(e) => e,
+            None if slot.rst_seen => End::Reset,
+            None if time_wait || slot.peer_fin_end.is_some() => End::Graceful,
+            None if slot.emitted => End::TimedOut,
+            None => End::Unreachable,
+        };
         if let Some(t) = slot.tuple.take() {
             self.flows.remove(&t);
             if time_wait {
@@ -822,12 +1093,12 @@ impl Engine {
         match std::mem::replace(&mut slot.phase, Phase::Free) {
             Phase::HalfOpen => self.listeners[slot.listener].stats.half_open -= 1,
             Phase::Queued => self.listeners[slot.listener].stats.queued -= 1,
-            Phase::Accepted(mut session) => session.closed(true),
+            Phase::Accepted(mut session) => session.closed(true, end),
             Phase::Client { mut session, established } => {
                 if !established {
                     self.stats.connect_failed += 1;
                 }
-                session.closed(established);
+                session.closed(established, end);
             }
             Phase::Armed | Phase::Free => unreachable!("only connections are released"),
         }
@@ -835,6 +1106,9 @@ impl Engine {
         self.stats.closed += 1;
         slot.peer_fin_end = None;
         slot.closing = false;
+        slot.rst_seen = false;
+        slot.emitted = false;
+        slot.connect_deadline = None;
         // `neighbor_wait` stays: the slot may still be in the list (it is skipped while free).
         slot.timer_at = None; // a wheel entry still filed for it fires and is ignored
         self.free.push(id);

@@ -110,6 +110,14 @@ impl TimeWaitTable {
         self.map.contains_key(tuple)
     }
 
+    /// When `tuple`'s entry expires, if it is in the table (`now` tells the clock's epoch).
+    pub fn expiry(&self, tuple: &FourTuple, now: Instant) -> Option<Instant> {
+        self.map.get(tuple).map(|e| {
+            let left = e.expires_ms.wrapping_sub(ms(now)) as i32;
+            now + smoltcp::time::Duration::from_millis(left.max(0) as u64)
+        })
+    }
+
     /// Decides about a segment for a 4-tuple in TIME_WAIT (call only when [`Self::contains`]).
     pub fn on_segment(&mut self, seg: &Segment) -> TimeWaitAction {
         let Some(entry) = self.map.get(&seg.tuple).copied() else {

@@ -47,6 +47,9 @@ pub enum ServiceKind {
     /// (SEMANTICS B, L4) can be seen from outside with an ordinary client. A queued connection
     /// whose peer closes is closed and leaves the queue.
     Hold,
+    /// Connections go to application threads through an accept queue ([`crate::bridge`]); they
+    /// count as queued until an application takes them.
+    Bridge(std::sync::Arc<crate::bridge::ListenerShared>),
 }
 
 impl ServiceKind {
@@ -55,6 +58,7 @@ impl ServiceKind {
             ServiceKind::Echo => "echo",
             ServiceKind::Http(_) => "http",
             ServiceKind::Hold => "hold",
+            ServiceKind::Bridge(_) => "switch",
         }
     }
 
@@ -64,7 +68,7 @@ impl ServiceKind {
         match self {
             ServiceKind::Echo => Some(Session::Echo(Echo::new())),
             ServiceKind::Http(cfg) => Some(Session::Http(Http::new(cfg.clone()))),
-            ServiceKind::Hold => None,
+            ServiceKind::Hold | ServiceKind::Bridge(_) => None,
         }
     }
 }
@@ -76,6 +80,8 @@ pub enum Session {
     Http(Http),
     /// A load-generating client (outgoing connections).
     LoadGen(LoadGen),
+    /// A connection an application thread reads and writes through rings.
+    Bridge(crate::bridge::EngineEnd),
 }
 
 impl Session {
@@ -85,13 +91,16 @@ impl Session {
             Session::Echo(e) => e.drive(s),
             Session::Http(h) => h.drive(s),
             Session::LoadGen(g) => g.drive(s),
+            Session::Bridge(b) => b.drive(s),
         }
     }
 
-    /// The connection ended; `established` says whether its handshake had completed.
-    pub fn closed(&mut self, established: bool) {
-        if let Session::LoadGen(g) = self {
-            g.closed(established);
+    /// The connection ended, this way; `established` says whether its handshake had completed.
+    pub fn closed(&mut self, established: bool, end: crate::bridge::End) {
+        match self {
+            Session::LoadGen(g) => g.closed(established),
+            Session::Bridge(b) => b.ended(end),
+            Session::Echo(_) | Session::Http(_) => {}
         }
     }
 }
