@@ -22,7 +22,7 @@
 
 use std::fmt;
 use std::net::SocketAddrV4;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
@@ -32,8 +32,15 @@ use crate::engine::{BacklogPolicy, OnFull};
 use crate::services::{Progress, Stream};
 
 /// Wakes an application thread (the control plane implements it with an eventfd).
+///
+/// The protocol, on both connections and listeners: the application finds nothing to do, calls
+/// `clear`, says it waits, looks once more, and only then sleeps; the engine, after a change,
+/// calls `notify` if the application said it waits. No wake-up is lost in between.
 pub trait Notify: Send + Sync {
+    /// Makes the application's wait end.
     fn notify(&self);
+    /// Resets the signal (before the application says it waits again).
+    fn clear(&self) {}
 }
 
 /// How a bridged connection ended, as the engine saw it.
@@ -318,6 +325,9 @@ impl AppEnd {
 
     /// Registers interest before a `WouldBlock`: the engine will notify on its next change.
     fn arm(&self) {
+        if let Some(n) = self.shared.notify.get() {
+            n.clear();
+        }
         self.shared.want.store(true, Ordering::SeqCst);
     }
 
@@ -380,6 +390,11 @@ impl AppEnd {
     pub fn want_notify(&self) {
         self.arm();
     }
+
+    /// Bytes [`AppEnd::write`] would take now.
+    pub fn writable(&self) -> usize {
+        self.tx.slots()
+    }
 }
 
 impl Drop for AppEnd {
@@ -420,6 +435,9 @@ pub struct ListenerShared {
     queue: ArrayQueue<Incoming>,
     want: AtomicBool,
     notify: Arc<dyn Notify>,
+    /// SYNs refused (RST) and dropped because the queue was full, on every core (L4, B3).
+    pub refused: AtomicU64,
+    pub dropped: AtomicU64,
 }
 
 impl fmt::Debug for ListenerShared {
@@ -451,6 +469,8 @@ impl ListenerShared {
             queue: ArrayQueue::new(capacity.max(1)),
             want: AtomicBool::new(true),
             notify,
+            refused: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -475,6 +495,7 @@ impl ListenerShared {
         if let Some(c) = self.queue.pop() {
             return Some(c);
         }
+        self.notify.clear();
         self.want.store(true, Ordering::SeqCst);
         self.queue.pop()
     }

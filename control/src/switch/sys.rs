@@ -56,9 +56,7 @@ pub struct TimerFd(OwnedFd);
 impl TimerFd {
     pub fn new() -> io::Result<TimerFd> {
         // SAFETY: no memory preconditions; the result is checked.
-        let fd = check(unsafe {
-            libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
-        })?;
+        let fd = check(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) })?;
         // SAFETY: fd was just returned by timerfd_create and is owned by nobody else.
         Ok(TimerFd(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
@@ -187,6 +185,20 @@ pub fn set_fastopen_listen(fd: BorrowedFd<'_>, queue: i32) -> io::Result<()> {
 /// after this long.
 pub fn set_user_timeout(fd: BorrowedFd<'_>, t: Duration) -> io::Result<()> {
     setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, t.as_millis().min(i32::MAX as u128) as i32)
+}
+
+/// Whether the kernel says the data sent with our SYN was acknowledged (TCP Fast Open used:
+/// TCPI_OPT_SYN_DATA in TCP_INFO).
+pub fn syn_data_acked(fd: BorrowedFd<'_>) -> bool {
+    const TCPI_OPT_SYN_DATA: u8 = 32;
+    // SAFETY: tcp_info is plain data; zeroed is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: info and len are live and len is info's size.
+    let r = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len)
+    };
+    r == 0 && info.tcpi_options & TCPI_OPT_SYN_DATA != 0
 }
 
 #[cfg(test)]

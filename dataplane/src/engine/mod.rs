@@ -572,13 +572,19 @@ impl Engine {
                 if !l.stats.is_full(l.policy, self.max_backlog) {
                     return Demux::Listener(li);
                 }
+                let bridged = match &l.service {
+                    ServiceKind::Bridge(shared) => Some(shared),
+                    _ => None,
+                };
                 return match l.on_full {
                     OnFull::Refuse => {
                         l.stats.refused += 1;
+                        bridged.map(|b| b.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
                         Demux::Refuse
                     }
                     OnFull::Drop => {
                         l.stats.dropped += 1;
+                        bridged.map(|b| b.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
                         Demux::Drop
                     }
                 };
