@@ -17,8 +17,11 @@ use dataplane::phy::PortDevice;
 use dataplane::services::{HttpConfig, ServiceKind};
 use dataplane::steer::SteerCtx;
 
+use dataplane::bridge::Commands;
+
 use crate::config::{Resolved, ServiceSection};
 use crate::profile::Bus;
+use crate::switch::{FastPath, FastPort, Switch, SwitchConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplianceError {
@@ -34,6 +37,8 @@ pub enum ApplianceError {
     Engine { port: usize, source: EngineError },
     #[error("reading a random seed from /dev/urandom: {0}")]
     Random(std::io::Error),
+    #[error("starting the applications' thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// The EAL argument list for a configuration (program name first).
@@ -112,11 +117,36 @@ fn listeners(r: &Resolved) -> Vec<ListenerSpec> {
 }
 
 /// Runs the appliance until `stop` is set.
+pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
+    run_with_switch(r, stop, |_| {})
+}
+
+/// Command queue slots per engine (requests from application threads through the switch).
+const COMMAND_QUEUE: usize = 4096;
+
+/// Runs the appliance until `stop` is set, with applications on the socket switch: once the
+/// engines are built, `apps` runs on a thread of its own with a [`Switch`] over the first port's
+/// engines (the fast path) and the kernel path. The thread is not joined: applications end when
+/// they see fit (after `stop`, the fast path no longer answers).
+///
+/// ```no_run
+/// # let r = control::config::Resolved::demo();
+/// # let stop = std::sync::atomic::AtomicBool::new(false);
+/// control::appliance::run_with_switch(&r, &stop, |switch| {
+///     let listener = switch.listen("0.0.0.0:7007".parse().unwrap(), Default::default()).unwrap();
+///     // accept from both providers...
+/// })?;
+/// # Ok::<(), control::appliance::ApplianceError>(())
+/// ```
 ///
 /// With `engine.cores = N`, every port gets N rx/tx queue pairs; core `c` runs one engine per port
 /// on queue `c`, on the `c`-th EAL lcore (the first on the calling thread). Frames a queue receives
 /// for a flow another core owns are handed to that core (`dataplane::steer`).
-pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
+pub fn run_with_switch(
+    r: &Resolved,
+    stop: &AtomicBool,
+    apps: impl FnOnce(Switch) + Send + 'static,
+) -> Result<(), ApplianceError> {
     let args = eal_args(r);
     let eal = Eal::init(&args)?;
     let ids = eal.require_ports(r.ports.len())?;
@@ -163,6 +193,7 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
     };
     let now = EngineInstant::from_millis(0); // each loop's clock starts at zero too
     let mut per_core: Vec<Vec<Lane<PortDevice>>> = Vec::new();
+    let mut commands = Vec::new();
     for core in 0..cores {
         let mut lanes = Vec::new();
         for (i, ((p, port), pool)) in r.ports.iter().zip(&ports).zip(&pools).enumerate() {
@@ -188,6 +219,11 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
             };
             let mut engine =
                 Engine::new(&cfg, &mut device, now).map_err(|source| ApplianceError::Engine { port: i, source })?;
+            if i == 0 {
+                let q = Arc::new(Commands::new(COMMAND_QUEUE));
+                engine.attach_commands(q.clone());
+                commands.push(q);
+            }
             if let Some(ctx) = steering[i].get(usize::from(core)) {
                 // Flow affinity: outgoing connections use source ports whose replies this core
                 // receives (the same Toeplitz hash and table that steer incoming frames).
@@ -218,6 +254,15 @@ pub fn run(r: &Resolved, stop: &AtomicBool) -> Result<(), ApplianceError> {
         busy_poll = loop_cfg.busy_poll,
         "switchyard ready"
     );
+
+    let p0 = &r.ports[0];
+    let fast =
+        FastPath::new(FastPort { address: p0.address, prefix_len: p0.prefix_len, gateway: p0.gateway }, commands);
+    let switch = Switch::new(Some(fast), SwitchConfig::default());
+    std::thread::Builder::new()
+        .name("switch-apps".into())
+        .spawn(move || apps(switch))
+        .map_err(ApplianceError::Thread)?;
 
     // One clock for every core: engines' times must never go backwards.
     let tsc = TscClock::new(&eal);

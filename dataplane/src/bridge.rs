@@ -489,6 +489,18 @@ impl ListenerShared {
         Ok(())
     }
 
+    /// Makes the notification's state exact: signalled if and only if a connection waits (call
+    /// after taking connections, so an emptied queue does not leave the signal up).
+    pub fn settle(&self) {
+        if self.queue.is_empty() {
+            self.notify.clear();
+            self.want.store(true, Ordering::SeqCst);
+            if !self.queue.is_empty() && self.want.swap(false, Ordering::AcqRel) {
+                self.notify.notify();
+            }
+        }
+    }
+
     /// The next waiting connection. `None` arms the notification for the next one: call it until
     /// `None` before waiting.
     pub fn pop(&self) -> Option<Incoming> {

@@ -84,7 +84,7 @@ impl NetNs {
         })
     }
 
-    fn link_exists(&self, dev: &str) -> bool {
+    pub fn link_exists(&self, dev: &str) -> bool {
         ip(&["-n", &self.name, "link", "show", dev]).status.success()
     }
 }

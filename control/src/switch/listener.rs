@@ -11,7 +11,7 @@ use dataplane::bridge::{Command, ListenError, ListenerShared};
 use socket2::{Domain, Protocol, Type};
 
 use super::socket::{fast_conn, Conn};
-use super::{error, sys, BacklogPolicy, EventNotify, OnFull, Provider, Socket, Switch};
+use super::{error, push, sys, BacklogPolicy, EventNotify, OnFull, Provider, Socket, Switch};
 
 /// Options of [`Switch::listen`].
 #[derive(Clone, Debug)]
@@ -197,12 +197,17 @@ impl Listener {
             );
             shared.ring_bytes = switch.inner.cfg.max_first_data.max(4096);
             let shared = Arc::new(shared);
-            let (tx, rx) = mpsc::channel();
-            fp.broadcast(|| Command::Listen(shared.clone(), tx.clone()))?;
+            let mut replies = Vec::new();
+            for q in fp.engines() {
+                let (tx, rx) = mpsc::channel();
+                push(q, Command::Listen(shared.clone(), tx))?;
+                replies.push((q, rx));
+            }
             let mut result = Ok(());
-            for _ in fp.engines() {
+            let mut listening = Vec::new();
+            for (q, rx) in replies {
                 match rx.recv_timeout(Duration::from_secs(5)) {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => listening.push(q),
                     Ok(Err(ListenError::InUse(port))) => {
                         result = Err(error(Some(Provider::Fast), libc::EADDRINUSE, format!("listen on port {port}")))
                     }
@@ -216,8 +221,10 @@ impl Listener {
                 }
             }
             if let Err(e) = result {
-                let port = local.port();
-                let _ = fp.broadcast(|| Command::Unlisten(port));
+                // Undo it where it was done; the engines that refused keep their own listener.
+                for q in listening {
+                    let _ = push(q, Command::Unlisten(local.port()));
+                }
                 return Err(e);
             }
             epoll.add(notify.fd(), TOKEN_FAST, false)?;
@@ -515,6 +522,9 @@ impl Listener {
     }
 
     fn update_done(&self, st: &State) {
+        if let Some(f) = &self.fast {
+            f.settle();
+        }
         if st.done.is_empty() {
             self.done_event.drain();
         } else {
