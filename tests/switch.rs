@@ -28,6 +28,14 @@ const TAP: &str = "sysw0";
 /// The appliance's (fast-path) address.
 const FAST: &str = "198.18.0.2";
 
+/// Prints a line; a closed stdout (a pipe into `head`) must not abort the run before its
+/// clean-up.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 fn addr(ip: &str, port: u16) -> SocketAddr {
     format!("{ip}:{port}").parse().unwrap()
 }
@@ -139,9 +147,11 @@ fn l4_full_backlog_refuses_at_once_and_never_signals_the_event(sw: &Switch) {
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
     }
     latencies.sort();
-    println!(
+    say!(
         "    L4 refusal seen by a Linux client: min {:?} median {:?} max {:?} (20 tries)",
-        latencies[0], latencies[10], latencies[19]
+        latencies[0],
+        latencies[10],
+        latencies[19]
     );
     assert!(latencies[19] < Duration::from_millis(500), "well under a SYN retransmission (1 s)");
     let s = accept(&l);
@@ -249,6 +259,32 @@ fn c1_c3_fast_path_connect_with_data(sw: &Switch) {
     server.join().unwrap();
 }
 
+/// C3 on the kernel path: TCP_FASTOPEN_CONNECT. The namespace allows Fast Open both ways
+/// (`net.ipv4.tcp_fastopen = 3`); the first connection fetches a cookie, the next carries its
+/// first data in the SYN.
+fn c3_kernel_path_fast_open_carries_first_data_in_the_syn(sw: &Switch) {
+    let l = sw.listen(addr("127.0.0.1", 7140), ListenOptions { fast_open: true, ..Default::default() }).unwrap();
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        let msg = format!("fast open round {round}");
+        let mut s = sw.socket();
+        s.bind(addr("127.0.0.1", 0)).unwrap();
+        s.connect_ex(addr("127.0.0.1", 7140), msg.as_bytes(), ConnectOptions { fast_open: true, ..Default::default() })
+            .unwrap();
+        let done = s.wait_connect(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!((done.provider, done.bytes_sent), (Provider::Kernel, msg.len()));
+        seen.push(done.fast_open);
+        let mut a = accept(&l);
+        let mut got = vec![0u8; msg.len()];
+        let mut n = 0;
+        while n < got.len() {
+            n += a.read_blocking(&mut got[n..]).unwrap();
+        }
+        assert_eq!(got, msg.as_bytes());
+    }
+    assert_eq!(seen, [FastOpen::NotUsed, FastOpen::Used], "no cookie the first time, data in the SYN the second");
+}
+
 fn c4_errors_on_the_fast_path(sw: &Switch) {
     let bound = || {
         let mut s = sw.socket();
@@ -340,7 +376,7 @@ fn c6_fast_path_reconnect_waits_out_time_wait(sw: &Switch) {
     let done = s.wait_connect(Some(Duration::from_secs(10))).unwrap();
     let waited = t.elapsed();
     assert_eq!(done.local, addr(FAST, 45000), "the same 4-tuple");
-    println!("    C6 reconnect to the same remote from the same port waited {waited:?} (TIME_WAIT 2 s)");
+    say!("    C6 reconnect to the same remote from the same port waited {waited:?} (TIME_WAIT 2 s)");
     assert!(waited >= Duration::from_millis(1500), "waited out TIME_WAIT: {waited:?}");
     s.disconnect().unwrap();
     srv.join().unwrap();
@@ -390,6 +426,7 @@ const SCENARIOS: &[Scenario] = &[
     ),
     ("a5_fast_path_connect_time", a5_fast_path_connect_time),
     ("c1_c3_fast_path_connect_with_data", c1_c3_fast_path_connect_with_data),
+    ("c3_kernel_path_fast_open_carries_first_data_in_the_syn", c3_kernel_path_fast_open_carries_first_data_in_the_syn),
     ("c4_errors_on_the_fast_path", c4_errors_on_the_fast_path),
     ("c4_network_errors_on_the_kernel_path", c4_network_errors_on_the_kernel_path),
     ("c6_fast_path_reconnect_waits_out_time_wait", c6_fast_path_reconnect_waits_out_time_wait),
@@ -445,6 +482,9 @@ fn main() {
             ns.ip(&["link", "set", TAP, "up"]);
             ns.ip(&["route", "add", "unreachable", "198.19.6.0/24"]);
             ns.ip(&["route", "add", "198.19.7.0/24", "dev", TAP]);
+            // net.ipv4.tcp_fastopen = 3 in the namespace (per-namespace; procps may be absent).
+            let sysctl = ns.command("sh").args(["-c", "echo 3 > /proc/sys/net/ipv4/tcp_fastopen"]).status();
+            assert!(sysctl.is_ok_and(|s| s.success()), "setting net.ipv4.tcp_fastopen=3 in the namespace");
             let ready = ns.run(|| {
                 let t = Instant::now();
                 while t.elapsed() < Duration::from_secs(30) {
@@ -462,7 +502,7 @@ fn main() {
                 }
                 let sw = sw.clone();
                 let ok = ns.run(move || catch_unwind(AssertUnwindSafe(|| f(&sw))).is_ok());
-                println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
+                say!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
                 if ok {
                     passed += 1;
                 } else {
@@ -480,11 +520,11 @@ fn main() {
         failed.push("the appliance stopped with an error");
         eprintln!("appliance: {e}");
     }
-    println!();
+    say!("");
     if !failed.is_empty() {
-        println!("failures:\n    {}", failed.join("\n    "));
+        say!("failures:\n    {}", failed.join("\n    "));
     }
-    println!(
+    say!(
         "test result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out",
         if failed.is_empty() { "ok" } else { "FAILED" },
         failed.len()
