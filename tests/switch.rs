@@ -408,6 +408,32 @@ fn c6_accepted_fast_path_socket_cannot_connect(sw: &Switch) {
     assert_eq!(errno_of(s.connect_ex(addr(HOST, 80), b"", ConnectOptions::default())), libc::EINVAL);
 }
 
+/// The `switch_client` example against an echo application on the switch, through the fast
+/// path's address (the example itself has no DPDK port: its switch routes by the kernel).
+fn examples_switch_client_against_a_switch_echo(sw: &Switch) {
+    let l = sw.listen(addr("0.0.0.0", 7150), ListenOptions::default()).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let client = exe.parent().and_then(|d| d.parent()).unwrap().join("examples/switch_client");
+    if !client.exists() {
+        // `cargo test` builds the examples; `cargo test --test switch` does not.
+        let built = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--example", "switch_client", "-p", "switchyard-control"])
+            .status();
+        assert!(built.is_ok_and(|s| s.success()), "building the switch_client example");
+    }
+    let child = std::process::Command::new(&client)
+        .args(["198.18.0.2:7150", "hello example"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    echo_on(accept(&l));
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("echoed: \"hello example\""), "{text}");
+    assert!(text.contains("13 bytes sent with the connect"), "{text}");
+}
+
 type Scenario = (&'static str, fn(&Switch));
 
 const SCENARIOS: &[Scenario] = &[
@@ -432,6 +458,7 @@ const SCENARIOS: &[Scenario] = &[
     ("c6_fast_path_reconnect_waits_out_time_wait", c6_fast_path_reconnect_waits_out_time_wait),
     ("c6_accepted_fast_path_socket_cannot_connect", c6_accepted_fast_path_socket_cannot_connect),
     ("c7_fast_path_failed_socket_refuses_reuse", c7_fast_path_failed_socket_refuses_reuse),
+    ("examples_switch_client_against_a_switch_echo", examples_switch_client_against_a_switch_echo),
 ];
 
 fn config(ns: &NetNs) -> Resolved {
