@@ -130,7 +130,7 @@ const COMMAND_QUEUE: usize = 4096;
 /// they see fit (after `stop`, the fast path no longer answers).
 ///
 /// ```no_run
-/// # let r = control::config::Resolved::demo();
+/// # let r = control::config::Config::demo();
 /// # let stop = std::sync::atomic::AtomicBool::new(false);
 /// control::appliance::run_with_switch(&r, &stop, |switch| {
 ///     let listener = switch.listen("0.0.0.0:7007".parse().unwrap(), Default::default()).unwrap();

@@ -323,6 +323,19 @@ impl Listener {
     /// Automatic mode (A3): when a connection arrives with no posted accept waiting, the switch
     /// posts more, doubling the number outstanding up to `max`, each with `receive_len`.
     /// `max = 0` turns it off.
+    ///
+    /// ```no_run
+    /// # let switch = control::switch::Switch::kernel_only();
+    /// # let listener = switch.listen("0.0.0.0:7007".parse().unwrap(), Default::default())?;
+    /// listener.set_auto_post(4096, 64); // first data up to 4 KiB, at most 64 outstanding
+    /// loop {
+    ///     listener.wait(None)?;
+    ///     while let Ok(done) = listener.completion() {
+    ///         println!("request of {} bytes", done.data.len());
+    ///     }
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn set_auto_post(&self, receive_len: usize, max: usize) {
         let mut st = self.lock();
         st.auto = (max > 0).then_some(Auto { receive_len, max, target: 1 });

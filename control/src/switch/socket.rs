@@ -329,6 +329,21 @@ impl Socket {
     /// Completes a connect started by [`Socket::connect_ex`]: `WouldBlock` while in progress.
     /// After ECONNREFUSED, ENETUNREACH, EHOSTUNREACH or ETIMEDOUT the socket is bound again and
     /// may connect again (C4).
+    ///
+    /// ```no_run
+    /// # use control::switch::ConnectOptions;
+    /// # let switch = control::switch::Switch::kernel_only();
+    /// # let mut s = switch.socket();
+    /// # s.bind("0.0.0.0:0".parse().unwrap())?;
+    /// s.connect_ex("198.18.0.2:7".parse().unwrap(), b"hi", ConnectOptions::default())?;
+    /// // ... epoll/mio says s.event_fd() is ready:
+    /// match s.poll_connect() {
+    ///     Ok(done) => println!("connected, {} bytes sent", done.bytes_sent),
+    ///     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => { /* not yet */ }
+    ///     Err(e) => println!("failed: errno {:?}", control::switch::errno(&e)),
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn poll_connect(&mut self) -> io::Result<Connected> {
         let State::Connecting { conn, pending, early, .. } = &mut self.state else {
             return match &self.state {
@@ -453,6 +468,18 @@ impl Socket {
     }
 
     /// Reads what has arrived: `Ok(0)` at end of stream, `WouldBlock` when nothing has.
+    ///
+    /// ```no_run
+    /// # fn f(conn: &mut control::switch::Socket) -> std::io::Result<()> {
+    /// let mut buf = [0u8; 4096];
+    /// match conn.read(&mut buf) {
+    ///     Ok(0) => println!("the peer finished"),
+    ///     Ok(n) => { conn.write(&buf[..n])?; }
+    ///     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => { /* wait on conn.event_fd() */ }
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let r = match self.conn()? {
             Conn::Kernel(s) => s.read(buf),
@@ -524,6 +551,14 @@ impl Socket {
     /// same port meets the old 4-tuple's TIME_WAIT: the fast path waits it out before sending
     /// the SYN; the kernel path reports EADDRNOTAVAIL (Linux's answer) until it has expired.
     /// A failed socket refuses with EBADFD (C7).
+    ///
+    /// ```no_run
+    /// # use control::switch::ConnectOptions;
+    /// # fn f(s: &mut control::switch::Socket) -> std::io::Result<()> {
+    /// s.disconnect()?; // bound, not connected
+    /// s.connect_ex("198.18.0.1:8080".parse().unwrap(), b"again", ConnectOptions::default())?;
+    /// # Ok(()) }
+    /// ```
     pub fn disconnect(&mut self) -> io::Result<()> {
         match std::mem::replace(&mut self.state, State::Gone) {
             State::Connected { conn, local, .. } => {
@@ -548,6 +583,12 @@ impl Socket {
     }
 
     /// Resets the connection (RST) and drops the socket.
+    ///
+    /// ```no_run
+    /// # fn f(s: control::switch::Socket) {
+    /// s.abort();
+    /// # }
+    /// ```
     pub fn abort(mut self) {
         match std::mem::replace(&mut self.state, State::Gone) {
             State::Connected { conn, .. } | State::Connecting { conn, .. } => conn.abort(),
@@ -556,6 +597,12 @@ impl Socket {
     }
 
     /// SEMANTICS A5: how long the socket has been connected.
+    ///
+    /// ```no_run
+    /// # fn f(s: &control::switch::Socket) {
+    /// let seconds = s.connect_time().as_seconds_or_max(); // 0xFFFFFFFF: not connected
+    /// # }
+    /// ```
     pub fn connect_time(&self) -> ConnectTime {
         match &self.state {
             State::Connected { since, conn, .. } => {

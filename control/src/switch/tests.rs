@@ -390,3 +390,30 @@ fn route_picks_the_fast_path_for_its_subnet_only() {
     assert!(switch.listens_on_fast_path("198.18.0.2:80".parse().unwrap()));
     assert!(!switch.listens_on_fast_path("127.0.0.1:80".parse().unwrap()), "L2: kernel-only address");
 }
+
+#[test]
+fn c5_first_buffer_up_to_the_bound_goes_whole_and_over_it_is_enobufs() {
+    let server = TcpListener::bind(any()).unwrap();
+    let to = server.local_addr().unwrap();
+    let switch = Switch::kernel_only();
+    let bound = switch.inner.cfg.max_first_data;
+    let first: Vec<u8> = (0..bound).map(|i| (i % 251) as u8).collect();
+    let reader = std::thread::spawn(move || {
+        let (mut peer, _) = server.accept().unwrap();
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).unwrap();
+        got
+    });
+    let mut s = switch.socket();
+    s.bind(any()).unwrap();
+    s.connect_ex(to, &first, ConnectOptions::default()).unwrap();
+    let done = s.wait_connect(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(done.bytes_sent, bound, "the whole first buffer, in one call");
+    s.shutdown_write().unwrap();
+    assert_eq!(reader.join().unwrap(), first);
+    let mut over = switch.socket();
+    over.bind(any()).unwrap();
+    let e = over.connect_ex(done.remote, &vec![0u8; bound + 1], ConnectOptions::default()).unwrap_err();
+    assert_eq!(errno(&e), Some(libc::ENOBUFS));
+    assert!(e.to_string().contains("C5"), "{e}");
+}
