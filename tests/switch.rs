@@ -2,6 +2,10 @@
 //! thread inside a namespace this test creates, so its net_tap is born there), the switch's
 //! applications run on threads in the same namespace, and real Linux sockets are the peers.
 //!
+//! The appliance runs two engines (two lcores): software steering hands frames to the core that
+//! owns their flow, the engines share each bridged listener's accept queue, and a connect from a
+//! bound port goes to the core that will receive its replies.
+//!
 //! One appliance serves every scenario, so the binary has its own `main` (no libtest harness):
 //! it sets the stage, runs each scenario (named after the rule it proves) under `catch_unwind`,
 //! prints libtest-style lines and a `test result:` line, then stops the appliance and deletes
@@ -464,12 +468,12 @@ const SCENARIOS: &[Scenario] = &[
 fn config(ns: &NetNs) -> Resolved {
     let text = format!(
         r#"[eal]
-lcores = "0@(0-1)"
+lcores = "0@(0-1),1@(0-1)"
 memory_mb = 128
 file_prefix = "{prefix}"
 
 [engine]
-cores = 1
+cores = 2
 time_wait_secs = 2
 
 [[port]]

@@ -256,8 +256,13 @@ pub fn run_with_switch(
     );
 
     let p0 = &r.ports[0];
-    let fast =
+    let mut fast =
         FastPath::new(FastPort { address: p0.address, prefix_len: p0.prefix_len, gateway: p0.gateway }, commands);
+    if let Some(ctx) = steering[0].first() {
+        // A connect from a bound port goes to the core that receives its replies.
+        let steer = ctx.steering.clone();
+        fast = fast.with_reply_owner(Arc::new(move |local, remote| usize::from(steer.owner_of_reply(remote, local))));
+    }
     let switch = Switch::new(Some(fast), SwitchConfig::default());
     std::thread::Builder::new()
         .name("switch-apps".into())

@@ -53,7 +53,7 @@ pub mod sys;
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -151,19 +151,45 @@ impl FastPort {
     }
 }
 
+/// Which engine (core index) receives the replies of a connection from `local` to `remote`.
+pub type ReplyOwner = Arc<dyn Fn(SocketAddrV4, SocketAddrV4) -> usize + Send + Sync>;
+
 /// The fast path: its port and the command queue of each engine serving it.
-#[derive(Debug)]
 pub struct FastPath {
     pub port: FastPort,
     engines: Vec<Arc<Commands>>,
     next: AtomicUsize,
+    owner: Option<ReplyOwner>,
+}
+
+impl fmt::Debug for FastPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FastPath").field("port", &self.port).field("engines", &self.engines.len()).finish()
+    }
 }
 
 impl FastPath {
     /// A fast path over engines that take commands from these queues (one per core).
     pub fn new(port: FastPort, engines: Vec<Arc<Commands>>) -> FastPath {
         assert!(!engines.is_empty(), "a fast path has at least one engine");
-        FastPath { port, engines, next: AtomicUsize::new(0) }
+        FastPath { port, engines, next: AtomicUsize::new(0), owner: None }
+    }
+
+    /// With several engines: `owner` tells which one receives a 4-tuple's replies (RSS or the
+    /// software steering), so a connect from a bound port goes to the engine that will see its
+    /// SYN-ACK. Connects from an ephemeral port go to the engines in turn; each picks a port
+    /// whose replies come back to it.
+    pub fn with_reply_owner(mut self, owner: ReplyOwner) -> FastPath {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// The engine for a connect from a bound `local` (with its address filled in) to `remote`.
+    pub(crate) fn engine_for(&self, local: SocketAddrV4, remote: SocketAddrV4) -> &Arc<Commands> {
+        match &self.owner {
+            Some(owner) if local.port() != 0 => &self.engines[owner(local, remote) % self.engines.len()],
+            _ => self.next_engine(),
+        }
     }
 
     pub(crate) fn engines(&self) -> &[Arc<Commands>] {

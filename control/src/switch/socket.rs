@@ -297,7 +297,8 @@ impl Socket {
         let (SocketAddr::V4(l), SocketAddr::V4(r)) = (local, remote) else {
             return Err(error(Some(Provider::Fast), libc::EAFNOSUPPORT, "the fast path is IPv4 only"));
         };
-        let engine = fast.next_engine();
+        let local_ip = if l.ip().is_unspecified() { fast.port.address } else { *l.ip() };
+        let engine = fast.engine_for(SocketAddrV4::new(local_ip, l.port()), r);
         let ring = self.switch.inner.cfg.max_first_data.max(4096);
         let (engine_end, mut app) = bridge::pair(ring, ring, engine.clone());
         let notify = EventNotify::new()?;
@@ -311,10 +312,7 @@ impl Socket {
         )?;
         app.want_notify();
         let fast_open = if opts.fast_open { FastOpen::NotAvailable } else { FastOpen::NotRequested };
-        let local = SocketAddr::V4(SocketAddrV4::new(
-            if l.ip().is_unspecified() { fast.port.address } else { *l.ip() },
-            l.port(),
-        ));
+        let local = SocketAddr::V4(SocketAddrV4::new(local_ip, l.port()));
         Ok(State::Connecting {
             conn: Conn::Fast { end: app, notify },
             local,
