@@ -563,6 +563,8 @@ pub struct Commands {
     queue: ArrayQueue<Command>,
     /// Wakes that did not fit, retried by the engine (a wake must never be lost).
     overflow: std::sync::Mutex<Vec<Arc<ConnShared>>>,
+    /// `overflow` may hold something (so the engine takes the lock only then).
+    overflowed: AtomicBool,
 }
 
 impl fmt::Debug for Commands {
@@ -573,7 +575,11 @@ impl fmt::Debug for Commands {
 
 impl Commands {
     pub fn new(capacity: usize) -> Commands {
-        Commands { queue: ArrayQueue::new(capacity), overflow: std::sync::Mutex::new(Vec::new()) }
+        Commands {
+            queue: ArrayQueue::new(capacity),
+            overflow: std::sync::Mutex::new(Vec::new()),
+            overflowed: AtomicBool::new(false),
+        }
     }
 
     /// Queues a command; gives it back when the queue is full (the caller retries or reports
@@ -585,6 +591,7 @@ impl Commands {
     fn push_wake(&self, s: Arc<ConnShared>) {
         if let Err(Command::Wake(s)) = self.queue.push(Command::Wake(s)) {
             self.overflow.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+            self.overflowed.store(true, Ordering::Release);
         }
     }
 
@@ -595,7 +602,11 @@ impl Commands {
 
     /// Wakes that overflowed the queue (for the engine; rare, so a lock is fine).
     pub(crate) fn take_overflow(&self, out: &mut Vec<Arc<ConnShared>>) {
+        if !self.overflowed.load(Ordering::Acquire) {
+            return;
+        }
         if let Ok(mut v) = self.overflow.try_lock() {
+            self.overflowed.store(false, Ordering::Release);
             out.append(&mut v);
         }
     }

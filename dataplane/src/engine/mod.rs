@@ -896,10 +896,9 @@ impl Engine {
         if self.by_port.contains_key(&port) {
             return Err(ListenError::InUse(port));
         }
-        let li = self.listeners.len();
         let limit = shared.policy.limit(shared.backlog, self.max_backlog);
         tracing::info!(port, backlog = shared.backlog, policy = %shared.policy, on_full = shared.on_full.as_str(), queue_limit = limit, "listening for applications");
-        self.listeners.push(Listener {
+        let entry = Listener {
             port,
             policy: shared.policy,
             on_full: shared.on_full,
@@ -907,7 +906,19 @@ impl Engine {
             ring: VecDeque::with_capacity(ARMED),
             stats: ListenerStats { limit, ..Default::default() },
             closed: false,
-        });
+        };
+        // A closed entry no connection refers to any more is reused (slots name their listener
+        // only while half-open or queued).
+        let li = match self.listeners.iter().position(|l| l.closed && l.stats.half_open == 0 && l.stats.queued == 0) {
+            Some(li) => {
+                self.listeners[li] = entry;
+                li
+            }
+            None => {
+                self.listeners.push(entry);
+                self.listeners.len() - 1
+            }
+        };
         self.by_port.insert(port, li);
         self.rearm(li);
         Ok(())
@@ -919,6 +930,14 @@ impl Engine {
         let Some(li) = self.by_port.remove(&port) else { return };
         let l = &mut self.listeners[li];
         l.closed = true;
+        // Connections handed over but never accepted are reset, as a closed listening socket's
+        // are; then the accept queue is let go.
+        if let ServiceKind::Bridge(shared) = std::mem::replace(&mut l.service, ServiceKind::Hold) {
+            while let Some(incoming) = shared.pop() {
+                incoming.end.abort();
+            }
+            l.stats.queued = 0; // a bridged listener's count was the shared queue's
+        }
         for id in l.ring.drain(..) {
             let slot = &mut self.slots[id as usize];
             slot.socket().abort(); // LISTEN → CLOSED, nothing sent
@@ -969,6 +988,13 @@ impl Engine {
                     l.stats.accepted += 1;
                     Phase::Accepted(session)
                 }
+                (_, None) if l.closed => {
+                    // The listener went away while this handshake was in flight: reset it.
+                    l.stats.queued += 1;
+                    slot.socket().abort();
+                    slot.ended_by_engine = Some(End::Aborted);
+                    Phase::Queued
+                }
                 (ServiceKind::Bridge(shared), None) => {
                     let t = slot.tuple.expect("a half-open connection has its 4-tuple");
                     let (local, remote) =
@@ -977,8 +1003,8 @@ impl Engine {
                     let (end, app) = bridge::pair(shared.ring_bytes, shared.ring_bytes, commands);
                     end.attach(id, local, remote);
                     end.established();
-                    if l.closed || shared.push(Incoming { end: app, local, remote }).is_err() {
-                        // The listener went away, or other cores filled the shared queue first.
+                    if shared.push(Incoming { end: app, local, remote }).is_err() {
+                        // Other cores filled the shared queue first.
                         l.stats.refused += 1;
                         slot.socket().abort();
                         slot.ended_by_engine = Some(End::Aborted);

@@ -721,3 +721,105 @@ fn hostile_frames_never_break_the_engine() {
         got == b"after"
     }));
 }
+
+/// A notification counter, as an application's eventfd would be.
+#[derive(Default)]
+struct Count(std::sync::atomic::AtomicUsize);
+
+impl crate::bridge::Notify for Count {
+    fn notify(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Count {
+    fn get(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A bridged listener on `port` through the engine's command queue; returns the queue too.
+fn bridged(
+    p: &mut Pair,
+    port: u16,
+    backlog: usize,
+) -> (Arc<crate::bridge::Commands>, Arc<crate::bridge::ListenerShared>, Arc<Count>) {
+    use crate::bridge::{Command, Commands, ListenerShared};
+    let q = Arc::new(Commands::new(64));
+    p.engine.attach_commands(q.clone());
+    let count = Arc::new(Count::default());
+    let limit = BacklogPolicy::Exact.limit(backlog, 4096);
+    let shared =
+        Arc::new(ListenerShared::new(port, backlog, BacklogPolicy::Exact, OnFull::Refuse, limit, count.clone()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    q.push(Command::Listen(shared.clone(), tx)).unwrap();
+    p.step();
+    assert_eq!(rx.try_recv().unwrap(), Ok(()));
+    (q, shared, count)
+}
+
+#[test]
+fn bridge_connection_carries_one_mib_both_ways_through_the_rings() {
+    use crate::bridge::ReadOutcome;
+    let mut p = Pair::new(&config());
+    let (_q, shared, accept_count) = bridged(&mut p, 7200, 8);
+    let h = p.connect(7200, 40100);
+    let mut inc = None;
+    assert!(p.run_until(200, |_| {
+        inc = shared.pop();
+        inc.is_some()
+    }));
+    assert_eq!(accept_count.get(), 1, "the accept notification fired once");
+    let mut app = inc.unwrap().end;
+    let conn_count = Arc::new(Count::default());
+    app.set_notify(conn_count.clone());
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    let (mut sent, mut app_got, mut app_sent, mut back) = (0, Vec::new(), 0, Vec::new());
+    let mut buf = vec![0u8; 8192];
+    let ok = p.run_until(200_000, |p| {
+        let s = p.sock(h);
+        if s.can_send() && sent < data.len() {
+            sent += s.send_slice(&data[sent..]).unwrap();
+        }
+        // The application echoes what it reads.
+        while let ReadOutcome::Data(n) = app.read(&mut buf) {
+            app_got.extend_from_slice(&buf[..n]);
+        }
+        if app_sent < app_got.len() {
+            app_sent += app.write(&app_got[app_sent..]).unwrap();
+        }
+        p.recv_all(h, &mut back);
+        back.len() == data.len()
+    });
+    assert!(ok, "echoed {} of {}", back.len(), data.len());
+    assert_eq!(Sha256::digest(&back), Sha256::digest(&data));
+    assert!(conn_count.get() > 0, "the application was woken when it waited");
+    // The client finishes: the application sees end of stream, closes, and the engine frees it.
+    p.sock(h).close();
+    assert!(p.run_until(1000, |_| app.read(&mut buf) == ReadOutcome::Eof));
+    drop(app);
+    assert!(p.run_until(2000, |p| p.engine.stats().open == 0));
+}
+
+#[test]
+fn bridge_l4_queued_until_taken_then_refused_and_unlisten_resets_the_queue() {
+    let mut p = Pair::new(&config());
+    let (q, shared, count) = bridged(&mut p, 7201, 1);
+    let first = p.connect(7201, 40200);
+    assert!(p.run_until(200, |_| shared.queued() == 1));
+    assert_eq!(count.get(), 1);
+    let second = p.connect(7201, 40201);
+    assert!(p.run_until(200, |p| p.sock(second).state() == tcp::State::Closed), "refused at once (L4)");
+    assert_eq!(shared.refused.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert_eq!(count.get(), 1, "a refusal never notifies");
+    assert_eq!(p.engine.listener_stats(7201).unwrap().queued, 1);
+    // Unlisten: the queued connection is reset, the port is free again.
+    q.push(crate::bridge::Command::Unlisten(7201)).unwrap();
+    assert!(p.run_until(200, |p| p.sock(first).state() == tcp::State::Closed));
+    assert!(p.engine.listener_stats(7201).is_none());
+    assert!(p.run_until(200, |p| p.engine.stats().open == 0));
+    // And a new listener on it reuses the closed entry.
+    let before = p.engine.listeners.len();
+    let _again = bridged(&mut p, 7201, 1);
+    assert_eq!(p.engine.listeners.len(), before);
+}
