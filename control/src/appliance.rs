@@ -21,7 +21,7 @@ use dataplane::bridge::Commands;
 
 use crate::config::{Resolved, ServiceSection};
 use crate::profile::Bus;
-use crate::switch::{FastPath, FastPort, Switch, SwitchConfig};
+use crate::switch::{FastPath, FastPort, Switch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplianceError {
@@ -263,7 +263,7 @@ pub fn run_with_switch(
         let steer = ctx.steering.clone();
         fast = fast.with_reply_owner(Arc::new(move |local, remote| usize::from(steer.owner_of_reply(remote, local))));
     }
-    let switch = Switch::new(Some(fast), SwitchConfig::default());
+    let switch = Switch::new(Some(fast), r.switch_config());
     std::thread::Builder::new()
         .name("switch-apps".into())
         .spawn(move || apps(switch))

@@ -20,6 +20,13 @@
 //! max_backlog = 4096        # backlogs above are clamped (B5)
 //! tcp_timeout_secs = 60     # unacknowledged data this long aborts a connection
 //!
+//! [switch]                  # the socket switch, for applications (appliance::run_with_switch)
+//! max_first_data = 65536    # largest connect_ex first buffer (SEMANTICS C5); also the size of
+//!                           # each direction's ring of a fast-path connection
+//! connect_timeout_secs = 30 # a connect not done by then fails with ETIMEDOUT
+//! fast_routes = []          # networks reached through the first port's gateway, e.g.
+//!                           # ["198.19.0.0/16"]; other destinations go to the kernel path
+//!
 //! [[port]]                  # one per DPDK port, in order
 //! profile = "net_tap"       # a built-in profile, or a path to a profile TOML
 //! devargs = "iface=sy0"     # appended to the profile's devargs
@@ -72,6 +79,8 @@ pub struct Config {
     pub eal: EalSection,
     #[serde(default)]
     pub engine: EngineSection,
+    #[serde(default)]
+    pub switch: SwitchSection,
     #[serde(rename = "port", default)]
     pub ports: Vec<PortSection>,
     #[serde(rename = "service", default)]
@@ -137,6 +146,22 @@ impl Default for EngineSection {
 impl EngineSection {
     pub fn idle_sleep_max(&self) -> Duration {
         Duration::from_micros(self.idle_sleep_max_us)
+    }
+}
+
+/// The socket switch's settings (see [`crate::switch::SwitchConfig`]).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SwitchSection {
+    pub max_first_data: usize,
+    pub connect_timeout_secs: u64,
+    /// `A.B.C.D/N` networks reached through the first port's gateway.
+    pub fast_routes: Vec<String>,
+}
+
+impl Default for SwitchSection {
+    fn default() -> Self {
+        SwitchSection { max_first_data: 64 * 1024, connect_timeout_secs: 30, fast_routes: Vec::new() }
     }
 }
 
@@ -267,8 +292,21 @@ pub struct ResolvedPort {
 pub struct Resolved {
     pub config: Config,
     pub ports: Vec<ResolvedPort>,
+    /// `switch.fast_routes`, parsed.
+    pub fast_routes: Vec<(Ipv4Addr, u8)>,
     /// Where it came from, for messages.
     pub origin: String,
+}
+
+impl Resolved {
+    /// The socket switch's settings.
+    pub fn switch_config(&self) -> crate::switch::SwitchConfig {
+        crate::switch::SwitchConfig {
+            max_first_data: self.config.switch.max_first_data,
+            connect_timeout: Duration::from_secs(self.config.switch.connect_timeout_secs),
+            fast_routes: self.fast_routes.clone(),
+        }
+    }
 }
 
 impl Config {
@@ -369,6 +407,23 @@ impl Config {
             }
             ports.push(ResolvedPort { profile, devargs: p.devargs.clone(), address, prefix_len, gateway: p.gateway });
         }
+        let sw = &config.switch;
+        range("switch.max_first_data", sw.max_first_data as u64, 4096, 16 << 20, "between 4096 and 16777216 bytes")?;
+        range("switch.connect_timeout_secs", sw.connect_timeout_secs, 1, 3600, "between 1 and 3600 seconds")?;
+        let mut fast_routes = Vec::new();
+        for (i, r) in sw.fast_routes.iter().enumerate() {
+            let net = parse_cidr(r).ok_or_else(|| {
+                bad(format!("switch.fast_routes[{i}]"), format!("{r:?}"), "a network like \"198.19.0.0/16\"")
+            })?;
+            if ports[0].gateway.is_none() {
+                return Err(bad(
+                    format!("switch.fast_routes[{i}]"),
+                    format!("{r:?}"),
+                    "routes go through a gateway: give port[0].gateway",
+                ));
+            }
+            fast_routes.push(net);
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, s) in config.services.iter().enumerate() {
             if s.port() == 0 {
@@ -401,7 +456,7 @@ impl Config {
                 }
             }
         }
-        Ok(Resolved { config, ports, origin: origin.to_owned() })
+        Ok(Resolved { config, ports, fast_routes, origin: origin.to_owned() })
     }
 }
 
@@ -454,6 +509,20 @@ mod tests {
         assert_eq!(r.config.services[0].backlog(), 511);
         assert_eq!(r.config.services[0].listen().policy, "linux");
         assert_eq!(r.config.engine.time_wait_secs, 240);
+        let sw = r.switch_config();
+        assert_eq!((sw.max_first_data, sw.connect_timeout.as_secs()), (65536, 30));
+        assert!(sw.fast_routes.is_empty());
+    }
+
+    #[test]
+    fn switch_fast_routes_parse_with_a_gateway() {
+        let r = Config::parse(
+            "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ngateway = \"198.18.0.1\"\n[switch]\nfast_routes = [\"198.19.0.0/16\"]\n",
+            "t",
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.switch_config().fast_routes, [("198.19.0.0".parse().unwrap(), 16)]);
     }
 
     /// Each bad config, and words its error must contain.
@@ -498,6 +567,11 @@ mod tests {
                 &["gateway", "nope"],
             ),
             ("[[port]]\nprofile = \"net_tapp\"\naddress = \"198.18.0.2/24\"\n".into(), &["net_tapp", "net_tap"]),
+            (format!("{port}[switch]\nmax_first_data = 100\n"), &["switch.max_first_data", "100", "4096"]),
+            (format!("{port}[switch]\nconnect_timeout_secs = 0\n"), &["switch.connect_timeout_secs", "0"]),
+            (format!("{port}[switch]\nfast_routes = [\"198.19.0.0\"]\n"), &["switch.fast_routes[0]", "198.19.0.0"]),
+            (format!("{port}[switch]\nfast_routes = [\"198.19.0.0/16\"]\n"), &["fast_routes[0]", "gateway"]),
+            (format!("{port}[switch]\nfast_route = []\n"), &["unknown field", "fast_route"]),
             (
                 "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ndevargs = \"iface=a b\"\n".into(),
                 &["port[0].devargs"],
