@@ -2,7 +2,7 @@
 //! thread inside a namespace this test creates, so its net_tap is born there), the switch's
 //! applications run on threads in the same namespace, and real Linux sockets are the peers.
 //!
-//! The appliance runs two engines (two lcores): software steering hands frames to the core that
+//! The appliance runs two engines (two lcores; `SWITCH_TEST_CORES=1` for one): software steering hands frames to the core that
 //! owns their flow, the engines share each bridged listener's accept queue, and a connect from a
 //! bound port goes to the core that will receive its replies.
 //!
@@ -466,14 +466,18 @@ const SCENARIOS: &[Scenario] = &[
 ];
 
 fn config(ns: &NetNs) -> Resolved {
+    // SWITCH_TEST_CORES=1 runs the same scenarios on one engine.
+    let cores: u16 = std::env::var("SWITCH_TEST_CORES").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let lcores: Vec<String> = (0..cores).map(|c| format!("{c}@(0-1)")).collect();
+    let lcores = lcores.join(",");
     let text = format!(
         r#"[eal]
-lcores = "0@(0-1),1@(0-1)"
+lcores = "{lcores}"
 memory_mb = 128
 file_prefix = "{prefix}"
 
 [engine]
-cores = 2
+cores = {cores}
 time_wait_secs = 2
 
 [[port]]
