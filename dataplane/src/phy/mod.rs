@@ -4,9 +4,11 @@
 //! [`BurstDevice::flush`] after, so frames move in bursts of up to [`crate::dpdk::BURST`] and the
 //! engine's `poll` never blocks or reads more than one burst.
 
+mod mbuf_device;
 mod memory;
 mod port_device;
 
+pub use mbuf_device::{MbufDevice, MbufDeviceStats, RX_QUEUE, TX_QUEUE};
 pub use memory::{MemoryDevice, MemoryLink};
 pub use port_device::{DeviceStats, PortDevice};
 

@@ -1,15 +1,15 @@
-//! A smoltcp device over one rx/tx queue pair of a DPDK port.
-//!
-//! RX tokens own the received mbuf and give smoltcp its data in place; TX tokens write into an
-//! mbuf from the pool and queue it on a burst that is flushed with `tx_burst` when full or when the
-//! loop turn ends. A TX token that smoltcp drops without consuming frees its mbuf (the `Mbuf`
-//! owner does; smoltcp issues #1147/#1053).
+//! A smoltcp device over one rx/tx queue pair of a DPDK port: the port glue around an
+//! [`MbufDevice`]. `refill` takes a burst from the queue (sorting frames that belong to another
+//! core onto its ring, with several cores) and hands the frames in; `flush` takes the frames the
+//! engine built and sends them with `tx_burst`. A gateway that owns its loop does the same with an
+//! [`MbufDevice`] of its own: this is the appliance's use of that API, not a second path.
 
-use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::phy;
 use smoltcp::time::Instant;
 
-use super::{BurstDevice, MAX_FRAME};
-use crate::dpdk::{Burst, Mbuf, Mempool, Port, QueueId};
+use super::mbuf_device::{self, MbufDevice};
+use super::BurstDevice;
+use crate::dpdk::{Burst, Mempool, Port, QueueId};
 use crate::steer::{SteerCtx, Target};
 
 /// Counters of what the device dropped and moved.
@@ -34,13 +34,13 @@ pub struct DeviceStats {
 
 /// One queue pair of a port as a smoltcp device.
 pub struct PortDevice<'p> {
+    dev: MbufDevice<'p>,
     port: &'p Port,
     queue: QueueId,
     pool: &'p Mempool,
-    rx: Burst,
+    /// Frames taken from the device, not yet accepted by the queue.
     tx: Burst,
     stats: DeviceStats,
-    checksums: ChecksumCapabilities,
     /// With several cores on the port: steering to the owning core.
     steer: Option<SteerCtx>,
 }
@@ -48,18 +48,13 @@ pub struct PortDevice<'p> {
 impl<'p> PortDevice<'p> {
     /// A device over queue `queue` of `port`, allocating TX frames from `pool`.
     pub fn new(port: &'p Port, queue: QueueId, pool: &'p Mempool) -> Self {
-        let mut checksums = ChecksumCapabilities::default();
-        // smoltcp computes and verifies every checksum; no per-packet offload flags are set yet.
-        checksums.ipv4 = Checksum::Both;
-        checksums.tcp = Checksum::Both;
         PortDevice {
+            dev: MbufDevice::new(pool),
             port,
             queue,
             pool,
-            rx: Burst::new(),
             tx: Burst::new(),
             stats: DeviceStats::default(),
-            checksums,
             steer: None,
         }
     }
@@ -71,15 +66,24 @@ impl<'p> PortDevice<'p> {
         PortDevice { steer: Some(steer), ..PortDevice::new(port, queue, pool) }
     }
 
-    /// Sorts one rx burst by owner, then tops the local burst up from this core's ring.
+    /// Hands a frame to the engine's device (a full queue drops it: it cannot be, at one burst
+    /// per turn).
+    #[inline]
+    fn give(&mut self, m: crate::dpdk::Mbuf) {
+        let _ = self.dev.handle(m);
+    }
+
+    /// Sorts one rx burst by owner, then tops up from this core's ring.
     fn refill_steered(&mut self, st: &SteerCtx) -> usize {
         let mut raw = Burst::new();
         let n = self.port.rx_burst(self.queue, &mut raw);
         self.stats.rx_frames += n as u64;
+        let mut mine = 0;
         while let Some(m) = raw.pop() {
             match st.steering.target(m.data()) {
                 Target::Core(c) if c == st.me => {
-                    let _ = self.rx.push(m); // the local burst was empty: room for a burst
+                    self.give(m);
+                    mine += 1;
                 }
                 Target::Core(c) => match st.inboxes[usize::from(c)].push(m) {
                     Ok(()) => self.stats.steered_out += 1,
@@ -92,20 +96,28 @@ impl<'p> PortDevice<'p> {
                             _ => self.stats.steer_dropped += 1,
                         }
                     }
-                    let _ = self.rx.push(m);
+                    self.give(m);
+                    mine += 1;
                 }
             }
         }
-        while !self.rx.is_full() {
+        while mine < crate::dpdk::BURST {
             let Some(m) = st.inboxes[usize::from(st.me)].pop() else { break };
             self.stats.steered_in += 1;
-            let _ = self.rx.push(m);
+            self.give(m);
+            mine += 1;
         }
-        self.rx.len()
+        mine
     }
 
     pub fn stats(&self) -> DeviceStats {
-        self.stats
+        let d = self.dev.stats();
+        DeviceStats {
+            rx_multiseg_dropped: d.rx_multiseg_dropped,
+            tx_nombuf: d.tx_nombuf,
+            tx_queue_full: self.stats.tx_queue_full + d.tx_queue_full,
+            ..self.stats
+        }
     }
 
     pub fn port(&self) -> &Port {
@@ -116,7 +128,7 @@ impl<'p> PortDevice<'p> {
 impl BurstDevice for PortDevice<'_> {
     #[inline]
     fn refill(&mut self) -> usize {
-        if !self.rx.is_empty() {
+        if self.dev.pending().0 > 0 {
             return 0;
         }
         if let Some(st) = self.steer.take() {
@@ -124,124 +136,72 @@ impl BurstDevice for PortDevice<'_> {
             self.steer = Some(st);
             return n;
         }
-        let n = self.port.rx_burst(self.queue, &mut self.rx);
+        let mut raw = Burst::new();
+        let n = self.port.rx_burst(self.queue, &mut raw);
         self.stats.rx_frames += n as u64;
+        while let Some(m) = raw.pop() {
+            self.give(m);
+        }
         n
     }
 
     #[inline]
     fn flush(&mut self) -> usize {
-        let n = self.port.tx_burst(self.queue, &mut self.tx);
-        self.stats.tx_frames += n as u64;
-        n
+        let mut sent = 0;
+        loop {
+            self.dev.take_tx(&mut self.tx);
+            if self.tx.is_empty() {
+                break;
+            }
+            let before = self.tx.len();
+            let n = self.port.tx_burst(self.queue, &mut self.tx);
+            sent += n;
+            if n < before {
+                // The queue is full: what is left waits for the next flush, unless the engine
+                // keeps building; then the oldest go.
+                if self.dev.pending().1 >= mbuf_device::TX_QUEUE / 2 {
+                    self.stats.tx_queue_full += self.tx.len() as u64;
+                    while self.tx.pop().is_some() {}
+                }
+                break;
+            }
+        }
+        self.stats.tx_frames += sent as u64;
+        sent
     }
 
     #[inline]
     fn peek(&mut self) -> Option<&[u8]> {
-        while !self.rx.front_is_contiguous()? {
-            drop(self.rx.pop());
-            self.stats.rx_multiseg_dropped += 1;
-        }
-        self.rx.front_data()
+        self.dev.peek()
     }
 
     #[inline]
     fn skip(&mut self) {
-        drop(self.rx.pop());
+        self.dev.skip();
     }
 }
 
 impl<'p> phy::Device for PortDevice<'p> {
     type RxToken<'a>
-        = RxToken
+        = mbuf_device::RxToken
     where
         Self: 'a;
     type TxToken<'a>
-        = TxToken<'a, 'p>
+        = mbuf_device::TxToken<'a, 'p>
     where
         Self: 'a;
 
     #[inline]
-    fn receive(&mut self, _now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let mbuf = loop {
-            let m = self.rx.pop()?;
-            if m.is_contiguous() {
-                break m;
-            }
-            self.stats.rx_multiseg_dropped += 1;
-        };
-        Some((RxToken { mbuf }, TxToken { dev: self, mbuf: None }))
+    fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        self.dev.receive(now)
     }
 
     #[inline]
-    fn transmit(&mut self, _now: Instant) -> Option<Self::TxToken<'_>> {
-        let mbuf = match self.pool.alloc() {
-            Some(m) => m,
-            None => {
-                self.stats.tx_nombuf += 1;
-                return None;
-            }
-        };
-        Some(TxToken { dev: self, mbuf: Some(mbuf) })
+    fn transmit(&mut self, now: Instant) -> Option<Self::TxToken<'_>> {
+        self.dev.transmit(now)
     }
 
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = MAX_FRAME;
-        caps.max_burst_size = None; // DESIGN fact 8: a burst limit shrank the advertised window
-        caps.checksum = self.checksums.clone();
-        caps
-    }
-}
-
-/// A received frame, read in place.
-pub struct RxToken {
-    mbuf: Mbuf,
-}
-
-impl phy::RxToken for RxToken {
-    #[inline]
-    fn consume<R, F>(self, f: F) -> R
-    where
-        F: FnOnce(&[u8]) -> R,
-    {
-        f(self.mbuf.data())
-        // the mbuf is freed here
-    }
-}
-
-/// A frame to send. Holds its mbuf when it came from `transmit`; one that came with a received
-/// frame allocates only if smoltcp actually replies.
-pub struct TxToken<'a, 'p> {
-    dev: &'a mut PortDevice<'p>,
-    mbuf: Option<Mbuf>,
-}
-
-impl phy::TxToken for TxToken<'_, '_> {
-    #[inline]
-    fn consume<R, F>(mut self, len: usize, f: F) -> R
-    where
-        F: FnOnce(&mut [u8]) -> R,
-    {
-        let dev = &mut *self.dev;
-        let mbuf = self.mbuf.take().or_else(|| dev.pool.alloc());
-        let Some(mut mbuf) = mbuf else {
-            dev.stats.tx_nombuf += 1;
-            return f(&mut [0u8; MAX_FRAME][..len.min(MAX_FRAME)]);
-        };
-        let Some(buf) = mbuf.append(len) else {
-            // Longer than the data room: smoltcp never builds one above the MTU we advertise.
-            dev.stats.tx_nombuf += 1;
-            return f(&mut [0u8; MAX_FRAME][..len.min(MAX_FRAME)]);
-        };
-        let r = f(buf);
-        if dev.tx.is_full() {
-            dev.flush();
-        }
-        if dev.tx.push(mbuf).is_err() {
-            dev.stats.tx_queue_full += 1; // the dropped mbuf is freed
-        }
-        r
+    fn capabilities(&self) -> phy::DeviceCapabilities {
+        self.dev.capabilities()
     }
 }
