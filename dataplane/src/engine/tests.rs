@@ -823,3 +823,62 @@ fn bridge_l4_queued_until_taken_then_refused_and_unlisten_resets_the_queue() {
     let _again = bridged(&mut p, 7201, 1);
     assert_eq!(p.engine.listeners.len(), before);
 }
+
+/// The frames a gateway would ask about, built by the client's smoltcp and by hand.
+#[test]
+fn classify_tells_a_gateway_which_frames_are_the_engines() {
+    use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr};
+    let mut p = Pair::new(&config());
+    let client_poll = |p: &mut Pair| {
+        p.now += Duration::from_millis(1);
+        p.client.poll(p.now, &mut p.cdev, &mut p.sockets);
+    };
+    // The client's first frame toward the engine is an ARP request for the engine's address.
+    let h = p.connect(7, 40300);
+    client_poll(&mut p);
+    let arp = p.edev.peek_owned().expect("an ARP request");
+    assert_eq!(p.engine.classify(&arp), Verdict::Arp);
+    // Once resolved, its SYN is for a listener; then the connection's segments are a connection's.
+    assert!(p.run_until(100, |p| p.sock(h).may_send()));
+    p.sock(h).send_slice(b"x").unwrap();
+    client_poll(&mut p);
+    let seg = p.edev.peek_owned().expect("a data segment");
+    assert_eq!(p.engine.classify(&seg), Verdict::Connection);
+    p.step();
+    let h2 = p.connect(7, 40301);
+    client_poll(&mut p);
+    assert_eq!(p.engine.classify(&p.edev.peek_owned().unwrap()), Verdict::Listener);
+    p.step();
+    let _ = h2;
+    // A port with nothing: the engine would answer with an RST.
+    let h3 = p.connect(9, 40302);
+    client_poll(&mut p);
+    assert_eq!(p.engine.classify(&p.edev.peek_owned().unwrap()), Verdict::ClosedPort);
+    p.step();
+    let _ = h3;
+    // ARP about someone else, and IPv4 for another address, are not the engine's.
+    let other = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 9]),
+        source_protocol_addr: Ipv4Address::new(198, 18, 0, 9),
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: Ipv4Address::new(198, 18, 0, 3),
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([2, 0, 0, 0, 0, 9]),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    };
+    let mut buf = vec![0u8; eth.buffer_len() + other.buffer_len()];
+    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut f);
+    other.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+    assert_eq!(p.engine.classify(&buf), Verdict::NotOurs);
+    let mut ip_other = seg.clone();
+    ip_other[14 + 16..14 + 20].copy_from_slice(&[198, 18, 0, 3]); // destination address
+    assert_eq!(p.engine.classify(&ip_other), Verdict::NotOurs);
+    let mut icmp = seg.clone();
+    icmp[14 + 9] = 1; // protocol ICMP
+    assert_eq!(p.engine.classify(&icmp), Verdict::OtherIp);
+    assert_eq!(p.engine.classify(&[0u8; 10]), Verdict::NotOurs, "runt");
+}
