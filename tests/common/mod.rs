@@ -35,6 +35,20 @@ fn ip(args: &[&str]) -> std::process::Output {
     Command::new("ip").args(args).output().expect("running ip")
 }
 
+/// Deletes `syt-*-PID` namespaces left by test processes that no longer exist (a run killed
+/// before its clean-up). Namespaces of live processes are never touched.
+fn remove_stale_namespaces() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else { continue };
+        let Some(pid) = name.strip_prefix("syt-").and_then(|r| r.rsplit('-').next()) else { continue };
+        if pid.parse::<u32>().is_ok() && !PathBuf::from(format!("/proc/{pid}")).exists() {
+            eprintln!("removing namespace {name}, left by process {pid}, which is gone");
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
 /// A network namespace, deleted on drop.
 pub struct NetNs {
     pub name: String,
@@ -42,6 +56,7 @@ pub struct NetNs {
 
 impl NetNs {
     pub fn new(tag: &str) -> NetNs {
+        remove_stale_namespaces();
         let name = format!("syt-{tag}-{}", std::process::id());
         let _ = ip(&["netns", "del", &name]); // a leftover of a killed run of this same pid
         let out = ip(&["netns", "add", &name]);
