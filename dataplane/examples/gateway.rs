@@ -199,8 +199,8 @@ fn main() {
     let mut rx = Burst::new();
     while !stop.load(Ordering::Relaxed) {
         let mut moved = 0;
-        for p in 0..2 {
-            let n = ports[p].rx_burst(QueueId(0), &mut rx);
+        for (p, port) in ports.iter().enumerate() {
+            let n = port.rx_burst(QueueId(0), &mut rx);
             moved += n;
             while let Some(m) = rx.pop() {
                 let d = m.data();
