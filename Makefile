@@ -7,7 +7,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: run test deps build check doc bench
+.PHONY: run test deps build check doc bench gateway-demo
 
 deps:
 	@control/scripts/deps.sh
@@ -30,6 +30,11 @@ test: check doc
 	@mkdir -p target
 	set -o pipefail; $(CARGO) test --workspace --locked 2>&1 | tee target/test.log
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
+
+# The embedding example: a two-port gateway with an embedded echo engine between two namespaces.
+gateway-demo: deps
+	$(CARGO) build --release --locked -p switchyard-dataplane --example gateway
+	control/scripts/gateway-demo.sh target/release/examples/gateway
 
 # The benchmarks (root; a few minutes; figures recorded in BENCHMARKS.md): the engine in memory
 # (ns/request vs connections, handshakes, short connections, refusals, memory), then the fast path

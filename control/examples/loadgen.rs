@@ -7,6 +7,9 @@
 //!   each; prints requests per second.
 //! - `loadgen serve --echo A:P --http A:P`: the same services on the Linux TCP stack (a thread per
 //!   connection), as the baseline measured in the same run.
+//! - `loadgen udp-send --addr A:P --secs S --size B` sends B-byte datagrams as fast as it can and
+//!   prints how many it sent per second; `loadgen udp-count --bind A:P --secs S` counts what
+//!   arrives (for the gateway's forwarding benchmark, `control/scripts/bench-gateway.sh`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -43,6 +46,20 @@ enum Mode {
         #[arg(long, default_value_t = 5)]
         secs: u64,
     },
+    UdpSend {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    UdpCount {
+        #[arg(long)]
+        bind: SocketAddr,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+    },
     Serve {
         #[arg(long)]
         echo: SocketAddr,
@@ -64,6 +81,38 @@ fn main() -> anyhow::Result<()> {
             println!("http {addr}: {rate:.0} requests/s ({conns} keep-alive conns)");
         }
         Mode::Serve { echo, http, body } => serve(echo, http, body)?,
+        Mode::UdpSend { addr, secs, size } => {
+            let s = std::net::UdpSocket::bind(if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+            s.connect(addr)?;
+            let d = vec![0x5a; size];
+            let (start, mut n, mut failed) = (Instant::now(), 0u64, 0u64);
+            while start.elapsed() < Duration::from_secs(secs) {
+                for _ in 0..256 {
+                    match s.send(&d) {
+                        Ok(_) => n += 1,
+                        Err(_) => failed += 1, // ENOBUFS and the like: the queue is full
+                    }
+                }
+            }
+            let rate = n as f64 / start.elapsed().as_secs_f64();
+            println!("udp-send {addr}: {rate:.0} datagrams/s sent ({size} B, {failed} refused by the kernel)");
+        }
+        Mode::UdpCount { bind, secs } => {
+            let s = std::net::UdpSocket::bind(bind)?;
+            s.set_read_timeout(Some(Duration::from_millis(200)))?;
+            let mut buf = [0u8; 2048];
+            let (mut n, mut first) = (0u64, None::<Instant>);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(secs) {
+                if s.recv(&mut buf).is_ok() {
+                    first.get_or_insert_with(Instant::now);
+                    n += 1;
+                }
+            }
+            let span = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+            let rate = if span > 0.0 { n as f64 / span } else { 0.0 };
+            println!("udp-count {bind}: {n} datagrams, {rate:.0}/s");
+        }
     }
     Ok(())
 }

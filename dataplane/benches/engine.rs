@@ -458,6 +458,49 @@ fn main() {
     );
     drop(b);
 
+    // Embedding (issue 6): what Engine::classify costs a gateway per frame, on a 1k-connection
+    // engine: a segment of an open connection, a SYN for a listener, TCP to a closed port, and a
+    // frame for another address (the one a gateway forwards).
+    {
+        let mut b = Bench::new(active);
+        b.open(0, active);
+        let c = b.client.conns[7];
+        b.client.send_tcp(7, TcpControl::None, true, &[0x5a; 64]);
+        let seg = b.edev.peek_owned().expect("a data segment");
+        b.client.conns[7] = c; // not sent, as far as the connection knows
+        let mut syn = seg.clone();
+        syn[14 + 20 + 13] = 0x02; // flags: SYN only
+        syn[14 + 20..14 + 22].copy_from_slice(&60000u16.to_be_bytes()); // a new source port
+        let mut closed = syn.clone();
+        closed[14 + 22..14 + 24].copy_from_slice(&4444u16.to_be_bytes()); // no listener there
+        let mut other = seg.clone();
+        other[14 + 19] ^= 0x40; // another destination address
+        let frames = [
+            ("open connection", seg),
+            ("SYN for a listener", syn),
+            ("closed port", closed),
+            ("another address", other),
+        ];
+        let n = 2_000_000u32;
+        let mut line = String::new();
+        for (what, f) in &frames {
+            let mut v: Vec<f64> = (0..repeat)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    let mut ours = 0u32;
+                    for _ in 0..n {
+                        ours += u32::from(std::hint::black_box(&b.engine).classify(std::hint::black_box(f)).is_ours());
+                    }
+                    std::hint::black_box(ours);
+                    t.elapsed().as_nanos() as f64 / f64::from(n)
+                })
+                .collect();
+            let (_, med, _) = stats(&mut v);
+            line.push_str(&format!("{what} {:?} {med:.1} ns; ", b.engine.classify(f)));
+        }
+        println!("classify (embedding, {active} connections open, median of {repeat}): {line}");
+    }
+
     // A 1k-connection engine stays beside the growing one; at every step the two are measured
     // in turn, REPEAT times, so the ratio compares runs made under the same machine conditions.
     let mut base = Bench::new(active);
