@@ -12,7 +12,7 @@ use dataplane::dpdk::clock::TscClock;
 use dataplane::dpdk::launch::{self, LaunchError};
 use dataplane::dpdk::{self, DpdkError, Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
 use dataplane::engine::{Engine, EngineConfig, EngineError, EngineInstant, ListenerSpec};
-use dataplane::lcore::{self, Lane, LoopConfig, LoopStats};
+use dataplane::lcore::{self, Lane, LoopConfig, LoopStats, SnapshotRequests};
 use dataplane::phy::PortDevice;
 use dataplane::services::{HttpConfig, ServiceKind};
 use dataplane::steer::SteerCtx;
@@ -20,6 +20,7 @@ use dataplane::steer::SteerCtx;
 use dataplane::bridge::Commands;
 
 use crate::config::{Resolved, ServiceSection};
+use crate::ctl;
 use crate::profile::Bus;
 use crate::switch::{FastPath, FastPort, Switch};
 
@@ -39,6 +40,8 @@ pub enum ApplianceError {
     Random(std::io::Error),
     #[error("starting the applications' thread: {0}")]
     Thread(std::io::Error),
+    #[error("control socket {path}: {source}")]
+    Control { path: String, source: std::io::Error },
 }
 
 /// The EAL argument list for a configuration (program name first).
@@ -269,6 +272,14 @@ pub fn run_with_switch(
         .spawn(move || apps(switch))
         .map_err(ApplianceError::Thread)?;
 
+    // `switchyard ctl`: a control thread answers on a Unix socket, asking each core's loop for a
+    // snapshot between its turns.
+    let socket = &r.control_socket;
+    let control =
+        ctl::bind(socket).map_err(|source| ApplianceError::Control { path: socket.display().to_string(), source })?;
+    tracing::info!(socket = %socket.display(), "control socket");
+    let requests: Vec<SnapshotRequests> = (0..cores).map(|_| SnapshotRequests::new(16)).collect();
+
     // One clock for every core: engines' times must never go backwards.
     let tsc = TscClock::new(&eal);
     let tasks: Vec<Box<dyn FnOnce() + Send + '_>> = per_core
@@ -276,13 +287,47 @@ pub fn run_with_switch(
         .enumerate()
         .map(|(core, mut lanes)| {
             let cfg = loop_cfg.clone();
+            let requests = &requests[core];
             Box::new(move || {
-                let stats = lcore::run(&mut lanes, &cfg, stop, &tsc);
+                let stats = lcore::run_answering(&mut lanes, &cfg, stop, &tsc, Some((requests, core)));
                 log_totals(core, &lanes, &stats);
             }) as Box<dyn FnOnce() + Send + '_>
         })
         .collect();
-    let launched = launch::run_on_lcores(&eal, tasks);
+    let steer_rings: Vec<Vec<Arc<dyn Fn() -> usize + Send + Sync>>> = steering
+        .iter()
+        .map(|per_core| {
+            per_core
+                .iter()
+                .map(|ctx| {
+                    let (inboxes, me) = (ctx.inboxes.clone(), usize::from(ctx.me));
+                    Arc::new(move || inboxes[me].len()) as Arc<dyn Fn() -> usize + Send + Sync>
+                })
+                .collect()
+        })
+        .collect();
+    let ctx = ctl::Context {
+        started: std::time::Instant::now(),
+        config: r.origin.clone(),
+        ports: &ports,
+        pools: &pools,
+        addresses: r
+            .ports
+            .iter()
+            .map(|p| (format!("{}/{}", p.address, p.prefix_len), p.gateway.map(|g| g.to_string())))
+            .collect(),
+        cores,
+        requests: &requests,
+        steer_rings,
+    };
+    let done = AtomicBool::new(false);
+    let launched = std::thread::scope(|scope| {
+        scope.spawn(|| ctl::serve(control, socket.clone(), &ctx, &[stop, &done]));
+        let launched = launch::run_on_lcores(&eal, tasks);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        launched
+    });
+    drop(ctx);
     drop(steering); // rings still holding frames free them here, before the pools go
     drop(ports);
     drop(pools);

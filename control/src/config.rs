@@ -20,6 +20,10 @@
 //! max_backlog = 4096        # backlogs above are clamped (B5)
 //! tcp_timeout_secs = 60     # unacknowledged data this long aborts a connection
 //!
+//! [control]
+//! socket = "/run/switchyard/switchyard.sock"  # `switchyard ctl` talks to the appliance here;
+//!                           # default /run/switchyard/<eal.file_prefix>.sock
+//!
 //! [switch]                  # the socket switch, for applications (appliance::run_with_switch)
 //! max_first_data = 65536    # largest connect_ex first buffer (SEMANTICS C5); also the size of
 //!                           # each direction's ring of a fast-path connection
@@ -81,6 +85,8 @@ pub struct Config {
     pub engine: EngineSection,
     #[serde(default)]
     pub switch: SwitchSection,
+    #[serde(default)]
+    pub control: ControlSection,
     #[serde(rename = "port", default)]
     pub ports: Vec<PortSection>,
     #[serde(rename = "service", default)]
@@ -147,6 +153,19 @@ impl EngineSection {
     pub fn idle_sleep_max(&self) -> Duration {
         Duration::from_micros(self.idle_sleep_max_us)
     }
+}
+
+/// Where the appliance answers `switchyard ctl`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSection {
+    /// The Unix socket; empty: `/run/switchyard/<eal.file_prefix>.sock`.
+    pub socket: String,
+}
+
+/// The control socket's path for a file prefix, when the config does not name one.
+pub fn default_control_socket(file_prefix: &str) -> PathBuf {
+    PathBuf::from(format!("/run/switchyard/{file_prefix}.sock"))
 }
 
 /// The socket switch's settings (see [`crate::switch::SwitchConfig`]).
@@ -294,6 +313,8 @@ pub struct Resolved {
     pub ports: Vec<ResolvedPort>,
     /// `switch.fast_routes`, parsed.
     pub fast_routes: Vec<(Ipv4Addr, u8)>,
+    /// Where `switchyard ctl` reaches this appliance.
+    pub control_socket: PathBuf,
     /// Where it came from, for messages.
     pub origin: String,
 }
@@ -456,7 +477,20 @@ impl Config {
                 }
             }
         }
-        Ok(Resolved { config, ports, fast_routes, origin: origin.to_owned() })
+        let control_socket = if config.control.socket.is_empty() {
+            default_control_socket(&config.eal.file_prefix)
+        } else {
+            let p = PathBuf::from(&config.control.socket);
+            if p.file_name().is_none() || config.control.socket.ends_with('/') || config.control.socket.len() > 100 {
+                return Err(bad(
+                    "control.socket".into(),
+                    format!("{:?}", config.control.socket),
+                    "a file path of at most 100 bytes (a Unix socket's limit)",
+                ));
+            }
+            p
+        };
+        Ok(Resolved { config, ports, fast_routes, control_socket, origin: origin.to_owned() })
     }
 }
 
@@ -572,6 +606,8 @@ mod tests {
             (format!("{port}[switch]\nfast_routes = [\"198.19.0.0\"]\n"), &["switch.fast_routes[0]", "198.19.0.0"]),
             (format!("{port}[switch]\nfast_routes = [\"198.19.0.0/16\"]\n"), &["fast_routes[0]", "gateway"]),
             (format!("{port}[switch]\nfast_route = []\n"), &["unknown field", "fast_route"]),
+            (format!("{port}[control]\nsocket = \"/tmp/\"\n"), &["control.socket", "/tmp/"]),
+            (format!("{port}[control]\nsokcet = \"/tmp/x\"\n"), &["unknown field", "sokcet"]),
             (
                 "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ndevargs = \"iface=a b\"\n".into(),
                 &["port[0].devargs"],

@@ -4,6 +4,7 @@
 //! - [`profile`]: NIC profiles (`nic-profiles/*.toml`), built in or from a file.
 //! - [`appliance`]: brings up EAL, ports and engines from a configuration and runs them.
 //! - [`loadgen`]: the load generator on the engine, over a configured port.
+//! - [`ctl`]: live introspection over a Unix socket (`switchyard ctl`).
 //! - [`switch`]: the socket switch, one API over the fast path and the kernel path.
 //!
 //! The `switchyard` binary (`src/main.rs`) is the command line over these.
@@ -11,6 +12,7 @@
 
 pub mod appliance;
 pub mod config;
+pub mod ctl;
 pub mod loadgen;
 pub mod profile;
 pub mod switch;

@@ -63,11 +63,45 @@ enum Command {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=8))]
         sources: u8,
     },
+    /// Shows the running appliance's state (from its control socket): status, listeners, conns,
+    /// stats. `--json` prints the answer as JSON.
+    Ctl {
+        /// The appliance's control socket (default: the one --config names, else
+        /// /run/switchyard/switchyard.sock, the built-in default's).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// The appliance's configuration, to find its control socket.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print the answer as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        what: CtlCommand,
+    },
     /// Prints the EAL arguments a configuration starts DPDK with.
     EalArgs {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum CtlCommand {
+    /// Ports, cores, uptime and versions.
+    Status,
+    /// Listeners: address, service, backlog policy and limit, queued now, accepted, refused,
+    /// dropped, silent clients closed.
+    Listeners,
+    /// Connections, like netstat: 4-tuple, state, core, connect time, bytes.
+    Conns {
+        /// At most this many per core and port.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Per core and port: frames, drops, connections, steering ring; per port: NIC counters and
+    /// mbufs in use.
+    Stats,
 }
 
 fn load(config: Option<PathBuf>) -> anyhow::Result<Resolved> {
@@ -131,6 +165,26 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Check { config } => {
             let r = Config::load(&config)?;
             println!("{}: ok ({} port(s), {} service(s))", r.origin, r.ports.len(), r.config.services.len());
+            Ok(())
+        }
+        Command::Ctl { socket, config, json, what } => {
+            let socket = match (socket, config) {
+                (Some(s), _) => s,
+                (None, Some(c)) => Config::load(&c)?.control_socket,
+                (None, None) => Config::demo().control_socket,
+            };
+            let (cmd, limit) = match what {
+                CtlCommand::Status => ("status", 0),
+                CtlCommand::Listeners => ("listeners", 0),
+                CtlCommand::Conns { limit } => ("conns", limit),
+                CtlCommand::Stats => ("stats", 0),
+            };
+            let data = control::ctl::request(&socket, &control::ctl::Request { cmd: cmd.into(), limit })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&data)?);
+            } else {
+                println!("{}", control::ctl::render(cmd, data)?);
+            }
             Ok(())
         }
         Command::EalArgs { config } => {

@@ -438,6 +438,8 @@ pub struct ListenerShared {
     /// SYNs refused (RST) and dropped because the queue was full, on every core (L4, B3).
     pub refused: AtomicU64,
     pub dropped: AtomicU64,
+    /// Silent clients the application's listener closed (A4), for introspection.
+    pub silent_closed: AtomicU64,
 }
 
 impl fmt::Debug for ListenerShared {
@@ -471,6 +473,7 @@ impl ListenerShared {
             notify,
             refused: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            silent_closed: AtomicU64::new(0),
         }
     }
 

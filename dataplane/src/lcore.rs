@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use smoltcp::time::Instant;
 
-use crate::engine::Engine;
-use crate::phy::BurstDevice;
+use crate::engine::{ConnectionInfo, Engine, EngineStats, ListenerInfo, TimeWaitStats};
+use crate::phy::{BurstDevice, DeviceStats};
 
 /// First sleep of an idle loop.
 pub const MIN_IDLE_SLEEP: Duration = Duration::from_micros(10);
@@ -31,6 +31,36 @@ impl Default for LoopConfig {
     fn default() -> Self {
         LoopConfig { busy_poll: false, idle_polls: 1000, max_idle_sleep: Duration::from_millis(1) }
     }
+}
+
+/// A request for a core's state from another thread (the control plane), answered by the core's
+/// loop between two turns: the engines are never touched from outside their core.
+#[derive(Debug)]
+pub struct SnapshotRequest {
+    /// At most this many connections per lane (0: none).
+    pub conns_limit: usize,
+    pub reply: std::sync::mpsc::Sender<CoreSnapshot>,
+}
+
+/// Where snapshot requests for one core wait.
+pub type SnapshotRequests = crossbeam_queue::ArrayQueue<SnapshotRequest>;
+
+/// One lane (engine and device) as a snapshot shows it.
+#[derive(Clone, Debug)]
+pub struct LaneSnapshot {
+    pub engine: EngineStats,
+    pub listeners: Vec<ListenerInfo>,
+    pub time_wait: TimeWaitStats,
+    pub device: Option<DeviceStats>,
+    pub connections: Vec<ConnectionInfo>,
+}
+
+/// One core's state.
+#[derive(Clone, Debug)]
+pub struct CoreSnapshot {
+    pub core: usize,
+    pub loop_stats: LoopStats,
+    pub lanes: Vec<LaneSnapshot>,
 }
 
 /// What a loop did.
@@ -103,6 +133,17 @@ pub fn run<D: BurstDevice>(
     stop: &AtomicBool,
     clock: &impl Clock,
 ) -> LoopStats {
+    run_answering(lanes, cfg, stop, clock, None)
+}
+
+/// [`run`], also answering snapshot requests for core `core` from `requests` between turns.
+pub fn run_answering<D: BurstDevice>(
+    lanes: &mut [Lane<D>],
+    cfg: &LoopConfig,
+    stop: &AtomicBool,
+    clock: &impl Clock,
+    requests: Option<(&SnapshotRequests, usize)>,
+) -> LoopStats {
     let clock = || Instant::from_micros(clock.micros());
     let mut backoff = Backoff::new(cfg.clone());
     let mut stats = LoopStats::default();
@@ -122,6 +163,21 @@ pub fn run<D: BurstDevice>(
             };
         }
         stats.turns += 1;
+        if let Some((q, core)) = requests {
+            while let Some(r) = q.pop() {
+                let lanes = lanes
+                    .iter_mut()
+                    .map(|l| LaneSnapshot {
+                        engine: l.engine.stats(),
+                        listeners: l.engine.listeners(),
+                        time_wait: l.engine.time_wait_stats(),
+                        device: l.device.device_stats(),
+                        connections: l.engine.connections(now, r.conns_limit),
+                    })
+                    .collect();
+                let _ = r.reply.send(CoreSnapshot { core, loop_stats: stats, lanes });
+            }
+        }
         let left = next.map(|d| if d > now { Duration::from_micros((d - now).total_micros()) } else { Duration::ZERO });
         if let Some(d) = backoff.turn(moved > 0, left) {
             stats.idle_sleeps += 1;

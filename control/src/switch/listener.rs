@@ -471,6 +471,9 @@ impl Listener {
                 }
                 m.socket.abort();
                 st.counters.silent_closed += 1;
+                if let Some(f) = &self.fast {
+                    f.silent_closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 st.posted.push_front((m.id, m.receive_len)); // the accept stays posted
             }
             let next = st.matched.values().map(|m| m.since + limit).min();

@@ -129,6 +129,9 @@ pub struct ListenerStats {
     pub refused: u64,
     /// SYNs ignored because the queue was full.
     pub dropped: u64,
+    /// Connections the application's switch listener closed as silent clients (SEMANTICS A4;
+    /// bridged listeners only).
+    pub silent_closed: u64,
 }
 
 impl ListenerStats {

@@ -304,6 +304,10 @@ struct Slot {
     connect_deadline: Option<Instant>,
     /// Why the engine ended it, when it did.
     ended_by_engine: Option<End>,
+    /// When its handshake completed (engine time).
+    established_at: Option<Instant>,
+    /// Bytes its session received and sent.
+    bytes: [u64; 2],
     /// The tick of this slot's live entry in the timer wheel, if it has one.
     wheel_tick: Option<i64>,
 }
@@ -367,6 +371,50 @@ pub struct Engine {
     /// Connects waiting for their 4-tuple to leave TIME_WAIT (SEMANTICS C6).
     deferred: Vec<(Instant, ConnectRequest)>,
     wakes: Vec<Arc<bridge::ConnShared>>,
+}
+
+/// A listener as introspection shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerInfo {
+    pub port: u16,
+    pub service: &'static str,
+    pub policy: BacklogPolicy,
+    pub on_full: OnFull,
+    pub stats: ListenerStats,
+}
+
+/// A connection as introspection shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    pub local: SocketAddrV4,
+    pub remote: SocketAddrV4,
+    /// The TCP state, as RFC 793 names it (ESTABLISHED, CLOSE-WAIT, ...).
+    pub state: &'static str,
+    /// half-open, queued (handshake done, not accepted), accepted, or outgoing.
+    pub kind: &'static str,
+    /// The listener it came through, while half-open or queued.
+    pub listener: Option<u16>,
+    /// How long since its handshake completed (SEMANTICS A5), if it has.
+    pub connected: Option<Duration>,
+    /// Bytes its session (service or application) received and sent.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+fn tcp_state_name(s: tcp::State) -> &'static str {
+    match s {
+        tcp::State::Closed => "CLOSED",
+        tcp::State::Listen => "LISTEN",
+        tcp::State::SynSent => "SYN-SENT",
+        tcp::State::SynReceived => "SYN-RECEIVED",
+        tcp::State::Established => "ESTABLISHED",
+        tcp::State::FinWait1 => "FIN-WAIT-1",
+        tcp::State::FinWait2 => "FIN-WAIT-2",
+        tcp::State::CloseWait => "CLOSE-WAIT",
+        tcp::State::Closing => "CLOSING",
+        tcp::State::LastAck => "LAST-ACK",
+        tcp::State::TimeWait => "TIME-WAIT",
+    }
 }
 
 /// Where an engine's connection memory is.
@@ -725,6 +773,8 @@ impl Engine {
                     emitted: false,
                     connect_deadline: None,
                     ended_by_engine: None,
+                    established_at: None,
+                    bytes: [0; 2],
                 });
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 connections")
             }
@@ -1042,6 +1092,7 @@ impl Engine {
             let l = &mut self.listeners[slot.listener];
             l.stats.half_open -= 1;
             l.stats.completed += 1;
+            slot.established_at = Some(now);
             self.stats.established += 1;
             slot.phase = match (&l.service, l.service.session()) {
                 (_, Some(session)) => {
@@ -1083,6 +1134,7 @@ impl Engine {
             if !*established && !matches!(state, tcp::State::SynSent | tcp::State::Closed) {
                 *established = true;
                 slot.connect_deadline = None;
+                slot.established_at = Some(now);
                 self.stats.connected += 1;
                 if let Session::Bridge(end) = session {
                     end.established();
@@ -1114,7 +1166,7 @@ impl Engine {
             let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
             let close = match &mut slot.phase {
                 Phase::Accepted(session) | Phase::Client { session, .. } => {
-                    session.drive(&mut TcpStream(sock)) == Progress::Close
+                    session.drive(&mut TcpStream(sock, &mut slot.bytes)) == Progress::Close
                 }
                 // A queued connection whose peer has gone leaves the queue.
                 Phase::Queued => state == tcp::State::CloseWait,
@@ -1201,6 +1253,8 @@ impl Engine {
         slot.rst_seen = false;
         slot.emitted = false;
         slot.connect_deadline = None;
+        slot.established_at = None;
+        slot.bytes = [0; 2];
         // `neighbor_wait` stays: the slot may still be in the list (it is skipped while free).
         slot.timer_at = None; // a wheel entry still filed for it fires and is ignored
         self.free.push(id);
@@ -1208,6 +1262,56 @@ impl Engine {
 
     pub fn stats(&self) -> EngineStats {
         EngineStats { slots: self.slots.len(), free_slots: self.free.len(), ..self.stats }
+    }
+
+    /// Every listener of the engine, with its settings and counters (for introspection).
+    pub fn listeners(&self) -> Vec<ListenerInfo> {
+        let mut v: Vec<ListenerInfo> = self
+            .by_port
+            .values()
+            .map(|&li| {
+                let l = &self.listeners[li];
+                let mut stats = l.stats;
+                if let ServiceKind::Bridge(shared) = &l.service {
+                    stats.queued = shared.queued();
+                    stats.silent_closed = shared.silent_closed.load(std::sync::atomic::Ordering::Relaxed);
+                }
+                ListenerInfo { port: l.port, service: l.service.name(), policy: l.policy, on_full: l.on_full, stats }
+            })
+            .collect();
+        v.sort_by_key(|l| l.port);
+        v
+    }
+
+    /// Up to `limit` open connections (handshakes in progress included), for introspection; a
+    /// walk over the slots, so for operators, not for the packet path.
+    pub fn connections(&mut self, now: Instant, limit: usize) -> Vec<ConnectionInfo> {
+        let mut v = Vec::new();
+        for slot in &mut self.slots {
+            if v.len() >= limit {
+                break;
+            }
+            let Some(t) = slot.tuple else { continue };
+            let (kind, listener) = match &slot.phase {
+                Phase::HalfOpen => ("half-open", Some(self.listeners[slot.listener].port)),
+                Phase::Queued => ("queued", Some(self.listeners[slot.listener].port)),
+                Phase::Accepted(_) => ("accepted", None),
+                Phase::Client { .. } => ("outgoing", None),
+                Phase::Free | Phase::Armed => continue,
+            };
+            let state = slot.set.get_mut::<tcp::Socket>(slot.handle).state();
+            v.push(ConnectionInfo {
+                local: SocketAddrV4::new(t.local_ip, t.local_port),
+                remote: SocketAddrV4::new(t.remote_ip, t.remote_port),
+                state: tcp_state_name(state),
+                kind,
+                listener,
+                connected: slot.established_at.map(|at| Duration::from_micros((now - at).total_micros())),
+                bytes_in: slot.bytes[0],
+                bytes_out: slot.bytes[1],
+            });
+        }
+        v
     }
 
     /// The counters of the listener on `port`.

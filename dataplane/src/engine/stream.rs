@@ -4,15 +4,20 @@ use smoltcp::socket::tcp;
 
 use crate::services::Stream;
 
-pub(super) struct TcpStream<'a, 's>(pub &'a mut tcp::Socket<'s>);
+/// The socket, and the connection's byte counters (received by the session, queued by it).
+pub(super) struct TcpStream<'a, 's>(pub &'a mut tcp::Socket<'s>, pub &'a mut [u64; 2]);
 
 impl Stream for TcpStream<'_, '_> {
     fn recv_into(&mut self, buf: &mut [u8]) -> usize {
-        self.0.recv_slice(buf).unwrap_or(0)
+        let n = self.0.recv_slice(buf).unwrap_or(0);
+        self.1[0] += n as u64;
+        n
     }
 
     fn send_from(&mut self, data: &[u8]) -> usize {
-        self.0.send_slice(data).unwrap_or(0)
+        let n = self.0.send_slice(data).unwrap_or(0);
+        self.1[1] += n as u64;
+        n
     }
 
     fn send_room(&self) -> usize {

@@ -23,6 +23,10 @@ pub trait BurstDevice: smoltcp::phy::Device {
     fn peek(&mut self) -> Option<&[u8]>;
     /// Drops the next received frame.
     fn skip(&mut self);
+    /// The device's counters, for introspection, when it has a port behind it.
+    fn device_stats(&self) -> Option<DeviceStats> {
+        None
+    }
 }
 
 /// Ethernet frame size for a 1500-byte MTU (header included, no FCS).

@@ -179,6 +179,10 @@ impl BurstDevice for PortDevice<'_> {
     fn skip(&mut self) {
         self.dev.skip();
     }
+
+    fn device_stats(&self) -> Option<DeviceStats> {
+        Some(self.stats())
+    }
 }
 
 impl<'p> phy::Device for PortDevice<'p> {

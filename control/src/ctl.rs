@@ -1,0 +1,646 @@
+//! Live introspection: the appliance answers on a Unix socket, `switchyard ctl` asks.
+//!
+//! The protocol is one JSON line each way: a request `{"cmd": "status" | "listeners" | "conns" |
+//! "stats", "limit": N}` and a response `{"ok": true, "data": ...}` or `{"ok": false, "error":
+//! "..."}`. The data types below are the response's, and `--json` prints them as they are.
+//!
+//! The engines are never touched from outside their core: the control thread asks each core's
+//! loop for a [`CoreSnapshot`] (answered between two turns) and merges the answers.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use dataplane::dpdk::{Mempool, Port};
+use dataplane::lcore::{CoreSnapshot, SnapshotRequest, SnapshotRequests};
+use serde::{Deserialize, Serialize};
+
+/// A request, as the client sends it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Request {
+    pub cmd: String,
+    /// For `conns`: at most this many connections per core and port.
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+fn default_limit() -> usize {
+    1000
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Response {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `ctl status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub version: String,
+    pub dpdk: String,
+    pub pid: u32,
+    pub config: String,
+    pub uptime_secs: f64,
+    pub cores: u16,
+    pub ports: Vec<PortStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PortStatus {
+    pub port: usize,
+    pub device: String,
+    pub mac: String,
+    pub address: String,
+    pub gateway: Option<String>,
+    pub link_up: bool,
+}
+
+/// `ctl listeners`: one row per port, summed over cores.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ListenerRow {
+    pub port_index: usize,
+    pub address: String,
+    pub service: String,
+    pub policy: String,
+    pub on_full: String,
+    /// The queue limit in force (per core).
+    pub backlog_limit: usize,
+    pub queued: usize,
+    pub half_open: usize,
+    pub syns: u64,
+    pub completed: u64,
+    pub accepted: u64,
+    pub refused: u64,
+    pub dropped: u64,
+    pub silent_closed: u64,
+}
+
+/// `ctl conns`: one row per connection.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConnRow {
+    pub local: String,
+    pub remote: String,
+    pub state: String,
+    pub kind: String,
+    pub core: usize,
+    pub port_index: usize,
+    /// Seconds since the handshake completed (SEMANTICS A5), if it has.
+    pub connected_secs: Option<f64>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// `ctl stats`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Stats {
+    pub cores: Vec<CoreStats>,
+    pub ports: Vec<PortCounters>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CoreStats {
+    pub core: usize,
+    pub turns: u64,
+    pub idle_sleeps: u64,
+    pub lanes: Vec<LaneStats>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LaneStats {
+    pub port_index: usize,
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    pub steered_in: u64,
+    pub steered_out: u64,
+    pub steer_dropped: u64,
+    pub tx_nombuf: u64,
+    pub tx_queue_full: u64,
+    pub rx_multiseg_dropped: u64,
+    pub established: u64,
+    pub closed: u64,
+    pub open: usize,
+    pub time_wait: usize,
+    /// Frames waiting in this core's steering ring for this port (other cores handed them over).
+    pub steer_ring: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortCounters {
+    pub port_index: usize,
+    pub device: String,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_missed: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+    pub rx_nombuf: u64,
+    pub mbufs_in_use: u32,
+    pub mbufs_available: u32,
+}
+
+/// What the control thread knows about the running appliance.
+pub struct Context<'a> {
+    pub started: Instant,
+    pub config: String,
+    pub ports: &'a [Port],
+    pub pools: &'a [std::sync::Arc<Mempool>],
+    /// Address/prefix and gateway of each port, as configured.
+    pub addresses: Vec<(String, Option<String>)>,
+    pub cores: u16,
+    /// One snapshot queue per core.
+    pub requests: &'a [SnapshotRequests],
+    /// Per port, the length of each core's steering ring (empty with one core).
+    pub steer_rings: Vec<Vec<std::sync::Arc<dyn Fn() -> usize + Send + Sync + 'a>>>,
+}
+
+impl Context<'_> {
+    fn snapshots(&self, conns_limit: usize) -> Result<Vec<CoreSnapshot>, String> {
+        let (tx, rx) = mpsc::channel();
+        for q in self.requests {
+            q.push(SnapshotRequest { conns_limit, reply: tx.clone() })
+                .map_err(|_| "a core's request queue is full: try again".to_owned())?;
+        }
+        let mut v = Vec::new();
+        for _ in self.requests {
+            v.push(rx.recv_timeout(Duration::from_secs(2)).map_err(|_| "a core did not answer within 2 s".to_owned())?);
+        }
+        v.sort_by_key(|s| s.core);
+        Ok(v)
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            dpdk: dataplane::dpdk::version(),
+            pid: std::process::id(),
+            config: self.config.clone(),
+            uptime_secs: self.started.elapsed().as_secs_f64(),
+            cores: self.cores,
+            ports: self
+                .ports
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PortStatus {
+                    port: i,
+                    device: p.name().to_owned(),
+                    mac: dataplane::dpdk::format_mac(&p.mac()),
+                    address: self.addresses[i].0.clone(),
+                    gateway: self.addresses[i].1.clone(),
+                    link_up: p.link_up(),
+                })
+                .collect(),
+        }
+    }
+
+    fn listeners(&self) -> Result<Vec<ListenerRow>, String> {
+        let mut rows: Vec<ListenerRow> = Vec::new();
+        for snap in self.snapshots(0)? {
+            for (pi, lane) in snap.lanes.iter().enumerate() {
+                for l in &lane.listeners {
+                    let row = match rows
+                        .iter_mut()
+                        .find(|r| r.port_index == pi && r.address.ends_with(&format!(":{}", l.port)))
+                    {
+                        Some(r) => r,
+                        None => {
+                            let ip = self.addresses[pi].0.split('/').next().unwrap_or_default().to_owned();
+                            rows.push(ListenerRow {
+                                port_index: pi,
+                                address: format!("{ip}:{}", l.port),
+                                service: l.service.to_owned(),
+                                policy: l.policy.as_str().to_owned(),
+                                on_full: l.on_full.as_str().to_owned(),
+                                backlog_limit: l.stats.limit,
+                                queued: 0,
+                                half_open: 0,
+                                syns: 0,
+                                completed: 0,
+                                accepted: 0,
+                                refused: 0,
+                                dropped: 0,
+                                silent_closed: 0,
+                            });
+                            rows.last_mut().expect("just pushed")
+                        }
+                    };
+                    let s = &l.stats;
+                    if l.service == "switch" {
+                        // One accept queue and one silent-client count for all cores.
+                        row.queued = s.queued;
+                        row.silent_closed = s.silent_closed;
+                    } else {
+                        row.queued += s.queued;
+                    }
+                    row.half_open += s.half_open;
+                    row.syns += s.syns;
+                    row.completed += s.completed;
+                    row.accepted += s.accepted;
+                    row.refused += s.refused;
+                    row.dropped += s.dropped;
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    fn conns(&self, limit: usize) -> Result<Vec<ConnRow>, String> {
+        let mut rows = Vec::new();
+        for snap in self.snapshots(limit)? {
+            for (pi, lane) in snap.lanes.iter().enumerate() {
+                for c in &lane.connections {
+                    rows.push(ConnRow {
+                        local: c.local.to_string(),
+                        remote: c.remote.to_string(),
+                        state: c.state.to_owned(),
+                        kind: c.kind.to_owned(),
+                        core: snap.core,
+                        port_index: pi,
+                        connected_secs: c.connected.map(|d| d.as_secs_f64()),
+                        bytes_in: c.bytes_in,
+                        bytes_out: c.bytes_out,
+                    });
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    fn stats(&self) -> Result<Stats, String> {
+        let cores = self
+            .snapshots(0)?
+            .into_iter()
+            .map(|snap| CoreStats {
+                core: snap.core,
+                turns: snap.loop_stats.turns,
+                idle_sleeps: snap.loop_stats.idle_sleeps,
+                lanes: snap
+                    .lanes
+                    .iter()
+                    .enumerate()
+                    .map(|(pi, l)| {
+                        let d = l.device.unwrap_or_default();
+                        LaneStats {
+                            port_index: pi,
+                            rx_frames: d.rx_frames,
+                            tx_frames: d.tx_frames,
+                            steered_in: d.steered_in,
+                            steered_out: d.steered_out,
+                            steer_dropped: d.steer_dropped,
+                            tx_nombuf: d.tx_nombuf,
+                            tx_queue_full: d.tx_queue_full,
+                            rx_multiseg_dropped: d.rx_multiseg_dropped,
+                            established: l.engine.established,
+                            closed: l.engine.closed,
+                            open: l.engine.open,
+                            time_wait: l.time_wait.live,
+                            steer_ring: self.steer_rings.get(pi).and_then(|r| r.get(snap.core)).map_or(0, |f| f()),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let ports = self
+            .ports
+            .iter()
+            .zip(self.pools)
+            .enumerate()
+            .map(|(i, (p, pool))| {
+                let s = p.stats();
+                PortCounters {
+                    port_index: i,
+                    device: p.name().to_owned(),
+                    rx_packets: s.rx_packets,
+                    tx_packets: s.tx_packets,
+                    rx_bytes: s.rx_bytes,
+                    tx_bytes: s.tx_bytes,
+                    rx_missed: s.rx_missed,
+                    rx_errors: s.rx_errors,
+                    tx_errors: s.tx_errors,
+                    rx_nombuf: s.rx_nombuf,
+                    mbufs_in_use: pool.in_use(),
+                    mbufs_available: pool.available(),
+                }
+            })
+            .collect();
+        Ok(Stats { cores, ports })
+    }
+
+    fn answer(&self, req: &Request) -> Result<serde_json::Value, String> {
+        let to_json = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| e.to_string());
+        match req.cmd.as_str() {
+            "status" => to_json(serde_json::to_value(self.status())),
+            "listeners" => to_json(serde_json::to_value(self.listeners()?)),
+            "conns" => to_json(serde_json::to_value(self.conns(req.limit)?)),
+            "stats" => to_json(serde_json::to_value(self.stats()?)),
+            other => Err(format!("unknown command {other:?}: expected status, listeners, conns or stats")),
+        }
+    }
+}
+
+/// Binds the control socket (removing a stale one left by a process that is gone).
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{}: another appliance answers there (give this one its own [control] socket)", path.display()),
+            ))
+        }
+        Err(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let l = UnixListener::bind(path)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Answers requests until one of `stops` is set, then removes the socket file.
+pub fn serve(listener: UnixListener, path: PathBuf, ctx: &Context<'_>, stops: &[&AtomicBool]) {
+    while !stops.iter().any(|s| s.load(Ordering::Relaxed)) {
+        match listener.accept() {
+            Ok((s, _)) => {
+                if let Err(e) = answer_one(s, ctx) {
+                    tracing::debug!(error = %e, "control request");
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+fn answer_one(s: UnixStream, ctx: &Context<'_>) -> io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    let resp = match serde_json::from_str::<Request>(line.trim()) {
+        Ok(req) => match ctx.answer(&req) {
+            Ok(data) => Response { ok: true, data: Some(data), error: None },
+            Err(e) => Response { ok: false, data: None, error: Some(e) },
+        },
+        Err(e) => Response { ok: false, data: None, error: Some(format!("bad request {:?}: {e}", line.trim())) },
+    };
+    let mut out = serde_json::to_vec(&resp).map_err(io::Error::other)?;
+    out.push(b'\n');
+    (&s).write_all(&out)
+}
+
+/// Why `switchyard ctl` could not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error("the appliance is not running: no control socket at {0} (start it with `switchyard run`, or point --socket or --config at the one that runs)")]
+    NotRunning(PathBuf),
+    #[error("the appliance is not running: {0} is left from one that stopped (start it with `switchyard run`)")]
+    Stale(PathBuf),
+    #[error("talking to the appliance at {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("the appliance answered: {0}")]
+    Refused(String),
+}
+
+/// Sends one request and returns the response's data.
+pub fn request(path: &Path, req: &Request) -> Result<serde_json::Value, CtlError> {
+    let io = |source| CtlError::Io { path: path.to_owned(), source };
+    let s = match UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(CtlError::NotRunning(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(CtlError::Stale(path.to_owned())),
+        Err(e) => return Err(io(e)),
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io)?;
+    let mut line = serde_json::to_vec(req).expect("a request serializes");
+    line.push(b'\n');
+    (&s).write_all(&line).map_err(io)?;
+    let mut answer = String::new();
+    BufReader::new(&s).read_line(&mut answer).map_err(io)?;
+    let resp: Response = serde_json::from_str(&answer)
+        .map_err(|e| io(io::Error::new(io::ErrorKind::InvalidData, format!("unreadable answer: {e}"))))?;
+    match resp {
+        Response { ok: true, data: Some(d), .. } => Ok(d),
+        Response { error, .. } => Err(CtlError::Refused(error.unwrap_or_else(|| "no data".into()))),
+    }
+}
+
+/// A table with a header row, columns padded to their widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = line(header.to_vec());
+    for r in rows {
+        out.push('\n');
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// The human-readable form of a response's data.
+pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::Error> {
+    Ok(match cmd {
+        "status" => {
+            let s: Status = serde_json::from_value(data)?;
+            let mut out = format!(
+                "switchyard {} ({}), pid {}, up {:.0} s, {} core(s), config {}\n",
+                s.version, s.dpdk, s.pid, s.uptime_secs, s.cores, s.config
+            );
+            let rows: Vec<Vec<String>> = s
+                .ports
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.port.to_string(),
+                        p.device.clone(),
+                        p.mac.clone(),
+                        p.address.clone(),
+                        p.gateway.clone().unwrap_or_else(|| "-".into()),
+                        if p.link_up { "up" } else { "down" }.into(),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(&["PORT", "DEVICE", "MAC", "ADDRESS", "GATEWAY", "LINK"], &rows));
+            out
+        }
+        "listeners" => {
+            let v: Vec<ListenerRow> = serde_json::from_value(data)?;
+            let rows: Vec<Vec<String>> = v
+                .iter()
+                .map(|l| {
+                    vec![
+                        l.address.clone(),
+                        l.service.clone(),
+                        l.policy.clone(),
+                        l.on_full.clone(),
+                        l.backlog_limit.to_string(),
+                        l.queued.to_string(),
+                        l.half_open.to_string(),
+                        l.accepted.to_string(),
+                        l.refused.to_string(),
+                        l.dropped.to_string(),
+                        l.silent_closed.to_string(),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "LISTEN",
+                    "SERVICE",
+                    "POLICY",
+                    "ON_FULL",
+                    "LIMIT",
+                    "QUEUED",
+                    "HALF_OPEN",
+                    "ACCEPTED",
+                    "REFUSED",
+                    "DROPPED",
+                    "SILENT_CLOSED",
+                ],
+                &rows,
+            )
+        }
+        "conns" => {
+            let v: Vec<ConnRow> = serde_json::from_value(data)?;
+            let rows: Vec<Vec<String>> = v
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.local.clone(),
+                        c.remote.clone(),
+                        c.state.clone(),
+                        c.kind.clone(),
+                        c.core.to_string(),
+                        c.connected_secs.map_or_else(|| "-".into(), |s| format!("{s:.1}")),
+                        c.bytes_in.to_string(),
+                        c.bytes_out.to_string(),
+                    ]
+                })
+                .collect();
+            table(&["LOCAL", "REMOTE", "STATE", "KIND", "CORE", "CONNECTED_S", "BYTES_IN", "BYTES_OUT"], &rows)
+        }
+        "stats" => {
+            let s: Stats = serde_json::from_value(data)?;
+            let lanes: Vec<Vec<String>> = s
+                .cores
+                .iter()
+                .flat_map(|c| {
+                    c.lanes.iter().map(move |l| {
+                        vec![
+                            c.core.to_string(),
+                            l.port_index.to_string(),
+                            l.rx_frames.to_string(),
+                            l.tx_frames.to_string(),
+                            l.steered_in.to_string(),
+                            l.steered_out.to_string(),
+                            (l.steer_dropped + l.tx_nombuf + l.tx_queue_full + l.rx_multiseg_dropped).to_string(),
+                            l.open.to_string(),
+                            l.established.to_string(),
+                            l.time_wait.to_string(),
+                            l.steer_ring.to_string(),
+                        ]
+                    })
+                })
+                .collect();
+            let ports: Vec<Vec<String>> = s
+                .ports
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.port_index.to_string(),
+                        p.device.clone(),
+                        p.rx_packets.to_string(),
+                        p.tx_packets.to_string(),
+                        p.rx_bytes.to_string(),
+                        p.tx_bytes.to_string(),
+                        (p.rx_missed + p.rx_errors + p.tx_errors + p.rx_nombuf).to_string(),
+                        format!("{}/{}", p.mbufs_in_use, p.mbufs_in_use + p.mbufs_available),
+                    ]
+                })
+                .collect();
+            format!(
+                "{}\n\n{}",
+                table(
+                    &[
+                        "CORE",
+                        "PORT",
+                        "RX_FRAMES",
+                        "TX_FRAMES",
+                        "STEERED_IN",
+                        "STEERED_OUT",
+                        "DROPS",
+                        "OPEN",
+                        "ESTABLISHED",
+                        "TIME_WAIT",
+                        "RING"
+                    ],
+                    &lanes
+                ),
+                table(
+                    &["PORT", "DEVICE", "RX_PKTS", "TX_PKTS", "RX_BYTES", "TX_BYTES", "ERRORS", "MBUFS_IN_USE"],
+                    &ports
+                )
+            )
+        }
+        _ => serde_json::to_string_pretty(&data)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_pads_columns() {
+        let t = table(&["A", "LONGER"], &[vec!["wide cell".into(), "x".into()], vec!["y".into(), "z".into()]]);
+        assert_eq!(t, "A          LONGER\nwide cell  x\ny          z");
+    }
+
+    #[test]
+    fn a_client_with_no_appliance_says_what_to_do() {
+        let path = std::env::temp_dir().join(format!("sy-ctl-none-{}.sock", std::process::id()));
+        let e = request(&path, &Request { cmd: "status".into(), limit: 1 }).unwrap_err();
+        assert!(matches!(e, CtlError::NotRunning(_)));
+        assert!(e.to_string().contains("switchyard run"), "{e}");
+        // A socket file nobody answers on: stale.
+        let l = UnixListener::bind(&path).unwrap();
+        drop(l);
+        let e = request(&path, &Request { cmd: "status".into(), limit: 1 }).unwrap_err();
+        assert!(matches!(e, CtlError::Stale(_)), "{e}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn requests_round_trip_as_json_lines() {
+        let r: Request = serde_json::from_str(r#"{"cmd":"conns"}"#).unwrap();
+        assert_eq!(r, Request { cmd: "conns".into(), limit: 1000 });
+    }
+}

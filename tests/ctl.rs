@@ -1,0 +1,138 @@
+//! `switchyard ctl` against a running appliance: every command, as text and as JSON, checked
+//! against the traffic the test made; and its errors when the appliance is not there or the
+//! command line is wrong.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Appliance, Fixture, NetNs};
+use serde_json::Value;
+
+fn ctl(socket: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("ctl")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("running switchyard ctl");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn ctl_json(socket: &Path, cmd: &str) -> Value {
+    let (ok, out, err) = ctl(socket, &["--json", cmd]);
+    assert!(ok, "ctl --json {cmd} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ctl --json {cmd}: not JSON ({e}):\n{out}"))
+}
+
+#[test]
+fn ctl_commands_show_the_traffic_the_test_made() {
+    common::require_environment();
+    let ns = NetNs::new("ctl");
+    let socket = std::env::temp_dir().join(format!("{}.sock", ns.name));
+    let extra = format!(
+        "\n[[service]]\nkind = \"hold\"\nport = 9000\nbacklog = 2\npolicy = \"bsd\"\n\n[control]\nsocket = \"{}\"\n",
+        socket.display()
+    );
+    let app = Appliance::start_with(&ns, "sytctl", &extra);
+    let f = Fixture { app, ns };
+
+    // Two echo connections that stay open, four clients queued on `hold` (bsd 2 -> 4) and one
+    // refused.
+    let (echo, holders, refused) = f.ns.run(|| {
+        let echo: Vec<TcpStream> = (0..2)
+            .map(|_| {
+                let mut s = common::connect(7);
+                s.write_all(b"hello").unwrap();
+                let mut back = [0u8; 5];
+                s.read_exact(&mut back).unwrap();
+                s
+            })
+            .collect();
+        let held: Vec<TcpStream> = (0..4).map(|_| common::connect(9000)).collect();
+        let refused = TcpStream::connect_timeout(&Fixture::addr(9000), Duration::from_secs(3)).is_err();
+        (echo, held, refused) // kept open until the checks are done
+    });
+    assert!(refused, "the fifth hold client is refused");
+    let echo_ports: Vec<u16> = echo.iter().map(|s| s.local_addr().unwrap().port()).collect();
+    let held = holders.len();
+
+    let status = ctl_json(&socket, "status");
+    assert_eq!(status["cores"], 1);
+    assert_eq!(status["ports"][0]["address"], "198.18.0.2/24");
+    assert_eq!(status["ports"][0]["device"], "net_tap0");
+    assert!(status["dpdk"].as_str().unwrap().contains("22.11"), "{status}");
+
+    let listeners = ctl_json(&socket, "listeners");
+    let row = |port: &str| {
+        listeners
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["address"] == format!("198.18.0.2:{port}"))
+            .unwrap_or_else(|| panic!("no listener on {port}: {listeners}"))
+            .clone()
+    };
+    let hold = row("9000");
+    assert_eq!((hold["service"].as_str(), hold["policy"].as_str()), (Some("hold"), Some("bsd")));
+    assert_eq!(hold["backlog_limit"], 4);
+    assert_eq!(hold["queued"], held);
+    assert!(hold["refused"].as_u64().unwrap() >= 1, "{hold}");
+    assert!(row("7")["accepted"].as_u64().unwrap() >= 2);
+
+    let conns = ctl_json(&socket, "conns");
+    let conns = conns.as_array().unwrap();
+    for p in &echo_ports {
+        let c = conns
+            .iter()
+            .find(|c| c["remote"] == format!("198.18.0.1:{p}"))
+            .unwrap_or_else(|| panic!("echo client port {p} not listed: {conns:?}"));
+        assert_eq!((c["state"].as_str(), c["kind"].as_str()), (Some("ESTABLISHED"), Some("accepted")));
+        assert_eq!((c["bytes_in"].as_u64(), c["bytes_out"].as_u64()), (Some(5), Some(5)), "{c}");
+        assert!(c["connected_secs"].as_f64().unwrap() >= 0.0);
+    }
+    let queued = conns.iter().filter(|c| c["local"] == "198.18.0.2:9000" && c["kind"] == "queued").count();
+    assert_eq!(queued, held);
+
+    let stats = ctl_json(&socket, "stats");
+    let lane = &stats["cores"][0]["lanes"][0];
+    assert!(lane["rx_frames"].as_u64().unwrap() > 10, "{stats}");
+    assert!(lane["open"].as_u64().unwrap() >= 6, "{stats}");
+    assert!(stats["ports"][0]["rx_packets"].as_u64().unwrap() > 10);
+    assert!(stats["ports"][0]["mbufs_in_use"].as_u64().is_some());
+
+    // The same commands as text.
+    for (cmd, header) in [("status", "ADDRESS"), ("listeners", "QUEUED"), ("conns", "REMOTE"), ("stats", "RX_FRAMES")] {
+        let (ok, out, err) = ctl(&socket, &[cmd]);
+        assert!(ok && out.contains(header), "ctl {cmd}: {out}{err}");
+    }
+    let (_, out, _) = ctl(&socket, &["listeners"]);
+    assert!(out.lines().any(|l| l.starts_with("198.18.0.2:9000") && l.contains("hold")), "{out}");
+
+    // Stopped: the socket goes, and ctl says what to do.
+    drop((echo, holders));
+    let (status, _) = f.app.stop();
+    assert!(status.success());
+    assert!(!socket.exists(), "the control socket is removed on the way out");
+    let (ok, _, err) = ctl(&socket, &["status"]);
+    assert!(!ok && err.contains("not running") && err.contains("switchyard run"), "{err}");
+}
+
+#[test]
+fn ctl_command_line_errors_say_what_was_wrong() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard")).args(["ctl", "lisenters"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lisenters") && err.contains("listeners"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["ctl", "--socket", "/nonexistent/sy.sock", "stats"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no control socket at /nonexistent/sy.sock"));
+}
