@@ -1,6 +1,6 @@
-//! `switchyard ctl` against a running appliance: every command, as text and as JSON, checked
-//! against the traffic the test made; and its errors when the appliance is not there or the
-//! command line is wrong.
+//! `switchyard ctl` and the Prometheus endpoint against a running appliance: every command, as
+//! text and as JSON, and the metrics, checked against the traffic the test made; and ctl's errors
+//! when the appliance is not there or the command line is wrong.
 
 mod common;
 
@@ -113,6 +113,41 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     }
     let (_, out, _) = ctl(&socket, &["listeners"]);
     assert!(out.lines().any(|l| l.starts_with("198.18.0.2:9000") && l.contains("hold")), "{out}");
+
+    // Prometheus, on the kernel path inside the appliance's namespace: the same counters.
+    let metrics = f.ns.run(|| {
+        let mut s = TcpStream::connect("127.0.0.1:9464").expect("the metrics endpoint");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    });
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
+    assert!(metrics.contains("Content-Type: text/plain; version=0.0.4"));
+    let sample = |name: &str, labels: &str| -> f64 {
+        let prefix = format!("{name}{{{labels}}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let hold_labels = r#"port="0",listen="198.18.0.2:9000",service="hold""#;
+    assert_eq!(sample("switchyard_listener_queued", hold_labels), held as f64);
+    assert!(sample("switchyard_listener_refused_total", hold_labels) >= 1.0);
+    assert_eq!(sample("switchyard_listener_backlog_limit", hold_labels), 4.0);
+    assert!(sample("switchyard_connections_open", r#"core="0",port="0""#) >= 6.0);
+    assert!(sample("switchyard_port_rx_packets_total", r#"port="0",device="net_tap0""#) > 10.0);
+    assert!(metrics.contains("# TYPE switchyard_listener_refused_total counter"));
+    let not_found = f.ns.run(|| {
+        let mut s = TcpStream::connect("127.0.0.1:9464").unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    });
+    assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
 
     // Stopped: the socket goes, and ctl says what to do.
     drop((echo, holders));

@@ -42,6 +42,8 @@ pub enum ApplianceError {
     Thread(std::io::Error),
     #[error("control socket {path}: {source}")]
     Control { path: String, source: std::io::Error },
+    #[error("metrics.listen {addr}: {source} (pick another address, or \"\" for none)")]
+    Metrics { addr: String, source: std::io::Error },
 }
 
 /// The EAL argument list for a configuration (program name first).
@@ -278,6 +280,15 @@ pub fn run_with_switch(
     let control =
         ctl::bind(socket).map_err(|source| ApplianceError::Control { path: socket.display().to_string(), source })?;
     tracing::info!(socket = %socket.display(), "control socket");
+    let metrics = match r.metrics {
+        Some(a) => {
+            let l = std::net::TcpListener::bind(a)
+                .map_err(|source| ApplianceError::Metrics { addr: a.to_string(), source })?;
+            tracing::info!(address = %a, "Prometheus metrics at /metrics");
+            Some(l)
+        }
+        None => None,
+    };
     let requests: Vec<SnapshotRequests> = (0..cores).map(|_| SnapshotRequests::new(16)).collect();
 
     // One clock for every core: engines' times must never go backwards.
@@ -323,6 +334,9 @@ pub fn run_with_switch(
     let done = AtomicBool::new(false);
     let launched = std::thread::scope(|scope| {
         scope.spawn(|| ctl::serve(control, socket.clone(), &ctx, &[stop, &done]));
+        if let Some(l) = metrics {
+            scope.spawn(|| ctl::serve_metrics(l, &ctx, &[stop, &done]));
+        }
         let launched = launch::run_on_lcores(&eal, tasks);
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         launched

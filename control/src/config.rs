@@ -24,6 +24,9 @@
 //! socket = "/run/switchyard/switchyard.sock"  # `switchyard ctl` talks to the appliance here;
 //!                           # default /run/switchyard/<eal.file_prefix>.sock
 //!
+//! [metrics]
+//! listen = "127.0.0.1:9464" # Prometheus `GET /metrics`, on the kernel path; "" turns it off
+//!
 //! [switch]                  # the socket switch, for applications (appliance::run_with_switch)
 //! max_first_data = 65536    # largest connect_ex first buffer (SEMANTICS C5); also the size of
 //!                           # each direction's ring of a fast-path connection
@@ -87,6 +90,8 @@ pub struct Config {
     pub switch: SwitchSection,
     #[serde(default)]
     pub control: ControlSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
     #[serde(rename = "port", default)]
     pub ports: Vec<PortSection>,
     #[serde(rename = "service", default)]
@@ -161,6 +166,20 @@ impl EngineSection {
 pub struct ControlSection {
     /// The Unix socket; empty: `/run/switchyard/<eal.file_prefix>.sock`.
     pub socket: String,
+}
+
+/// Where Prometheus scrapes the appliance.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `ADDRESS:PORT` for `GET /metrics` (kernel path); empty: no metrics endpoint.
+    pub listen: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection { listen: "127.0.0.1:9464".into() }
+    }
 }
 
 /// The control socket's path for a file prefix, when the config does not name one.
@@ -315,6 +334,8 @@ pub struct Resolved {
     pub fast_routes: Vec<(Ipv4Addr, u8)>,
     /// Where `switchyard ctl` reaches this appliance.
     pub control_socket: PathBuf,
+    /// Where Prometheus scrapes it, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Where it came from, for messages.
     pub origin: String,
 }
@@ -490,7 +511,17 @@ impl Config {
             }
             p
         };
-        Ok(Resolved { config, ports, fast_routes, control_socket, origin: origin.to_owned() })
+        let metrics = match config.metrics.listen.as_str() {
+            "" => None,
+            a => Some(a.parse().map_err(|_| {
+                bad(
+                    "metrics.listen".into(),
+                    format!("{a:?}"),
+                    "ADDRESS:PORT, like \"127.0.0.1:9464\", or \"\" for none",
+                )
+            })?),
+        };
+        Ok(Resolved { config, ports, fast_routes, control_socket, metrics, origin: origin.to_owned() })
     }
 }
 
@@ -608,6 +639,7 @@ mod tests {
             (format!("{port}[switch]\nfast_route = []\n"), &["unknown field", "fast_route"]),
             (format!("{port}[control]\nsocket = \"/tmp/\"\n"), &["control.socket", "/tmp/"]),
             (format!("{port}[control]\nsokcet = \"/tmp/x\"\n"), &["unknown field", "sokcet"]),
+            (format!("{port}[metrics]\nlisten = \"localhost\"\n"), &["metrics.listen", "localhost", "ADDRESS:PORT"]),
             (
                 "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ndevargs = \"iface=a b\"\n".into(),
                 &["port[0].devargs"],
