@@ -479,6 +479,7 @@ file_prefix = "{prefix}"
 [engine]
 cores = {cores}
 time_wait_secs = 2
+drain_secs = 0
 
 [[port]]
 profile = "net_tap"

@@ -290,6 +290,8 @@ pub fn run_with_switch(
         None => None,
     };
     let requests: Vec<SnapshotRequests> = (0..cores).map(|_| SnapshotRequests::new(16)).collect();
+    // A stop request (SIGTERM) starts a drain; `halt` ends the cores' loops after it.
+    let (drain, halt) = (AtomicBool::new(false), AtomicBool::new(false));
 
     // One clock for every core: engines' times must never go backwards.
     let tsc = TscClock::new(&eal);
@@ -299,8 +301,9 @@ pub fn run_with_switch(
         .map(|(core, mut lanes)| {
             let cfg = loop_cfg.clone();
             let requests = &requests[core];
+            let (halt, drain) = (&halt, &drain);
             Box::new(move || {
-                let stats = lcore::run_answering(&mut lanes, &cfg, stop, &tsc, Some((requests, core)));
+                let stats = lcore::run_answering(&mut lanes, &cfg, halt, &tsc, Some((requests, core)), Some(drain));
                 log_totals(core, &lanes, &stats);
             }) as Box<dyn FnOnce() + Send + '_>
         })
@@ -332,11 +335,13 @@ pub fn run_with_switch(
         steer_rings,
     };
     let done = AtomicBool::new(false);
+    let drain_for = Duration::from_secs(r.config.engine.drain_secs);
     let launched = std::thread::scope(|scope| {
-        scope.spawn(|| ctl::serve(control, socket.clone(), &ctx, &[stop, &done]));
+        scope.spawn(|| ctl::serve(control, socket.clone(), &ctx, &[&halt, &done]));
         if let Some(l) = metrics {
-            scope.spawn(|| ctl::serve_metrics(l, &ctx, &[stop, &done]));
+            scope.spawn(|| ctl::serve_metrics(l, &ctx, &[&halt, &done]));
         }
+        scope.spawn(|| drain_then_halt(&ctx, stop, &done, &drain, &halt, drain_for));
         let launched = launch::run_on_lcores(&eal, tasks);
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         launched
@@ -349,6 +354,51 @@ pub fn run_with_switch(
     launched?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Waits for a stop request; then drains (listeners refuse, open connections go on) until none is
+/// left or `drain_for` has passed, and halts the cores, which reset what is still open.
+fn drain_then_halt(
+    ctx: &ctl::Context<'_>,
+    stop: &AtomicBool,
+    done: &AtomicBool,
+    drain: &AtomicBool,
+    halt: &AtomicBool,
+    drain_for: Duration,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    while !stop.load(Relaxed) {
+        if done.load(Relaxed) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !drain_for.is_zero() {
+        drain.store(true, Relaxed);
+        let deadline = std::time::Instant::now() + drain_for;
+        tracing::info!(secs = drain_for.as_secs(), "draining: listeners refuse new connections; open ones may finish");
+        loop {
+            match ctx.open_connections() {
+                Ok(0) => {
+                    tracing::info!("drained: no connection left");
+                    break;
+                }
+                Ok(open) if std::time::Instant::now() >= deadline => {
+                    tracing::info!(open, "drain deadline: resetting what is left");
+                    break;
+                }
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    tracing::warn!(error = %e, "drain deadline");
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(50)),
+            }
+            if done.load(Relaxed) {
+                return;
+            }
+        }
+    }
+    halt.store(true, Relaxed);
 }
 
 /// Frames a core's ring holds for it from the other cores of a port.

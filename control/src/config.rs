@@ -19,6 +19,8 @@
 //! time_wait_secs = 240      # TIME_WAIT delay, 0-300 (SEMANTICS T1)
 //! max_backlog = 4096        # backlogs above are clamped (B5)
 //! tcp_timeout_secs = 60     # unacknowledged data this long aborts a connection
+//! drain_secs = 10           # on SIGTERM: listeners refuse, open connections get this long, then
+//!                           # the rest are reset (0: stop at once)
 //!
 //! [control]
 //! socket = "/run/switchyard/switchyard.sock"  # `switchyard ctl` talks to the appliance here;
@@ -136,6 +138,8 @@ pub struct EngineSection {
     pub max_backlog: usize,
     /// Unacknowledged data (or SYN-ACK) this long aborts a connection.
     pub tcp_timeout_secs: u64,
+    /// Graceful drain on SIGTERM/SIGINT: how long open connections may go on (0: none).
+    pub drain_secs: u64,
 }
 
 impl Default for EngineSection {
@@ -150,6 +154,7 @@ impl Default for EngineSection {
             time_wait_secs: 240,
             max_backlog: 4096,
             tcp_timeout_secs: 60,
+            drain_secs: 10,
         }
     }
 }
@@ -405,6 +410,7 @@ impl Config {
         )?;
         range("engine.max_backlog", g.max_backlog as u64, 1, 1 << 20, "between 1 and 1048576")?;
         range("engine.tcp_timeout_secs", g.tcp_timeout_secs, 1, 3600, "between 1 and 3600 seconds")?;
+        range("engine.drain_secs", g.drain_secs, 0, 3600, "between 0 and 3600 seconds")?;
         range("engine.idle_sleep_max_us", g.idle_sleep_max_us, 0, 1_000_000, "at most 1000000 (1 s)")?;
         if config.ports.is_empty() {
             return Err(bad("port".into(), "[]".into(), "at least one [[port]] section"));
@@ -640,6 +646,7 @@ mod tests {
             (format!("{port}[control]\nsocket = \"/tmp/\"\n"), &["control.socket", "/tmp/"]),
             (format!("{port}[control]\nsokcet = \"/tmp/x\"\n"), &["unknown field", "sokcet"]),
             (format!("{port}[metrics]\nlisten = \"localhost\"\n"), &["metrics.listen", "localhost", "ADDRESS:PORT"]),
+            (format!("{port}[engine]\ndrain_secs = 3601\n"), &["engine.drain_secs", "3601"]),
             (
                 "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ndevargs = \"iface=a b\"\n".into(),
                 &["port[0].devargs"],

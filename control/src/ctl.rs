@@ -177,6 +177,11 @@ impl Context<'_> {
         Ok(v)
     }
 
+    /// Connections open on every core now (for the drain).
+    pub fn open_connections(&self) -> Result<usize, String> {
+        Ok(self.snapshots(0)?.iter().flat_map(|s| s.lanes.iter()).map(|l| l.engine.open).sum())
+    }
+
     fn status(&self) -> Status {
         Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -133,22 +133,30 @@ pub fn run<D: BurstDevice>(
     stop: &AtomicBool,
     clock: &impl Clock,
 ) -> LoopStats {
-    run_answering(lanes, cfg, stop, clock, None)
+    run_answering(lanes, cfg, stop, clock, None, None)
 }
 
-/// [`run`], also answering snapshot requests for core `core` from `requests` between turns.
+/// [`run`], also answering snapshot requests for core `core` from `requests` between turns, and
+/// draining its engines once `drain` is set (listeners refuse, connections go on). When `stop`
+/// comes, the open connections are reset on a last turn.
 pub fn run_answering<D: BurstDevice>(
     lanes: &mut [Lane<D>],
     cfg: &LoopConfig,
     stop: &AtomicBool,
     clock: &impl Clock,
     requests: Option<(&SnapshotRequests, usize)>,
+    drain: Option<&AtomicBool>,
 ) -> LoopStats {
     let clock = || Instant::from_micros(clock.micros());
     let mut backoff = Backoff::new(cfg.clone());
     let mut stats = LoopStats::default();
     while !stop.load(Ordering::Relaxed) {
         let now = clock();
+        if drain.is_some_and(|d| d.load(Ordering::Relaxed)) {
+            for lane in lanes.iter_mut().filter(|l| !l.engine.is_draining()) {
+                lane.engine.drain();
+            }
+        }
         let (mut moved, mut next) = (0usize, None::<Instant>);
         for lane in lanes.iter_mut() {
             let rx = lane.device.refill();
@@ -182,6 +190,16 @@ pub fn run_answering<D: BurstDevice>(
         if let Some(d) = backoff.turn(moved > 0, left) {
             stats.idle_sleeps += 1;
             std::thread::sleep(d);
+        }
+    }
+    if drain.is_some() {
+        // What a drain left open is reset, not abandoned: the peers hear of it.
+        let now = clock();
+        for lane in lanes.iter_mut() {
+            if lane.engine.close_all() > 0 {
+                lane.engine.poll(now, &mut lane.device);
+                stats.tx_frames += lane.device.flush() as u64;
+            }
         }
     }
     stats

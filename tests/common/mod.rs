@@ -138,6 +138,11 @@ impl Appliance {
 
     /// As [`Appliance::start_with`], with `cores` engines (each EAL lcore floating on CPUs 0-1).
     pub fn start_cores(ns: &NetNs, tap: &str, cores: u16, extra: &str) -> Appliance {
+        Self::start_config(ns, tap, cores, 0, extra)
+    }
+
+    /// As [`Appliance::start_cores`], draining for `drain_secs` on SIGTERM (0: stop at once).
+    pub fn start_config(ns: &NetNs, tap: &str, cores: u16, drain_secs: u64, extra: &str) -> Appliance {
         let dir = std::env::temp_dir();
         let config = dir.join(format!("{}.toml", ns.name));
         let log = dir.join(format!("{}.log", ns.name));
@@ -150,6 +155,7 @@ file_prefix = "{prefix}"
 
 [engine]
 cores = {cores}
+drain_secs = {drain_secs}
 
 [[port]]
 profile = "net_tap"
@@ -217,6 +223,23 @@ body = "hello from the test\n"
     /// SIGTERM, then wait for a clean exit; returns the exit status and the log.
     pub fn stop(mut self) -> (std::process::ExitStatus, String) {
         self.process.take().expect("the appliance runs until stopped").stop()
+    }
+
+    /// Waits up to `limit` for the appliance to exit by itself (it was signalled already), then
+    /// stops it; returns the exit status and the log.
+    pub fn stop_waiting(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let mut p = self.process.take().expect("the appliance runs until stopped");
+        p.wait_exit(limit);
+        p.stop()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.as_ref().expect("running").child.id()
+    }
+
+    /// Waits until the appliance's log contains `needle`.
+    pub fn wait_for_log(&mut self, needle: &str, limit: Duration) {
+        self.process().wait_for_log(needle, limit);
     }
 }
 
@@ -304,6 +327,17 @@ impl Process {
         while !self.log_text().contains(needle) {
             self.check_alive();
             assert!(start.elapsed() < limit, "no {needle:?} after {limit:?}:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -370,6 +370,8 @@ pub struct Engine {
     commands: Option<Arc<Commands>>,
     /// Connects waiting for their 4-tuple to leave TIME_WAIT (SEMANTICS C6).
     deferred: Vec<(Instant, ConnectRequest)>,
+    /// Draining: every listener refuses new connections; open ones go on.
+    draining: bool,
     wakes: Vec<Arc<bridge::ConnShared>>,
 }
 
@@ -484,6 +486,7 @@ impl Engine {
             storage: StorageArena::default(),
             commands: None,
             deferred: Vec::new(),
+            draining: false,
             wakes: Vec::new(),
         };
         for spec in &cfg.listeners {
@@ -676,6 +679,10 @@ impl Engine {
                 l.stats.syns += 1;
                 if let ServiceKind::Bridge(shared) = &l.service {
                     l.stats.queued = shared.queued(); // B1: queued until an application takes it
+                }
+                if self.draining {
+                    l.stats.refused += 1;
+                    return Demux::Refuse;
                 }
                 if !l.stats.is_full(l.policy, self.max_backlog) {
                     return Demux::Listener(li);
@@ -922,6 +929,33 @@ impl Engine {
         id
     }
 
+    /// Starts draining: from now on every listener answers SYNs with an RST, as a full one does
+    /// (counted as refused); open connections go on. See [`Engine::close_all`] for the end.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Resets every open connection (the RSTs leave on the next `poll`): the end of a drain whose
+    /// deadline passed. Returns how many there were.
+    pub fn close_all(&mut self) -> usize {
+        let mut n = 0;
+        for id in 0..self.slots.len() as u32 {
+            let slot = &mut self.slots[id as usize];
+            if slot.tuple.is_none() || matches!(slot.phase, Phase::Free | Phase::Armed) {
+                continue;
+            }
+            slot.ended_by_engine = Some(End::Aborted);
+            slot.socket().abort();
+            n += 1;
+            self.mark_dirty(id);
+        }
+        n
+    }
+
     /// Takes requests from other threads through `commands` from now on ([`bridge`]).
     pub fn attach_commands(&mut self, commands: Arc<Commands>) {
         self.commands = Some(commands);
@@ -1086,6 +1120,15 @@ impl Engine {
         let slot = &mut self.slots[id as usize];
         slot.dirty = false;
         let state = slot.socket().state();
+        if matches!(slot.phase, Phase::HalfOpen) && state == tcp::State::Listen {
+            // An RST in SYN-RECEIVED returns smoltcp's socket to LISTEN (RFC 793, passive open):
+            // for the engine that connection is over. Without this the slot would stay half-open
+            // for ever, counted against the backlog.
+            slot.socket().abort();
+            slot.ended_by_engine = Some(End::Reset);
+            self.release(now, id, false);
+            return;
+        }
         if matches!(slot.phase, Phase::HalfOpen)
             && !matches!(state, tcp::State::Listen | tcp::State::SynReceived | tcp::State::Closed)
         {

@@ -882,3 +882,23 @@ fn classify_tells_a_gateway_which_frames_are_the_engines() {
     assert_eq!(p.engine.classify(&icmp), Verdict::OtherIp);
     assert_eq!(p.engine.classify(&[0u8; 10]), Verdict::NotOurs, "runt");
 }
+
+/// A peer that resets its connection during the handshake (a port scanner, a client that gave up)
+/// leaves nothing behind: smoltcp returns the socket to LISTEN, the engine frees the slot.
+#[test]
+fn a_handshake_reset_by_the_peer_frees_its_half_open_slot() {
+    let mut p = Pair::new(&hold_config(4, BacklogPolicy::Bsd, OnFull::Refuse));
+    let before = p.engine.stats();
+    for i in 0..5u16 {
+        let h = p.connect(9000, 42000 + i);
+        // The SYN reaches the engine and its SYN-ACK is on the way back...
+        assert!(p.run_until(100, |p| p.engine.listener_stats(9000).unwrap().half_open == 1 || p.sock(h).may_send()));
+        // ...and the client gives up: an RST.
+        p.sock(h).abort();
+        assert!(p.run_until(200, |p| p.engine.stats().open == before.open), "connection {i} left open");
+        p.sockets.remove(h);
+    }
+    let l = p.engine.listener_stats(9000).unwrap();
+    assert_eq!((l.half_open, l.queued), (0, 0), "{l:?}");
+    assert_eq!(p.engine.stats().open, 0);
+}
