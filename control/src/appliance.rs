@@ -34,16 +34,16 @@ pub enum ApplianceError {
     Lcores { cores: u16, lcores: usize, given: String },
     #[error("port {port}: {cores} cores need {cores} rx and tx queues, the device granted {rx} rx and {tx} tx: lower engine.cores")]
     Queues { port: usize, cores: u16, rx: u16, tx: u16 },
-    #[error("port {port}: {source}")]
-    Engine { port: usize, source: EngineError },
+    #[error("port {port}: {error}")]
+    Engine { port: usize, error: EngineError },
     #[error("reading a random seed from /dev/urandom: {0}")]
     Random(std::io::Error),
     #[error("starting the applications' thread: {0}")]
     Thread(std::io::Error),
-    #[error("control socket {path}: {source}")]
-    Control { path: String, source: std::io::Error },
-    #[error("metrics.listen {addr}: {source} (pick another address, or \"\" for none)")]
-    Metrics { addr: String, source: std::io::Error },
+    #[error("control socket {path}: {error}")]
+    Control { path: String, error: std::io::Error },
+    #[error("metrics.listen {addr}: {error} (pick another address, or \"\" for none)")]
+    Metrics { addr: String, error: std::io::Error },
 }
 
 /// The EAL argument list for a configuration (program name first).
@@ -177,6 +177,7 @@ pub fn run_with_switch(
             rx_offloads: p.profile.offloads.rx.clone(),
             tx_offloads: p.profile.offloads.tx.clone(),
             promiscuous: p.profile.promiscuous,
+            rss: p.profile.rss.as_ref().map(|r| r.request()),
         };
         let port = Port::open(&eal, *id, &req, pool.clone())?;
         let g = port.grant();
@@ -187,8 +188,16 @@ pub fn run_with_switch(
         pools.push(pool);
     }
     // Per port, one steering context per core (none with one core).
-    let steering: Vec<Vec<SteerCtx>> =
-        ports.iter().map(|_| if cores > 1 { SteerCtx::for_cores(cores, STEER_RING) } else { Vec::new() }).collect();
+    // The software Toeplitz uses the key the NIC's RSS was given, so both agree on a flow's core.
+    let steering: Vec<Vec<SteerCtx>> = r
+        .ports
+        .iter()
+        .map(|p| match (cores > 1, &p.profile.rss) {
+            (false, _) => Vec::new(),
+            (true, Some(rss)) => SteerCtx::for_cores_keyed(cores, STEER_RING, rss.steering_key()),
+            (true, None) => SteerCtx::for_cores(cores, STEER_RING),
+        })
+        .collect();
 
     let specs = listeners(r);
     let loop_cfg = LoopConfig {
@@ -223,7 +232,7 @@ pub fn run_with_switch(
                 tcp_timeout: Duration::from_secs(g.tcp_timeout_secs),
             };
             let mut engine =
-                Engine::new(&cfg, &mut device, now).map_err(|source| ApplianceError::Engine { port: i, source })?;
+                Engine::new(&cfg, &mut device, now).map_err(|error| ApplianceError::Engine { port: i, error })?;
             if i == 0 {
                 let q = Arc::new(Commands::new(COMMAND_QUEUE));
                 engine.attach_commands(q.clone());
@@ -278,12 +287,12 @@ pub fn run_with_switch(
     // snapshot between its turns.
     let socket = &r.control_socket;
     let control =
-        ctl::bind(socket).map_err(|source| ApplianceError::Control { path: socket.display().to_string(), source })?;
+        ctl::bind(socket).map_err(|error| ApplianceError::Control { path: socket.display().to_string(), error })?;
     tracing::info!(socket = %socket.display(), "control socket");
     let metrics = match r.metrics {
         Some(a) => {
             let l = std::net::TcpListener::bind(a)
-                .map_err(|source| ApplianceError::Metrics { addr: a.to_string(), source })?;
+                .map_err(|error| ApplianceError::Metrics { addr: a.to_string(), error })?;
             tracing::info!(address = %a, "Prometheus metrics at /metrics");
             Some(l)
         }

@@ -81,6 +81,7 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
         rx_offloads: p.profile.offloads.rx.clone(),
         tx_offloads: p.profile.offloads.tx.clone(),
         promiscuous: p.profile.promiscuous,
+        rss: None, // one queue
     };
     let port = Port::open(&eal, ids[0], &req, pool.clone())?;
     let t = Instant::now();

@@ -79,10 +79,26 @@ enum Command {
         #[command(subcommand)]
         what: CtlCommand,
     },
+    /// NIC profiles: `list` the built-in ones, `check FILE...` validates profile files.
+    Profiles {
+        #[command(subcommand)]
+        what: ProfilesCommand,
+    },
     /// Prints the EAL arguments a configuration starts DPDK with.
     EalArgs {
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfilesCommand {
+    /// The built-in profiles, with their device and queues.
+    List,
+    /// Validates profile files against the schema (fields, ranges, offload and RSS names).
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -184,6 +200,41 @@ fn run(command: Command) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&data)?);
             } else {
                 println!("{}", control::ctl::render(cmd, data)?);
+            }
+            Ok(())
+        }
+        Command::Profiles { what: ProfilesCommand::List } => {
+            let rows: Vec<Vec<String>> = control::profile::BUILT_IN
+                .iter()
+                .map(|(name, _)| {
+                    let p = control::profile::NicProfile::resolve(name, None)
+                        .expect("built-in profiles are valid (tested)");
+                    vec![
+                        p.name.clone(),
+                        p.device.driver.clone(),
+                        format!("{:?}", p.device.bus).to_lowercase(),
+                        format!("{}x{}", p.queues.rx, p.queues.rx_desc),
+                        p.rss.as_ref().map_or_else(|| "-".into(), |r| r.hash.join(",")),
+                        p.description.clone(),
+                    ]
+                })
+                .collect();
+            println!("{}", control::ctl::table(&["PROFILE", "DRIVER", "BUS", "QUEUES", "RSS", "DESCRIPTION"], &rows));
+            Ok(())
+        }
+        Command::Profiles { what: ProfilesCommand::Check { files } } => {
+            let mut failed = 0;
+            for f in &files {
+                match control::profile::NicProfile::resolve(&f.to_string_lossy(), None) {
+                    Ok(p) => println!("{}: ok (profile {}, driver {})", f.display(), p.name, p.device.driver),
+                    Err(e) => {
+                        eprintln!("{e}");
+                        failed += 1;
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} profile(s) invalid", files.len());
             }
             Ok(())
         }

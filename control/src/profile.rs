@@ -12,6 +12,13 @@ use crate::config::ConfigError;
 pub const BUILT_IN: &[(&str, &str)] = &[
     ("net_tap", include_str!("../../nic-profiles/net_tap.toml")),
     ("net_memif", include_str!("../../nic-profiles/net_memif.toml")),
+    ("net_ring", include_str!("../../nic-profiles/net_ring.toml")),
+    ("net_af_packet", include_str!("../../nic-profiles/net_af_packet.toml")),
+    ("virtio", include_str!("../../nic-profiles/virtio.toml")),
+    ("mlx5", include_str!("../../nic-profiles/mlx5.toml")),
+    ("ice", include_str!("../../nic-profiles/ice.toml")),
+    ("i40e", include_str!("../../nic-profiles/i40e.toml")),
+    ("ixgbe", include_str!("../../nic-profiles/ixgbe.toml")),
 ];
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -29,6 +36,53 @@ pub struct NicProfile {
     pub mempool: MempoolSection,
     #[serde(default)]
     pub promiscuous: bool,
+    /// Receive-side scaling, used when the port has several rx queues (engine.cores > 1).
+    #[serde(default)]
+    pub rss: Option<RssSection>,
+}
+
+/// RSS: the Toeplitz key and the hash types. With our key the engines know where the NIC puts a
+/// flow, and outgoing connections pick source ports whose replies come back to their own core.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RssSection {
+    /// `"symmetric"` (0x6d5a repeated, at the device's key length: both directions of a flow hash
+    /// alike), or the key in hex (40 or 52 bytes).
+    #[serde(default = "symmetric")]
+    pub key: String,
+    /// Hash types: ipv4, ipv4-frag, ipv4-tcp, ipv4-udp, ipv4-sctp, ipv4-other, ipv6, ipv6-frag,
+    /// ipv6-tcp, ipv6-udp.
+    pub hash: Vec<String>,
+}
+
+fn symmetric() -> String {
+    "symmetric".into()
+}
+
+impl RssSection {
+    /// The key bytes, or `None` for the symmetric key.
+    pub fn key_bytes(&self) -> Option<Vec<u8>> {
+        if self.key == "symmetric" {
+            return None;
+        }
+        (0..self.key.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(self.key.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()
+    }
+
+    /// The request a port is opened with.
+    pub fn request(&self) -> dataplane::dpdk::RssRequest {
+        dataplane::dpdk::RssRequest { key: self.key_bytes(), hash: self.hash.clone() }
+    }
+
+    /// The first 40 bytes of the key, as the engines' software Toeplitz uses it.
+    pub fn steering_key(&self) -> [u8; 40] {
+        let k = self.key_bytes().unwrap_or_else(|| dataplane::dpdk::symmetric_key(40));
+        let mut out = [0u8; 40];
+        out.copy_from_slice(&k[..40]);
+        out
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -166,6 +220,34 @@ impl NicProfile {
                 return Err(bad(f, v.to_string(), "between 64 and 32768 descriptors"));
             }
         }
+        for (dir, names) in [("offloads.rx", &self.offloads.rx), ("offloads.tx", &self.offloads.tx)] {
+            if let Some(n) = names.iter().find(|n| !dataplane::dpdk::known_offload(dir == "offloads.rx", n)) {
+                return Err(bad(
+                    dir,
+                    format!("{n:?}"),
+                    "an offload name DPDK knows (rte_eth_dev_*_offload_name: IPV4_CKSUM, TCP_CKSUM, MULTI_SEGS, ...)",
+                ));
+            }
+        }
+        if let Some(rss) = &self.rss {
+            if rss.key != "symmetric" {
+                let ok = rss.key.len() % 2 == 0 && rss.key_bytes().is_some_and(|k| k.len() == 40 || k.len() == 52);
+                if !ok {
+                    return Err(bad(
+                        "rss.key",
+                        format!("{:?}", rss.key),
+                        "\"symmetric\", or a key of 40 or 52 bytes in hex (80 or 104 hex digits)",
+                    ));
+                }
+            }
+            if rss.hash.is_empty() {
+                return Err(bad("rss.hash", "[]".into(), "at least one hash type, e.g. [\"ipv4-tcp\"]"));
+            }
+            if let Err(name) = dataplane::dpdk::rss_mask(&rss.hash) {
+                let known: Vec<&str> = dataplane::dpdk::RSS_TYPES.iter().map(|(n, _)| *n).collect();
+                return Err(bad("rss.hash", format!("{name:?}"), &format!("one of {}", known.join(", "))));
+            }
+        }
         if self.mempool.mbufs < 1024 {
             return Err(bad("mempool.mbufs", self.mempool.mbufs.to_string(), "at least 1024 mbufs"));
         }
@@ -193,6 +275,50 @@ mod tests {
         let tap = NicProfile::resolve("net_tap", None).unwrap();
         assert_eq!(tap.device.bus, Bus::Vdev);
         assert_eq!(tap.queues.rx, 8);
+    }
+
+    /// Every file in nic-profiles/ is a valid profile named after its file, and built in.
+    #[test]
+    fn every_profile_file_is_valid_and_built_in() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nic-profiles");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let p = NicProfile::resolve(path.to_str().unwrap(), None).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(Some(p.name.as_str()), path.file_stem().and_then(|s| s.to_str()), "{}", path.display());
+            names.push(p.name);
+        }
+        names.sort();
+        let mut built: Vec<String> = BUILT_IN.iter().map(|(n, _)| (*n).to_owned()).collect();
+        built.sort();
+        assert_eq!(names, built);
+        let mlx5 = NicProfile::resolve("mlx5", None).unwrap();
+        assert_eq!(mlx5.device.bus, Bus::Pci);
+        assert_eq!(mlx5.rss.unwrap().key_bytes(), None, "symmetric");
+    }
+
+    #[test]
+    fn rss_and_offload_errors_name_the_field() {
+        let base = "name = \"x\"\n[device]\nbus = \"pci\"\ndriver = \"net_ice\"\n";
+        let cases: &[(&str, &[&str])] = &[
+            ("[rss]\nkey = \"zz\"\nhash = [\"ipv4\"]\n", &["rss.key", "zz", "40 or 52"]),
+            ("[rss]\nkey = \"6d5a\"\nhash = [\"ipv4\"]\n", &["rss.key", "6d5a"]),
+            ("[rss]\nhash = [\"ipv4-tcpp\"]\n", &["rss.hash", "ipv4-tcpp", "ipv4-tcp"]),
+            ("[rss]\nhash = []\n", &["rss.hash", "at least one"]),
+            ("[rss]\nhash = [\"ipv4\"]\nkeys = 1\n", &["unknown field", "keys"]),
+            ("[offloads]\nrx = [\"TCP_CSUM\"]\n", &["offloads.rx", "TCP_CSUM", "IPV4_CKSUM"]),
+            ("[offloads]\ntx = [\"LRO\"]\n", &["offloads.tx", "LRO"]),
+        ];
+        for (extra, words) in cases {
+            let e = NicProfile::parse(&format!("{base}{extra}"), "p.toml").unwrap_err().to_string();
+            for w in *words {
+                assert!(e.contains(w), "{extra:?}: {e:?} lacks {w:?}");
+            }
+        }
+        let key = "6d5a".repeat(26); // 52 bytes
+        let ok =
+            NicProfile::parse(&format!("{base}[rss]\nkey = \"{key}\"\nhash = [\"ipv4-tcp\"]\n"), "p.toml").unwrap();
+        assert_eq!(ok.rss.unwrap().key_bytes().unwrap().len(), 52);
     }
 
     #[test]

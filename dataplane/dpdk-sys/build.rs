@@ -80,6 +80,7 @@ fn main() {
         .allowlist_function("rte_eth_dev_socket_id")
         .allowlist_function("rte_eth_dev_get_name_by_port")
         .allowlist_function("rte_eth_macaddr_get")
+        .allowlist_function("rte_eth_dev_default_mac_addr_set")
         .allowlist_function("rte_eth_promiscuous_enable")
         .allowlist_function("rte_eth_link_get_nowait")
         .allowlist_function("rte_eth_stats_get")
@@ -98,6 +99,7 @@ fn main() {
         .allowlist_var("RTE_PKTMBUF_HEADROOM")
         .allowlist_var("RTE_MBUF_DEFAULT_BUF_SIZE")
         .allowlist_var("RTE_ETH_LINK_UP")
+        .allowlist_var("RTE_ETH_FLOW_.*")
         // Only ever handled through pointers and shim accessors: keep their layout out of Rust.
         .opaque_type("rte_mbuf")
         .opaque_type("rte_mempool")

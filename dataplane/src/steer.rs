@@ -108,7 +108,12 @@ pub struct SteerCtx {
 impl SteerCtx {
     /// The contexts of all cores of a port, with rings of `ring_size` frames each.
     pub fn for_cores(cores: u16, ring_size: usize) -> Vec<SteerCtx> {
-        let steering = Arc::new(Steering::new(cores));
+        Self::for_cores_keyed(cores, ring_size, SYMMETRIC_RSS_KEY)
+    }
+
+    /// As [`SteerCtx::for_cores`], hashing with `key` (the one the NIC's RSS was given).
+    pub fn for_cores_keyed(cores: u16, ring_size: usize, key: [u8; RSS_KEY_LEN]) -> Vec<SteerCtx> {
+        let steering = Arc::new(Steering::with_key(cores, key));
         let inboxes: Arc<[ArrayQueue<Mbuf>]> = (0..cores).map(|_| ArrayQueue::new(ring_size)).collect();
         (0..cores).map(|me| SteerCtx { me, steering: steering.clone(), inboxes: inboxes.clone() }).collect()
     }

@@ -48,6 +48,10 @@ pub enum DpdkError {
     Port { port: u16, op: &'static str, errno: Errno },
     #[error("port {port}: offload {name:?} is not an {dir} offload DPDK knows (DPDK's names are like IPV4_CKSUM, TCP_CKSUM, MULTI_SEGS)")]
     UnknownOffload { port: u16, dir: &'static str, name: String },
+    #[error("port {port}: RSS hash type {name:?} is not one we know (ipv4, ipv4-tcp, ipv4-udp, ipv4-other, ipv6, ipv6-tcp, ...)")]
+    UnknownRss { port: u16, name: String },
+    #[error("port {port}: the RSS key has {given} bytes, the device wants {wanted}")]
+    RssKeyLength { port: u16, given: usize, wanted: usize },
 }
 
 /// Convention "returns a negative errno": maps `ret < 0` to an error, otherwise the value.

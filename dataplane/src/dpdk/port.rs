@@ -34,6 +34,54 @@ pub struct PortRequest {
     pub rx_offloads: Vec<String>,
     pub tx_offloads: Vec<String>,
     pub promiscuous: bool,
+    /// Receive-side scaling across the rx queues, when there are several.
+    pub rss: Option<RssRequest>,
+}
+
+/// RSS as a profile asks for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RssRequest {
+    /// The Toeplitz key; `None`: the symmetric key (0x6d5a repeated, so both directions of a
+    /// flow hash alike) at the length the device wants.
+    pub key: Option<Vec<u8>>,
+    /// Hash types by name ([`RSS_TYPES`]).
+    pub hash: Vec<String>,
+}
+
+/// RSS hash types by the names profiles use, and DPDK's flow type for each (`RTE_ETH_RSS_*` is
+/// the flow type's bit).
+pub const RSS_TYPES: &[(&str, u32)] = &[
+    ("ipv4", dpdk_sys::RTE_ETH_FLOW_IPV4),
+    ("ipv4-frag", dpdk_sys::RTE_ETH_FLOW_FRAG_IPV4),
+    ("ipv4-tcp", dpdk_sys::RTE_ETH_FLOW_NONFRAG_IPV4_TCP),
+    ("ipv4-udp", dpdk_sys::RTE_ETH_FLOW_NONFRAG_IPV4_UDP),
+    ("ipv4-sctp", dpdk_sys::RTE_ETH_FLOW_NONFRAG_IPV4_SCTP),
+    ("ipv4-other", dpdk_sys::RTE_ETH_FLOW_NONFRAG_IPV4_OTHER),
+    ("ipv6", dpdk_sys::RTE_ETH_FLOW_IPV6),
+    ("ipv6-frag", dpdk_sys::RTE_ETH_FLOW_FRAG_IPV6),
+    ("ipv6-tcp", dpdk_sys::RTE_ETH_FLOW_NONFRAG_IPV6_TCP),
+    ("ipv6-udp", dpdk_sys::RTE_ETH_FLOW_NONFRAG_IPV6_UDP),
+];
+
+/// The hash-type bits for names; the first unknown name is the error.
+pub fn rss_mask(names: &[String]) -> Result<u64, String> {
+    let mut m = 0;
+    for n in names {
+        match RSS_TYPES.iter().find(|(name, _)| name.eq_ignore_ascii_case(n)) {
+            Some((_, flow)) => m |= 1u64 << flow,
+            None => return Err(n.clone()),
+        }
+    }
+    Ok(m)
+}
+
+fn rss_names(mask: u64) -> Vec<String> {
+    RSS_TYPES.iter().filter(|(_, f)| mask & (1u64 << f) != 0).map(|(n, _)| (*n).to_owned()).collect()
+}
+
+/// The symmetric Toeplitz key (0x6d5a repeated) at `len` bytes.
+pub fn symmetric_key(len: usize) -> Vec<u8> {
+    (0..len).map(|i| if i % 2 == 0 { 0x6d } else { 0x5a }).collect()
 }
 
 impl Default for PortRequest {
@@ -46,6 +94,7 @@ impl Default for PortRequest {
             rx_offloads: Vec::new(),
             tx_offloads: Vec::new(),
             promiscuous: false,
+            rss: None,
         }
     }
 }
@@ -60,6 +109,10 @@ pub struct PortGrant {
     pub tx_desc: u16,
     pub rx_offloads: Vec<String>,
     pub tx_offloads: Vec<String>,
+    /// RSS hash types in force (empty: no RSS, one queue or none the device can do).
+    pub rss_hash: Vec<String>,
+    /// The key programmed, when RSS is on.
+    pub rss_key: Vec<u8>,
 }
 
 /// Port counters (`rte_eth_stats`).
@@ -129,6 +182,13 @@ fn offload_mask(port: u16, dir: Dir, names: &[String]) -> Result<u64, DpdkError>
     Ok(mask)
 }
 
+/// Whether DPDK knows `name` as an rx (`rx = true`) or tx offload (a table lookup in the ethdev
+/// library; no EAL needed).
+pub fn known_offload(rx: bool, name: &str) -> bool {
+    let dir = if rx { Dir::Rx } else { Dir::Tx };
+    (0..64).any(|bit| dir.offload_name(1u64 << bit).eq_ignore_ascii_case(name))
+}
+
 fn offload_names(dir: Dir, mask: u64) -> Vec<String> {
     (0..64).filter(|b| mask & (1u64 << b) != 0).map(|b| dir.offload_name(1u64 << b)).collect()
 }
@@ -159,6 +219,25 @@ impl Port {
         let mut conf = dpdk_sys::rte_eth_conf::default();
         conf.rxmode.offloads = rx_off;
         conf.txmode.offloads = tx_off;
+        // RSS across the rx queues, with the hash types the device can do and our key (so the
+        // engine can compute where a flow lands: flow affinity).
+        let (mut rss_hf, mut rss_key) = (0u64, Vec::new());
+        if let (Some(rss), true) = (&req.rss, rx_queues > 1) {
+            let want = rss_mask(&rss.hash).map_err(|name| DpdkError::UnknownRss { port: p, name })?;
+            rss_hf = want & info.flow_type_rss_offloads;
+            if rss_hf != 0 {
+                let len = if info.hash_key_size == 0 { 40 } else { usize::from(info.hash_key_size) };
+                rss_key = match &rss.key {
+                    None => symmetric_key(len),
+                    Some(k) if k.len() == len => k.clone(),
+                    Some(k) => return Err(DpdkError::RssKeyLength { port: p, given: k.len(), wanted: len }),
+                };
+                conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+                conf.rx_adv_conf.rss_conf.rss_key = rss_key.as_mut_ptr();
+                conf.rx_adv_conf.rss_conf.rss_key_len = len as u8;
+                conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+            }
+        }
         // SAFETY: conf is a valid rte_eth_conf; the port is probed and not started.
         check_neg(p, "rte_eth_dev_configure", unsafe {
             dpdk_sys::rte_eth_dev_configure(p, rx_queues, tx_queues, &conf)
@@ -190,6 +269,16 @@ impl Port {
         let mut mac = dpdk_sys::rte_ether_addr::default();
         // SAFETY: mac is a valid, writable rte_ether_addr.
         check_neg(p, "rte_eth_macaddr_get", unsafe { dpdk_sys::rte_eth_macaddr_get(p, &mut mac) })?;
+        if mac.addr_bytes == [0; 6] || mac.addr_bytes[0] & 1 != 0 {
+            // Some PMDs (net_ring) have no address: make a locally administered one, unique to
+            // this process and port, and give it to the device if it takes one.
+            let pid = std::process::id().to_be_bytes();
+            let made = [0x02, 0x53, pid[1], pid[2], pid[3], p as u8];
+            tracing::warn!(port = p, mac = %format_mac(&made), "the device has no unicast MAC address: using a locally administered one");
+            mac.addr_bytes = made;
+            // SAFETY: mac is a valid rte_ether_addr; the port is configured, not started.
+            let _ = unsafe { dpdk_sys::rte_eth_dev_default_mac_addr_set(p, &mut mac) };
+        }
 
         // SAFETY: all queues are set up.
         check_neg(p, "rte_eth_dev_start", unsafe { dpdk_sys::rte_eth_dev_start(p) })?;
@@ -205,6 +294,8 @@ impl Port {
                 tx_desc,
                 rx_offloads: offload_names(Dir::Rx, rx_off),
                 tx_offloads: offload_names(Dir::Tx, tx_off),
+                rss_hash: rss_names(rss_hf),
+                rss_key: if rss_hf != 0 { rss_key } else { Vec::new() },
             },
             _pool: pool,
             _eal: eal.clone(),
@@ -228,6 +319,11 @@ impl Port {
             tx_desc = format!("{} requested, {} granted", req.tx_desc, g.tx_desc),
             rx_offloads = format!("{:?} requested, {:?} granted", req.rx_offloads, g.rx_offloads),
             tx_offloads = format!("{:?} requested, {:?} granted", req.tx_offloads, g.tx_offloads),
+            rss = format!(
+                "{:?} requested, {:?} granted",
+                req.rss.as_ref().map(|r| r.hash.clone()).unwrap_or_default(),
+                g.rss_hash
+            ),
             "port started"
         );
         Ok(port)
