@@ -149,6 +149,39 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     });
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
 
+    // DPDK telemetry: the stock dpdk-telemetry.py shows our commands next to DPDK's.
+    let mut py = Command::new("dpdk-telemetry.py")
+        .args(["-f", &f.ns.name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("dpdk-telemetry.py (package dpdk)");
+    py.stdin
+        .take()
+        .unwrap()
+        .write_all(b"/switchyard/listeners\n/switchyard/listener,198.18.0.2:9000\n/switchyard/core,0\n/ethdev/list\n")
+        .unwrap();
+    let out = py.wait_with_output().unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l.trim_start_matches("--> ")).ok())
+        .collect();
+    let get = |key: &str| {
+        lines.iter().find_map(|v| v.get(key).cloned()).unwrap_or_else(|| {
+            panic!(
+                "no {key} from dpdk-telemetry.py:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    };
+    assert!(get("/switchyard/listeners").as_array().unwrap().iter().any(|a| a == "198.18.0.2:9000"));
+    let tl = get("/switchyard/listener");
+    assert_eq!((tl["service"].as_str(), tl["queued"].as_u64()), (Some("hold"), Some(held as u64)), "{tl}");
+    assert!(get("/switchyard/core")["port0_rx_frames"].as_u64().unwrap() > 10);
+    assert_eq!(get("/ethdev/list"), serde_json::json!([0]), "DPDK's own commands beside ours");
+
     // Stopped: the socket goes, and ctl says what to do.
     drop((echo, holders));
     let (status, _) = f.app.stop();

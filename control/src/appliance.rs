@@ -350,6 +350,15 @@ pub fn run_with_switch(
         if let Some(l) = metrics {
             scope.spawn(|| ctl::serve_metrics(l, &ctx, &[&halt, &done]));
         }
+        // DPDK telemetry: our commands beside /ethdev/... (dpdk-telemetry.py -f <file_prefix>).
+        match dpdk::telemetry::register(&eal, ctl::TELEMETRY_COMMANDS) {
+            Ok(()) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                dpdk::telemetry::connect(tx);
+                scope.spawn(|| ctl::serve_telemetry(rx, &ctx, &[&halt, &done]));
+            }
+            Err(e) => tracing::warn!(error = %e, "telemetry commands not registered"),
+        }
         scope.spawn(|| drain_then_halt(&ctx, stop, &done, &drain, &halt, drain_for));
         let launched = launch::run_on_lcores(&eal, tasks);
         done.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -100,6 +100,15 @@ fn main() {
         .allowlist_var("RTE_MBUF_DEFAULT_BUF_SIZE")
         .allowlist_var("RTE_ETH_LINK_UP")
         .allowlist_var("RTE_ETH_FLOW_.*")
+        // Telemetry: our own commands beside DPDK's
+        .allowlist_function("rte_telemetry_register_cmd")
+        .allowlist_function("rte_tel_data_start_dict")
+        .allowlist_function("rte_tel_data_start_array")
+        .allowlist_function("rte_tel_data_add_dict_string")
+        .allowlist_function("rte_tel_data_add_dict_u64")
+        .allowlist_function("rte_tel_data_add_array_string")
+        .allowlist_function("rte_tel_data_add_array_u64")
+        .allowlist_var("RTE_TEL_MAX_STRING_LEN")
         // Only ever handled through pointers and shim accessors: keep their layout out of Rust.
         .opaque_type("rte_mbuf")
         .opaque_type("rte_mempool")

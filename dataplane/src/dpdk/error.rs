@@ -52,6 +52,8 @@ pub enum DpdkError {
     UnknownRss { port: u16, name: String },
     #[error("port {port}: the RSS key has {given} bytes, the device wants {wanted}")]
     RssKeyLength { port: u16, given: usize, wanted: usize },
+    #[error("telemetry command {cmd}: {errno}")]
+    Telemetry { cmd: String, errno: Errno },
 }
 
 /// Convention "returns a negative errno": maps `ret < 0` to an error, otherwise the value.

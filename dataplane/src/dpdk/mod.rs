@@ -10,6 +10,7 @@ pub mod launch;
 mod mbuf;
 mod mempool;
 mod port;
+pub mod telemetry;
 pub mod thash;
 
 pub use eal::{version, Eal};
