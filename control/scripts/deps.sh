@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing Switchyard need on Debian 12, when it is missing:
 # the system DPDK 22.11 (through pkg-config), clang for bindgen, and the tools the demo and the
-# tests use (iproute2, ping, curl, nc). Checks that a Rust toolchain is there.
+# tests use (iproute2, ping, curl, nc, tshark to read captures). Checks that a Rust toolchain is
+# there.
 set -euo pipefail
 
-packages=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev gcc make iproute2 iputils-ping curl netcat-openbsd)
+packages=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev gcc make iproute2 iputils-ping curl netcat-openbsd tshark)
 
 missing=()
 for p in "${packages[@]}"; do

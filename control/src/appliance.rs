@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use dataplane::dpdk::clock::TscClock;
 use dataplane::dpdk::launch::{self, LaunchError};
+use dataplane::dpdk::pcapng::CaptureHook;
 use dataplane::dpdk::{self, DpdkError, Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
 use dataplane::engine::{Engine, EngineConfig, EngineError, EngineInstant, ListenerSpec};
 use dataplane::lcore::{self, Lane, LoopConfig, LoopStats, SnapshotRequests};
@@ -207,15 +208,20 @@ pub fn run_with_switch(
     };
     let now = EngineInstant::from_millis(0); // each loop's clock starts at zero too
     let mut per_core: Vec<Vec<Lane<PortDevice>>> = Vec::new();
+    // `ctl capture`: a hook on every core's device of every port.
+    let mut captures: Vec<Vec<Arc<CaptureHook>>> = r.ports.iter().map(|_| Vec::new()).collect();
     let mut commands = Vec::new();
     for core in 0..cores {
         let mut lanes = Vec::new();
         for (i, ((p, port), pool)) in r.ports.iter().zip(&ports).zip(&pools).enumerate() {
             let queue = QueueId(core);
+            let hook = Arc::new(CaptureHook::default());
+            captures[i].push(hook.clone());
             let mut device = match steering[i].get(usize::from(core)) {
                 Some(ctx) => PortDevice::with_steering(port, queue, pool, ctx.clone()),
                 None => PortDevice::new(port, queue, pool),
-            };
+            }
+            .with_capture(hook);
             let g = &r.config.engine;
             let cfg = EngineConfig {
                 mac: port.mac(),
@@ -342,6 +348,8 @@ pub fn run_with_switch(
         cores,
         requests: &requests,
         steer_rings,
+        eal: &eal,
+        captures,
     };
     let done = AtomicBool::new(false);
     let drain_for = Duration::from_secs(r.config.engine.drain_secs);

@@ -25,6 +25,33 @@ pub struct Request {
     /// For `conns`: at most this many connections per core and port.
     #[serde(default = "default_limit")]
     pub limit: usize,
+    /// For `capture`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureRequest>,
+}
+
+/// `ctl capture`: frames of one port, both directions, into a pcapng file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CaptureRequest {
+    pub port: usize,
+    pub count: u64,
+    /// Absolute path the appliance writes.
+    pub out: String,
+    /// Bytes kept of each frame.
+    pub snaplen: u32,
+    /// Give up waiting for `count` frames after this long.
+    pub secs: u64,
+}
+
+/// What a capture wrote.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CaptureReport {
+    pub file: String,
+    pub written: u64,
+    /// Frames not copied: the capture's ring or pool was full.
+    pub dropped: u64,
+    /// Whether it stopped at `secs` before `count` frames came.
+    pub timed_out: bool,
 }
 
 fn default_limit() -> usize {
@@ -158,6 +185,9 @@ pub struct Context<'a> {
     pub cores: u16,
     /// One snapshot queue per core.
     pub requests: &'a [SnapshotRequests],
+    pub eal: &'a dataplane::dpdk::Eal,
+    /// Per port, each core's capture hook.
+    pub captures: Vec<Vec<std::sync::Arc<dataplane::dpdk::pcapng::CaptureHook>>>,
     /// Per port, the length of each core's steering ring (empty with one core).
     pub steer_rings: Vec<Vec<std::sync::Arc<dyn Fn() -> usize + Send + Sync + 'a>>>,
 }
@@ -339,6 +369,56 @@ impl Context<'_> {
         Ok(Stats { cores, ports })
     }
 
+    fn capture(&self, c: &CaptureRequest) -> Result<CaptureReport, String> {
+        use dataplane::dpdk::pcapng::{Capture, PcapngFile};
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let hooks =
+            self.captures.get(c.port).ok_or_else(|| format!("no port {} (ports: 0..{})", c.port, self.ports.len()))?;
+        if c.count == 0 || !(64..=9000).contains(&c.snaplen) || !Path::new(&c.out).is_absolute() {
+            return Err("capture wants --count >= 1, --snaplen 64..=9000 and an absolute --out path".into());
+        }
+        let port = &self.ports[c.port];
+        let name = format!("sy_cap_{}", SEQ.fetch_add(1, Ordering::Relaxed));
+        let cap = Capture::new(self.eal, &name, port.id().0, c.count, c.snaplen).map_err(|e| e.to_string())?;
+        let comment = format!("switchyard capture, port {} ({})", c.port, port.name());
+        let mut file = PcapngFile::create(self.eal, Path::new(&c.out), &comment).map_err(|e| e.to_string())?;
+        for h in hooks {
+            h.arm(cap.clone());
+        }
+        let deadline = Instant::now() + Duration::from_secs(c.secs);
+        let mut timed_out = false;
+        let mut result = Ok(());
+        loop {
+            let mut got = Vec::new();
+            cap.take(&mut got);
+            got.truncate((c.count - file.written) as usize);
+            if !got.is_empty() {
+                if let Err(e) = file.write(got) {
+                    result = Err(e.to_string());
+                    break;
+                }
+            }
+            if file.written >= c.count {
+                break;
+            }
+            if Instant::now() >= deadline {
+                timed_out = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for h in hooks {
+            h.disarm();
+        }
+        result?;
+        Ok(CaptureReport {
+            file: c.out.clone(),
+            written: file.written,
+            dropped: cap.dropped.load(Ordering::Relaxed),
+            timed_out,
+        })
+    }
+
     fn answer(&self, req: &Request) -> Result<serde_json::Value, String> {
         let to_json = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| e.to_string());
         match req.cmd.as_str() {
@@ -346,7 +426,11 @@ impl Context<'_> {
             "listeners" => to_json(serde_json::to_value(self.listeners()?)),
             "conns" => to_json(serde_json::to_value(self.conns(req.limit)?)),
             "stats" => to_json(serde_json::to_value(self.stats()?)),
-            other => Err(format!("unknown command {other:?}: expected status, listeners, conns or stats")),
+            "capture" => {
+                let c = req.capture.as_ref().ok_or("capture needs its parameters")?;
+                to_json(serde_json::to_value(self.capture(c)?))
+            }
+            other => Err(format!("unknown command {other:?}: expected status, listeners, conns, stats or capture")),
         }
     }
 }
@@ -700,7 +784,8 @@ pub fn request(path: &Path, req: &Request) -> Result<serde_json::Value, CtlError
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(CtlError::Stale(path.to_owned())),
         Err(e) => return Err(io(e)),
     };
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io)?;
+    let wait = req.capture.as_ref().map_or(10, |c| c.secs + 10);
+    s.set_read_timeout(Some(Duration::from_secs(wait))).map_err(io)?;
     let mut line = serde_json::to_vec(req).expect("a request serializes");
     line.push(b'\n');
     (&s).write_all(&line).map_err(io)?;
@@ -822,6 +907,16 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                 .collect();
             table(&["LOCAL", "REMOTE", "STATE", "KIND", "CORE", "CONNECTED_S", "BYTES_IN", "BYTES_OUT"], &rows)
         }
+        "capture" => {
+            let r: CaptureReport = serde_json::from_value(data)?;
+            format!(
+                "{} frame(s) written to {}{}{}",
+                r.written,
+                r.file,
+                if r.dropped > 0 { format!(", {} not copied (ring or pool full)", r.dropped) } else { String::new() },
+                if r.timed_out { ", stopped at --secs before --count frames came" } else { "" }
+            )
+        }
         "stats" => {
             let s: Stats = serde_json::from_value(data)?;
             let lanes: Vec<Vec<String>> = s
@@ -902,13 +997,13 @@ mod tests {
     #[test]
     fn a_client_with_no_appliance_says_what_to_do() {
         let path = std::env::temp_dir().join(format!("sy-ctl-none-{}.sock", std::process::id()));
-        let e = request(&path, &Request { cmd: "status".into(), limit: 1 }).unwrap_err();
+        let e = request(&path, &Request { cmd: "status".into(), limit: 1, capture: None }).unwrap_err();
         assert!(matches!(e, CtlError::NotRunning(_)));
         assert!(e.to_string().contains("switchyard run"), "{e}");
         // A socket file nobody answers on: stale.
         let l = UnixListener::bind(&path).unwrap();
         drop(l);
-        let e = request(&path, &Request { cmd: "status".into(), limit: 1 }).unwrap_err();
+        let e = request(&path, &Request { cmd: "status".into(), limit: 1, capture: None }).unwrap_err();
         assert!(matches!(e, CtlError::Stale(_)), "{e}");
         std::fs::remove_file(&path).unwrap();
     }
@@ -916,6 +1011,6 @@ mod tests {
     #[test]
     fn requests_round_trip_as_json_lines() {
         let r: Request = serde_json::from_str(r#"{"cmd":"conns"}"#).unwrap();
-        assert_eq!(r, Request { cmd: "conns".into(), limit: 1000 });
+        assert_eq!(r, Request { cmd: "conns".into(), limit: 1000, capture: None });
     }
 }

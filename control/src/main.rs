@@ -118,6 +118,24 @@ enum CtlCommand {
     /// Per core and port: frames, drops, connections, steering ring; per port: NIC counters and
     /// mbufs in use.
     Stats,
+    /// Captures frames of a port, both directions, into a pcapng file (tshark, Wireshark).
+    Capture {
+        /// The port (its index in the config).
+        #[arg(long, default_value_t = 0)]
+        port: usize,
+        /// Frames to capture.
+        #[arg(long, default_value_t = 100)]
+        count: u64,
+        /// The pcapng file to write (the appliance writes it).
+        #[arg(long)]
+        out: PathBuf,
+        /// Bytes kept of each frame, 64 to 9000.
+        #[arg(long, default_value_t = 1518, value_parser = clap::value_parser!(u32).range(64..=9000))]
+        snaplen: u32,
+        /// Stop after this many seconds even if fewer frames came.
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+    },
 }
 
 fn load(config: Option<PathBuf>) -> anyhow::Result<Resolved> {
@@ -189,13 +207,18 @@ fn run(command: Command) -> anyhow::Result<()> {
                 (None, Some(c)) => Config::load(&c)?.control_socket,
                 (None, None) => Config::demo().control_socket,
             };
-            let (cmd, limit) = match what {
-                CtlCommand::Status => ("status", 0),
-                CtlCommand::Listeners => ("listeners", 0),
-                CtlCommand::Conns { limit } => ("conns", limit),
-                CtlCommand::Stats => ("stats", 0),
+            let (cmd, limit, capture) = match what {
+                CtlCommand::Status => ("status", 0, None),
+                CtlCommand::Listeners => ("listeners", 0, None),
+                CtlCommand::Conns { limit } => ("conns", limit, None),
+                CtlCommand::Stats => ("stats", 0, None),
+                CtlCommand::Capture { port, count, out, snaplen, secs } => {
+                    let out = std::path::absolute(&out).with_context(|| format!("--out {}", out.display()))?;
+                    let out = out.to_string_lossy().into_owned();
+                    ("capture", 0, Some(control::ctl::CaptureRequest { port, count, out, snaplen, secs }))
+                }
             };
-            let data = control::ctl::request(&socket, &control::ctl::Request { cmd: cmd.into(), limit })?;
+            let data = control::ctl::request(&socket, &control::ctl::Request { cmd: cmd.into(), limit, capture })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&data)?);
             } else {

@@ -109,6 +109,13 @@ fn main() {
         .allowlist_function("rte_tel_data_add_array_string")
         .allowlist_function("rte_tel_data_add_array_u64")
         .allowlist_var("RTE_TEL_MAX_STRING_LEN")
+        // Capture
+        .allowlist_function("rte_pcapng_fdopen")
+        .allowlist_function("rte_pcapng_close")
+        .allowlist_function("rte_pcapng_copy")
+        .allowlist_function("rte_pcapng_mbuf_size")
+        .allowlist_function("rte_pcapng_write_packets")
+        .allowlist_type("rte_pcapng_direction")
         // Only ever handled through pointers and shim accessors: keep their layout out of Rust.
         .opaque_type("rte_mbuf")
         .opaque_type("rte_mempool")

@@ -15,6 +15,7 @@
 #include <rte_mempool.h>
 #include <rte_version.h>
 #include <rte_telemetry.h>
+#include <rte_pcapng.h>
 
 /* rte_errno is a per-lcore (thread-local) variable behind a macro. */
 int sy_rte_errno(void);

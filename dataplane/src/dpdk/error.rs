@@ -54,6 +54,8 @@ pub enum DpdkError {
     RssKeyLength { port: u16, given: usize, wanted: usize },
     #[error("telemetry command {cmd}: {errno}")]
     Telemetry { cmd: String, errno: Errno },
+    #[error("capture to {path}: {errno}")]
+    Capture { path: String, errno: Errno },
 }
 
 /// Convention "returns a negative errno": maps `ret < 0` to an error, otherwise the value.

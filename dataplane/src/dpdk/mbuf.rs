@@ -27,6 +27,12 @@ impl Mbuf {
         p
     }
 
+    /// The raw pointer, still owned by this `Mbuf`.
+    #[inline]
+    pub(crate) fn as_raw(&self) -> *mut rte_mbuf {
+        self.0.as_ptr()
+    }
+
     /// The first segment's data.
     #[inline]
     pub fn data(&self) -> &[u8] {

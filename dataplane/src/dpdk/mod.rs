@@ -9,6 +9,7 @@ mod error;
 pub mod launch;
 mod mbuf;
 mod mempool;
+pub mod pcapng;
 mod port;
 pub mod telemetry;
 pub mod thash;

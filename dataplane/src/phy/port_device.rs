@@ -9,7 +9,10 @@ use smoltcp::time::Instant;
 
 use super::mbuf_device::{self, MbufDevice};
 use super::BurstDevice;
-use crate::dpdk::{Burst, Mempool, Port, QueueId};
+use std::sync::Arc;
+
+use crate::dpdk::pcapng::CaptureHook;
+use crate::dpdk::{Burst, Mbuf, Mempool, Port, QueueId};
 use crate::steer::{SteerCtx, Target};
 
 /// Counters of what the device dropped and moved.
@@ -43,6 +46,8 @@ pub struct PortDevice<'p> {
     stats: DeviceStats,
     /// With several cores on the port: steering to the owning core.
     steer: Option<SteerCtx>,
+    /// Packet capture (`switchyard ctl capture`), when one is armed.
+    capture: Option<Arc<CaptureHook>>,
 }
 
 impl<'p> PortDevice<'p> {
@@ -56,6 +61,45 @@ impl<'p> PortDevice<'p> {
             tx: Burst::new(),
             stats: DeviceStats::default(),
             steer: None,
+            capture: None,
+        }
+    }
+
+    /// Feeds the frames this queue receives and sends to `hook`'s capture when one is armed.
+    pub fn with_capture(mut self, hook: Arc<CaptureHook>) -> Self {
+        self.capture = Some(hook);
+        self
+    }
+
+    /// Copies a received burst to the armed capture, if any (the frames stay in `raw`).
+    fn tap_rx(&self, raw: &mut Burst) {
+        if let Some(h) = self.capture.as_ref().filter(|h| h.is_armed()) {
+            let frames: Vec<Mbuf> = std::iter::from_fn(|| raw.pop()).collect();
+            h.tap_all(self.queue.0, frames.iter(), false);
+            for m in frames {
+                let _ = raw.push(m); // they came from it: room
+            }
+        }
+    }
+
+    /// Moves frames to send from the device into the tx burst, copying them to the armed
+    /// capture, if any.
+    fn take_tx(&mut self) {
+        match self.capture.as_ref().filter(|h| h.is_armed()) {
+            None => {
+                self.dev.take_tx(&mut self.tx);
+            }
+            Some(h) => {
+                let mut frames = Vec::new();
+                while frames.len() + self.tx.len() < crate::dpdk::BURST {
+                    let Some(m) = self.dev.pop_tx() else { break };
+                    frames.push(m);
+                }
+                h.tap_all(self.queue.0, frames.iter(), true);
+                for m in frames {
+                    let _ = self.tx.push(m); // counted to fit
+                }
+            }
         }
     }
 
@@ -78,6 +122,7 @@ impl<'p> PortDevice<'p> {
         let mut raw = Burst::new();
         let n = self.port.rx_burst(self.queue, &mut raw);
         self.stats.rx_frames += n as u64;
+        self.tap_rx(&mut raw);
         let mut mine = 0;
         while let Some(m) = raw.pop() {
             match st.steering.target(m.data()) {
@@ -139,6 +184,7 @@ impl BurstDevice for PortDevice<'_> {
         let mut raw = Burst::new();
         let n = self.port.rx_burst(self.queue, &mut raw);
         self.stats.rx_frames += n as u64;
+        self.tap_rx(&mut raw);
         while let Some(m) = raw.pop() {
             self.give(m);
         }
@@ -149,7 +195,7 @@ impl BurstDevice for PortDevice<'_> {
     fn flush(&mut self) -> usize {
         let mut sent = 0;
         loop {
-            self.dev.take_tx(&mut self.tx);
+            self.take_tx();
             if self.tx.is_empty() {
                 break;
             }
