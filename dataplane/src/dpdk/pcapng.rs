@@ -75,9 +75,10 @@ impl Capture {
             )
         };
         match NonNull::new(copy) {
-            // SAFETY: a fresh mbuf from rte_pcapng_copy, owned by nobody else.
             Some(c) => {
-                if self.ring.push(unsafe { Mbuf::from_raw(c) }).is_err() {
+                // SAFETY: a fresh mbuf from rte_pcapng_copy, owned by nobody else.
+                let copy = unsafe { Mbuf::from_raw(c) };
+                if self.ring.push(copy).is_err() {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
