@@ -23,6 +23,7 @@ use dataplane::bridge::Commands;
 use crate::config::{Resolved, ServiceSection};
 use crate::ctl;
 use crate::profile::Bus;
+use crate::proxy::{Proxy, ProxyConfig};
 use crate::switch::{FastPath, FastPort, Switch};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,27 +98,61 @@ fn random_seed() -> Result<u64, ApplianceError> {
     Ok(u64::from_ne_bytes(b))
 }
 
+/// The built-in services that run inside the engines (the proxy runs on the switch instead).
 fn listeners(r: &Resolved) -> Vec<ListenerSpec> {
     r.config
         .services
         .iter()
-        .map(|s| {
+        .filter_map(|s| {
             let service = match s {
                 ServiceSection::Echo { .. } => ServiceKind::Echo,
                 ServiceSection::Http { body, content_type, .. } => {
                     ServiceKind::Http(Arc::new(HttpConfig::new(body.as_bytes(), content_type)))
                 }
                 ServiceSection::Hold { .. } => ServiceKind::Hold,
+                ServiceSection::Proxy { .. } => return None,
             };
             let l = s.listen();
-            ListenerSpec {
+            Some(ListenerSpec {
                 port: l.port,
                 service,
                 backlog: l.backlog,
                 // validated when the config was parsed
                 policy: l.policy.parse().expect("validated policy"),
                 on_full: l.on_full.parse().expect("validated on_full"),
-            }
+            })
+        })
+        .collect()
+}
+
+/// The proxies of the config, on the first port's address.
+fn proxies(r: &Resolved) -> Vec<ProxyConfig> {
+    let address = r.ports[0].address;
+    r.config
+        .services
+        .iter()
+        .filter_map(|s| match s {
+            ServiceSection::Proxy {
+                port,
+                backlog,
+                policy,
+                on_full,
+                upstreams,
+                retry_secs,
+                silent_secs,
+                first_data,
+            } => Some(ProxyConfig {
+                listen: (address, *port).into(),
+                backlog: *backlog,
+                policy: policy.parse().expect("validated policy"),
+                on_full: on_full.parse().expect("validated on_full"),
+                upstreams: upstreams.iter().map(|u| u.parse().expect("validated upstream")).collect(),
+                retry: Duration::from_secs(*retry_secs),
+                silent: Duration::from_secs(*silent_secs),
+                first_data: *first_data,
+                connect_timeout: Duration::from_secs(r.config.switch.connect_timeout_secs.min(10)),
+            }),
+            _ => None,
         })
         .collect()
 }
@@ -284,6 +319,7 @@ pub fn run_with_switch(
         fast = fast.with_reply_owner(Arc::new(move |local, remote| usize::from(steer.owner_of_reply(remote, local))));
     }
     let switch = Switch::new(Some(fast), r.switch_config());
+    let proxy_switch = switch.clone();
     std::thread::Builder::new()
         .name("switch-apps".into())
         .spawn(move || apps(switch))
@@ -368,6 +404,17 @@ pub fn run_with_switch(
             Err(e) => tracing::warn!(error = %e, "telemetry commands not registered"),
         }
         scope.spawn(|| drain_then_halt(&ctx, stop, &done, &drain, &halt, drain_for));
+        // The proxies: applications of the switch, on threads of their own.
+        for cfg in proxies(r) {
+            let (switch, halt, done) = (proxy_switch.clone(), &halt, &done);
+            scope.spawn(move || {
+                let listen = cfg.listen;
+                match Proxy::new(switch, cfg) {
+                    Ok(p) => p.run_until(&[halt, done]),
+                    Err(e) => tracing::error!(%listen, error = %e, "proxy could not listen"),
+                }
+            });
+        }
         let launched = launch::run_on_lcores(&eal, tasks);
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         launched

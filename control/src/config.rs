@@ -270,6 +270,39 @@ pub enum ServiceSection {
         #[serde(default = "on_full")]
         on_full: String,
     },
+    /// A TCP proxy on the socket switch: accepts with first data on both providers, opens the
+    /// upstream with that data (connect_ex), relays both ways.
+    Proxy {
+        port: u16,
+        #[serde(default = "backlog")]
+        backlog: usize,
+        #[serde(default = "policy")]
+        policy: String,
+        #[serde(default = "on_full")]
+        on_full: String,
+        /// `ADDRESS:PORT` of each upstream, taken in turn.
+        upstreams: Vec<String>,
+        /// An upstream whose connect failed is skipped this long.
+        #[serde(default = "retry_secs")]
+        retry_secs: u64,
+        /// A client connected this long without sending anything is closed (SEMANTICS A4).
+        #[serde(default = "silent_secs")]
+        silent_secs: u64,
+        /// Wait for the client's first data before choosing an upstream (SEMANTICS A2); false
+        /// for protocols where the server speaks first.
+        #[serde(default = "yes")]
+        first_data: bool,
+    },
+}
+
+fn retry_secs() -> u64 {
+    5
+}
+fn silent_secs() -> u64 {
+    30
+}
+fn yes() -> bool {
+    true
 }
 
 fn echo_port() -> u16 {
@@ -300,7 +333,8 @@ impl ServiceSection {
         match self {
             ServiceSection::Echo { port, backlog, policy, on_full }
             | ServiceSection::Http { port, backlog, policy, on_full, .. }
-            | ServiceSection::Hold { port, backlog, policy, on_full } => {
+            | ServiceSection::Hold { port, backlog, policy, on_full }
+            | ServiceSection::Proxy { port, backlog, policy, on_full, .. } => {
                 ListenSection { port: *port, backlog: *backlog, policy: policy.clone(), on_full: on_full.clone() }
             }
         }
@@ -316,6 +350,7 @@ impl ServiceSection {
             ServiceSection::Echo { .. } => "echo",
             ServiceSection::Http { .. } => "http",
             ServiceSection::Hold { .. } => "hold",
+            ServiceSection::Proxy { .. } => "proxy",
         }
     }
 }
@@ -494,6 +529,22 @@ impl Config {
             if let Err(why) = l.on_full.parse::<OnFull>() {
                 return Err(bad(format!("service[{i}].on_full"), format!("{:?}", l.on_full), &why));
             }
+            if let ServiceSection::Proxy { upstreams, retry_secs, silent_secs, .. } = s {
+                if upstreams.is_empty() {
+                    return Err(bad(format!("service[{i}].upstreams"), "[]".into(), "at least one ADDRESS:PORT"));
+                }
+                for (j, u) in upstreams.iter().enumerate() {
+                    if u.parse::<std::net::SocketAddr>().is_err() {
+                        return Err(bad(
+                            format!("service[{i}].upstreams[{j}]"),
+                            format!("{u:?}"),
+                            "ADDRESS:PORT, like \"198.18.0.1:8080\"",
+                        ));
+                    }
+                }
+                range(&format!("service[{i}].retry_secs"), *retry_secs, 1, 3600, "between 1 and 3600 seconds")?;
+                range(&format!("service[{i}].silent_secs"), *silent_secs, 1, 3600, "between 1 and 3600 seconds")?;
+            }
             if let ServiceSection::Http { content_type, .. } = s {
                 if content_type.is_empty() || content_type.contains(['\r', '\n']) {
                     return Err(bad(
@@ -647,6 +698,15 @@ mod tests {
             (format!("{port}[control]\nsokcet = \"/tmp/x\"\n"), &["unknown field", "sokcet"]),
             (format!("{port}[metrics]\nlisten = \"localhost\"\n"), &["metrics.listen", "localhost", "ADDRESS:PORT"]),
             (format!("{port}[engine]\ndrain_secs = 3601\n"), &["engine.drain_secs", "3601"]),
+            (
+                format!("{port}[[service]]\nkind = \"proxy\"\nport = 8080\nupstreams = []\n"),
+                &["service[0].upstreams", "at least one"],
+            ),
+            (
+                format!("{port}[[service]]\nkind = \"proxy\"\nport = 8080\nupstreams = [\"198.18.0.1\"]\n"),
+                &["service[0].upstreams[0]", "198.18.0.1", "ADDRESS:PORT"],
+            ),
+            (format!("{port}[[service]]\nkind = \"proxy\"\nport = 8080\n"), &["upstreams"]),
             (
                 "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\ndevargs = \"iface=a b\"\n".into(),
                 &["port[0].devargs"],

@@ -33,9 +33,11 @@ use crate::services::{Progress, Stream};
 
 /// Wakes an application thread (the control plane implements it with an eventfd).
 ///
-/// The protocol, on both connections and listeners: the application finds nothing to do, calls
-/// `clear`, says it waits, looks once more, and only then sleeps; the engine, after a change,
-/// calls `notify` if the application said it waits. No wake-up is lost in between.
+/// The protocol: the engine, after a change, calls `notify` if the application said it waits.
+/// On a listener the application finds the queue empty, calls `clear`, says it waits, looks once
+/// more, and only then sleeps. On a connection one signal serves both directions: the application
+/// calls `clear` (through [`AppEnd::clear_notify`]) before a round of reads and writes, each of
+/// which says it waits and looks again before answering `WouldBlock`. No wake-up is lost.
 pub trait Notify: Send + Sync {
     /// Makes the application's wait end.
     fn notify(&self);
@@ -324,11 +326,19 @@ impl AppEnd {
     }
 
     /// Registers interest before a `WouldBlock`: the engine will notify on its next change.
+    /// It does not reset the signal: one signal serves reads and writes alike, and resetting it
+    /// here could swallow news for the other direction. The application resets it with
+    /// [`AppEnd::clear_notify`] before a round of reads and writes, never in the middle.
     fn arm(&self) {
+        self.shared.want.store(true, Ordering::SeqCst);
+    }
+
+    /// Resets the notification signal. Call it before trying the connection's reads and writes
+    /// (then wait only after they all said `WouldBlock`): a change after the reset signals again.
+    pub fn clear_notify(&self) {
         if let Some(n) = self.shared.notify.get() {
             n.clear();
         }
-        self.shared.want.store(true, Ordering::SeqCst);
     }
 
     pub fn read(&mut self, buf: &mut [u8]) -> ReadOutcome {

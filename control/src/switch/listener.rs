@@ -503,6 +503,7 @@ impl Listener {
     /// Completes a matched accept if its first data is there (A2).
     fn try_first_data(&self, st: &mut State, token: u64) {
         let Some(m) = st.matched.get_mut(&token) else { return };
+        m.socket.clear_event();
         let mut buf = vec![0u8; m.receive_len];
         let outcome = m.socket.read(&mut buf);
         let gone = match outcome {

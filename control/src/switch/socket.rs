@@ -428,6 +428,7 @@ impl Socket {
     pub fn wait_connect(&mut self, timeout: Option<Duration>) -> io::Result<Connected> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
+            self.clear_event();
             match self.poll_connect() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 r => return r,
@@ -507,6 +508,7 @@ impl Socket {
     /// Reads, waiting for data when there is none yet.
     pub fn read_blocking(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
+            self.clear_event();
             match self.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let fd = self.event_fd().expect("a connected socket has an fd");
@@ -520,6 +522,7 @@ impl Socket {
     /// Writes all of `buf`, waiting for room when needed.
     pub fn write_all_blocking(&mut self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
+            self.clear_event();
             match self.write(buf) {
                 Ok(n) => buf = &buf[n..],
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -668,6 +671,17 @@ impl Socket {
     pub(crate) fn arm(&self) {
         if let State::Connected { conn: Conn::Fast { end, .. }, .. } = &self.state {
             end.want_notify();
+        }
+    }
+
+    /// Resets the event fd's signal before a round of reads and writes (fast path; a kernel
+    /// socket's readiness is its own). Wait on [`Socket::event_fd`] only after every operation of
+    /// the round said `WouldBlock`: what changes after the reset signals again.
+    pub fn clear_event(&self) {
+        match &self.state {
+            State::Connected { conn: Conn::Fast { end, .. }, .. }
+            | State::Connecting { conn: Conn::Fast { end, .. }, .. } => end.clear_notify(),
+            _ => {}
         }
     }
 }

@@ -156,6 +156,14 @@ pub fn wait_fd(fd: BorrowedFd<'_>, writable: bool, timeout: Option<Duration>) ->
     }
 }
 
+/// poll(2) over several fds (their `revents` are filled); returns when one is ready or `timeout`
+/// has passed.
+pub fn poll_many(fds: &mut [libc::pollfd], timeout: Duration) {
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: fds is a live, writable array of pollfds for the duration of the call.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+}
+
 fn setsockopt_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, v: libc::c_int) -> io::Result<()> {
     // SAFETY: passes a pointer to a live c_int and its exact size.
     check(unsafe {
