@@ -54,6 +54,25 @@ enum Mode {
         #[arg(long, default_value_t = 64)]
         size: usize,
     },
+    /// Short connections: connect, send SIZE bytes, read them back, close; connections per second.
+    Short {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 16)]
+        conns: usize,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// Bulk: one connection to an echo service, sending and reading back as fast as it can;
+    /// Mbit/s each way.
+    Bulk {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+    },
     UdpCount {
         #[arg(long)]
         bind: SocketAddr,
@@ -81,6 +100,53 @@ fn main() -> anyhow::Result<()> {
             println!("http {addr}: {rate:.0} requests/s ({conns} keep-alive conns)");
         }
         Mode::Serve { echo, http, body } => serve(echo, http, body)?,
+        Mode::Short { addr, conns, secs, size } => {
+            let rate = drive(conns, secs, move |stop, count| {
+                let msg = vec![0x5a; size];
+                let mut back = vec![0; size];
+                while !stop.load(Ordering::Relaxed) {
+                    let mut s = connect(addr)?;
+                    s.write_all(&msg)?;
+                    s.read_exact(&mut back)?;
+                    drop(s);
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            })?;
+            println!("short {addr}: {rate:.0} conns/s ({conns} at a time, {size} B)");
+        }
+        Mode::Bulk { addr, secs } => {
+            let s = connect(addr)?;
+            let mut r = s.try_clone()?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let st = stop.clone();
+            let mut w = s;
+            let writer = std::thread::spawn(move || {
+                let chunk = vec![0x5a; 64 * 1024];
+                while !st.load(Ordering::Relaxed) {
+                    if w.write_all(&chunk).is_err() {
+                        break;
+                    }
+                }
+                let _ = w.shutdown(std::net::Shutdown::Write);
+            });
+            let mut buf = vec![0u8; 256 * 1024];
+            let (start, mut got) = (Instant::now(), 0u64);
+            let mut measured = None;
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got += n as u64,
+                }
+                if measured.is_none() && start.elapsed() >= Duration::from_secs(secs) {
+                    measured = Some((got, start.elapsed()));
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            writer.join().expect("writer");
+            let (bytes, took) = measured.unwrap_or((got, start.elapsed()));
+            println!("bulk {addr}: {:.0} Mbit/s each way ({bytes} bytes echoed in {:.1} s)", bytes as f64 * 8.0 / took.as_secs_f64() / 1e6, took.as_secs_f64());
+        }
         Mode::UdpSend { addr, secs, size } => {
             let s = std::net::UdpSocket::bind(if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
             s.connect(addr)?;
