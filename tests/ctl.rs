@@ -102,6 +102,8 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     let stats = ctl_json(&socket, "stats");
     let lane = &stats["cores"][0]["lanes"][0];
     assert!(lane["rx_frames"].as_u64().unwrap() > 10, "{stats}");
+    assert!(lane["rx_bytes"].as_u64().unwrap() > 10 * 54, "at least a header per frame: {stats}");
+    assert!(lane["tx_bytes"].as_u64().unwrap() > 0, "{stats}");
     assert!(lane["open"].as_u64().unwrap() >= 6, "{stats}");
     assert!(stats["ports"][0]["rx_packets"].as_u64().unwrap() > 10);
     assert!(stats["ports"][0]["mbufs_in_use"].as_u64().is_some());

@@ -145,7 +145,11 @@ fn main() -> anyhow::Result<()> {
             }
             writer.join().expect("writer");
             let (bytes, took) = measured.unwrap_or((got, start.elapsed()));
-            println!("bulk {addr}: {:.0} Mbit/s each way ({bytes} bytes echoed in {:.1} s)", bytes as f64 * 8.0 / took.as_secs_f64() / 1e6, took.as_secs_f64());
+            println!(
+                "bulk {addr}: {:.0} Mbit/s each way ({bytes} bytes echoed in {:.1} s)",
+                bytes as f64 * 8.0 / took.as_secs_f64() / 1e6,
+                took.as_secs_f64()
+            );
         }
         Mode::UdpSend { addr, secs, size } => {
             let s = std::net::UdpSocket::bind(if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;

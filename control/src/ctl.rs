@@ -144,6 +144,8 @@ pub struct LaneStats {
     pub port_index: usize,
     pub rx_frames: u64,
     pub tx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
     pub steered_in: u64,
     pub steered_out: u64,
     pub steer_dropped: u64,
@@ -327,6 +329,8 @@ impl Context<'_> {
                             port_index: pi,
                             rx_frames: d.rx_frames,
                             tx_frames: d.tx_frames,
+                            rx_bytes: d.rx_bytes,
+                            tx_bytes: d.tx_bytes,
                             steered_in: d.steered_in,
                             steered_out: d.steered_out,
                             steer_dropped: d.steer_dropped,
@@ -512,6 +516,10 @@ impl Context<'_> {
                 (|l: &LaneStats| l.rx_frames as f64) as fn(&LaneStats) -> f64,
             ),
             ("switchyard_tx_frames_total", "counter", "Frames sent from the core's queue.", |l| l.tx_frames as f64),
+            ("switchyard_rx_bytes_total", "counter", "Bytes received on the core's queue.", |l| l.rx_bytes as f64),
+            ("switchyard_tx_bytes_total", "counter", "Bytes handed to the core's queue for sending.", |l| {
+                l.tx_bytes as f64
+            }),
             ("switchyard_steered_in_total", "counter", "Frames other cores handed to this one.", |l| {
                 l.steered_in as f64
             }),
@@ -630,6 +638,8 @@ impl Context<'_> {
                     for (k, v) in [
                         ("rx_frames", l.rx_frames),
                         ("tx_frames", l.tx_frames),
+                        ("rx_bytes", l.rx_bytes),
+                        ("tx_bytes", l.tx_bytes),
                         ("steered_in", l.steered_in),
                         ("steered_out", l.steered_out),
                         ("steer_dropped", l.steer_dropped),
@@ -929,6 +939,8 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                             l.port_index.to_string(),
                             l.rx_frames.to_string(),
                             l.tx_frames.to_string(),
+                            l.rx_bytes.to_string(),
+                            l.tx_bytes.to_string(),
                             l.steered_in.to_string(),
                             l.steered_out.to_string(),
                             (l.steer_dropped + l.tx_nombuf + l.tx_queue_full + l.rx_multiseg_dropped).to_string(),
@@ -964,6 +976,8 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                         "PORT",
                         "RX_FRAMES",
                         "TX_FRAMES",
+                        "RX_BYTES",
+                        "TX_BYTES",
                         "STEERED_IN",
                         "STEERED_OUT",
                         "DROPS",

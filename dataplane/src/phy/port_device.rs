@@ -20,6 +20,9 @@ use crate::steer::{SteerCtx, Target};
 pub struct DeviceStats {
     pub rx_frames: u64,
     pub tx_frames: u64,
+    /// Bytes of the frames received on this queue, and of those handed to it for sending.
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
     /// Received frames dropped because they spanned several mbufs.
     pub rx_multiseg_dropped: u64,
     /// Frames smoltcp built that could not get an mbuf (pool exhausted).
@@ -82,17 +85,22 @@ impl<'p> PortDevice<'p> {
         }
     }
 
-    /// Moves frames to send from the device into the tx burst, copying them to the armed
-    /// capture, if any.
+    /// Moves frames to send from the device into the tx burst (counting their bytes), copying
+    /// them to the armed capture, if any.
     fn take_tx(&mut self) {
         match self.capture.as_ref().filter(|h| h.is_armed()) {
             None => {
-                self.dev.take_tx(&mut self.tx);
+                while !self.tx.is_full() {
+                    let Some(m) = self.dev.pop_tx() else { break };
+                    self.stats.tx_bytes += u64::from(m.pkt_len());
+                    let _ = self.tx.push(m); // not full
+                }
             }
             Some(h) => {
                 let mut frames = Vec::new();
                 while frames.len() + self.tx.len() < crate::dpdk::BURST {
                     let Some(m) = self.dev.pop_tx() else { break };
+                    self.stats.tx_bytes += u64::from(m.pkt_len());
                     frames.push(m);
                 }
                 h.tap_all(self.queue.0, frames.iter(), true);
@@ -125,6 +133,7 @@ impl<'p> PortDevice<'p> {
         self.tap_rx(&mut raw);
         let mut mine = 0;
         while let Some(m) = raw.pop() {
+            self.stats.rx_bytes += u64::from(m.pkt_len());
             match st.steering.target(m.data()) {
                 Target::Core(c) if c == st.me => {
                     self.give(m);
@@ -186,6 +195,7 @@ impl BurstDevice for PortDevice<'_> {
         self.stats.rx_frames += n as u64;
         self.tap_rx(&mut raw);
         while let Some(m) = raw.pop() {
+            self.stats.rx_bytes += u64::from(m.pkt_len());
             self.give(m);
         }
         n
