@@ -11,7 +11,7 @@ use dataplane::bridge::{Command, ListenError, ListenerShared};
 use socket2::{Domain, Protocol, Type};
 
 use super::socket::{fast_conn, Conn};
-use super::{error, push, sys, BacklogPolicy, EventNotify, OnFull, Provider, Socket, Switch};
+use super::{error, kernel_error, push, sys, BacklogPolicy, EventNotify, OnFull, Provider, Socket, Switch};
 
 /// Options of [`Switch::listen`].
 #[derive(Clone, Debug)]
@@ -153,10 +153,6 @@ impl std::fmt::Debug for Listener {
 
 impl Listener {
     pub(crate) fn new(switch: Switch, addr: SocketAddr, opts: ListenOptions) -> io::Result<Listener> {
-        let kerr = |e: io::Error, what: String| match e.raw_os_error() {
-            Some(n) => error(Some(Provider::Kernel), n, what),
-            None => e,
-        };
         // L1: the kernel listener first.
         let kernel =
             socket2::Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
@@ -168,9 +164,9 @@ impl Listener {
                 kernel.set_freebind_v4(true)?;
             }
         }
-        kernel.bind(&addr.into()).map_err(|e| kerr(e, format!("listen on {addr}")))?;
+        kernel.bind(&addr.into()).map_err(|e| kernel_error(e, format!("listen on {addr}")))?;
         let limit = opts.policy.limit(opts.backlog, opts.max_backlog);
-        kernel.listen(limit.min(i32::MAX as usize) as i32).map_err(|e| kerr(e, format!("listen on {addr}")))?;
+        kernel.listen(limit.min(i32::MAX as usize) as i32).map_err(|e| kernel_error(e, format!("listen on {addr}")))?;
         if opts.fast_open {
             sys::set_fastopen_listen(kernel.as_fd(), 256)?;
         }

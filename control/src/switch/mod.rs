@@ -109,6 +109,14 @@ pub(crate) fn error(provider: Option<Provider>, errno: i32, what: impl Into<Stri
     io::Error::new(kind, SwitchError { provider, errno, what: what.into() })
 }
 
+/// A kernel-path error with what was being done, keeping its errno.
+pub(crate) fn kernel_error(e: io::Error, what: impl Into<String>) -> io::Error {
+    match e.raw_os_error() {
+        Some(errno) => error(Some(Provider::Kernel), errno, what),
+        None => e,
+    }
+}
+
 /// The errno behind an error from the switch (or any `io::Error` from the OS).
 pub fn errno(e: &io::Error) -> Option<i32> {
     e.raw_os_error().or_else(|| e.get_ref()?.downcast_ref::<SwitchError>().map(|s| s.errno))

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use dataplane::bridge::{self, AppEnd, Command, ConnectRequest, End, ReadOutcome};
 use socket2::{Domain, Protocol, Type};
 
-use super::{error, push, sys, EventNotify, Provider, Switch};
+use super::{error, kernel_error, push, sys, EventNotify, Provider, Switch};
 
 /// Options of [`Socket::connect_ex`].
 #[derive(Clone, Debug, Default)]
@@ -720,10 +720,6 @@ fn connect_kernel(
     opts: &ConnectOptions,
     timeout: Duration,
 ) -> io::Result<State> {
-    let kerr = |e: io::Error, what: &str| match e.raw_os_error() {
-        Some(errno) => error(Some(Provider::Kernel), errno, what.to_owned()),
-        None => e,
-    };
     let s =
         socket2::Socket::new(Domain::for_address(remote), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
     s.set_tcp_nodelay(true)?;
@@ -731,7 +727,7 @@ fn connect_kernel(
         s.set_reuse_address(true)?;
     }
     if local.port() != 0 || !local.ip().is_unspecified() {
-        s.bind(&local.into()).map_err(|e| kerr(e, &format!("bind {local}")))?;
+        s.bind(&local.into()).map_err(|e| kernel_error(e, format!("bind {local}")))?;
     }
     sys::set_user_timeout(s.as_fd(), timeout)?;
     if opts.fast_open {
@@ -756,7 +752,7 @@ fn connect_kernel(
                 early: e.raw_os_error(),
             });
         }
-        Err(e) => return Err(kerr(e, &format!("connect to {remote}"))),
+        Err(e) => return Err(kernel_error(e, format!("connect to {remote}"))),
     }
     if opts.fast_open && !pending.is_empty() {
         // With TCP_FASTOPEN_CONNECT the first send starts the handshake, carrying data when the
@@ -764,7 +760,7 @@ fn connect_kernel(
         match s.send(&pending) {
             Ok(n) => drop(pending.drain(..n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(kerr(e, &format!("connect to {remote}"))),
+            Err(e) => return Err(kernel_error(e, format!("connect to {remote}"))),
         }
     }
     let fast_open = if opts.fast_open { FastOpen::NotUsed } else { FastOpen::NotRequested };
