@@ -37,8 +37,11 @@ gateway-demo: deps
 	control/scripts/gateway-demo.sh target/release/examples/gateway
 
 # The benchmarks (root; a few minutes; figures recorded in BENCHMARKS.md): the engine in memory
-# (ns/request vs connections, handshakes, short connections, refusals, memory), then the fast path
-# against Linux on memif with the wire's testpmd ceiling.
+# (ns/request vs connections, handshakes, short connections, refusals, memory), the fast path
+# against Linux on memif with the wire's testpmd ceiling, the embedding gateway's forwarding with
+# and without its engine, and the proxy against a direct connection.
 bench: deps
 	control/scripts/bench-engine.sh
 	control/scripts/bench-wire.sh
+	control/scripts/bench-gateway.sh
+	control/scripts/bench-proxy.sh
