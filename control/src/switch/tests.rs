@@ -76,6 +76,26 @@ fn l5_the_event_works_with_mio() {
     l.accept().unwrap();
 }
 
+/// L5 with tokio: the listener in an `AsyncFd`, awaited until readable, then accepted.
+#[test]
+fn l5_the_event_works_with_tokio_asyncfd() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let l =
+            tokio::io::unix::AsyncFd::with_interest(listener(ListenOptions::default()), tokio::io::Interest::READABLE)
+                .unwrap();
+        let at = l.get_ref().local_addr();
+        let quiet = tokio::time::timeout(Duration::from_millis(50), l.readable()).await;
+        assert!(quiet.is_err(), "no connection: not readable");
+        let client = std::thread::spawn(move || TcpStream::connect(at).unwrap());
+        let mut guard = tokio::time::timeout(Duration::from_secs(2), l.readable()).await.expect("woken").unwrap();
+        let s = l.get_ref().accept().expect("a connection waits");
+        assert_eq!(s.provider(), Some(Provider::Kernel));
+        guard.clear_ready();
+        drop(client.join().unwrap());
+    });
+}
+
 #[test]
 fn l5_accept_condition_rejects_with_rst_and_counts() {
     let l = listener(ListenOptions::default());
