@@ -78,12 +78,16 @@ fn l5_the_event_works_with_mio() {
 
 /// L5 with tokio: the listener in an `AsyncFd`, awaited until readable, then accepted.
 #[test]
+#[allow(unsafe_code)] // tokio's AsyncFd::register is unsafe (I/O safety)
 fn l5_the_event_works_with_tokio_asyncfd() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let l =
-            tokio::io::unix::AsyncFd::with_interest(listener(ListenOptions::default()), tokio::io::Interest::READABLE)
-                .unwrap();
+        let listener = listener(ListenOptions::default());
+        // SAFETY: the Listener owns its epoll fd, which stays open and the same for its whole life;
+        // the AsyncFd owns the Listener.
+        let l = unsafe { tokio::io::unix::AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE) }
+            .map_err(|e| e.to_string())
+            .unwrap();
         let at = l.get_ref().local_addr();
         let quiet = tokio::time::timeout(Duration::from_millis(50), l.readable()).await;
         assert!(quiet.is_err(), "no connection: not readable");
