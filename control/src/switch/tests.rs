@@ -312,7 +312,9 @@ fn c4_errors_on_the_kernel_path_over_loopback() {
     };
     let opts = ConnectOptions::default;
     // ECONNREFUSED: nobody listens; the socket may connect again afterwards.
-    let closed = TcpListener::bind(any()).unwrap().local_addr().unwrap();
+    // Port 1 (tcpmux) has no listener. A just-closed ephemeral port would not do: the kernel may
+    // pick that same port as the source, and a socket connects to itself.
+    let closed: SocketAddr = "127.0.0.1:1".parse().unwrap();
     let mut s = bound();
     s.connect_ex(closed, b"", opts()).unwrap();
     assert_eq!(errno_of(s.wait_connect(Some(Duration::from_secs(2)))), libc::ECONNREFUSED);
