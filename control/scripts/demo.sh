@@ -62,7 +62,9 @@ Try, from another terminal:
     ip netns exec $ns curl http://$app/
     ip netns exec $ns ping -c 3 $app
     echo hello | ip netns exec $ns nc -q 1 $app 7
-Ctrl-C here stops it and removes the namespace.
+    $bin ctl listeners                                # live state: status, listeners, conns, stats
+    ip netns exec $ns curl -s http://127.0.0.1:9464/metrics | head
+Ctrl-C here stops it (a graceful drain) and removes the namespace.
 
 MSG
 wait "$pid"
