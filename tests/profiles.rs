@@ -140,6 +140,7 @@ fn net_af_packet_serves_linux_clients_over_a_veth() {
     assert_eq!(status["ports"][0]["device"], "net_af_packet0", "{status}");
     let (status, log) = app.stop();
     let _ = std::fs::remove_file(&config_path);
+    let _ = std::fs::remove_dir(format!("/var/run/dpdk/{}", ns.name));
     assert!(status.success(), "{log}");
     assert!(log.contains("driver=net_af_packet"), "{log}");
 }
@@ -159,5 +160,6 @@ fn net_ring_profile_starts_and_stops() {
     assert_eq!(status["ports"][0]["device"], "net_ring0", "{status}");
     let (status, log) = app.stop();
     let _ = std::fs::remove_file(&config_path);
+    let _ = std::fs::remove_dir(format!("/var/run/dpdk/{}", ns.name));
     assert!(status.success() && log.contains("stopped cleanly"), "{log}");
 }

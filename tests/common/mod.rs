@@ -35,15 +35,30 @@ fn ip(args: &[&str]) -> std::process::Output {
     Command::new("ip").args(args).output().expect("running ip")
 }
 
+/// Whether `syt-...-PID` names a test process that is gone.
+fn stale(name: &str) -> bool {
+    let Some(pid) = name.strip_prefix("syt-").and_then(|r| r.rsplit('-').next()) else { return false };
+    pid.parse::<u32>().is_ok() && !PathBuf::from(format!("/proc/{pid}")).exists()
+}
+
 /// Deletes `syt-*-PID` namespaces left by test processes that no longer exist (a run killed
-/// before its clean-up). Namespaces of live processes are never touched.
+/// before its clean-up), and the empty EAL runtime folders such processes leave (an in-process
+/// EAL removes its telemetry socket only at exit, after the test's own clean-up). Nothing of a
+/// live process is touched.
 fn remove_stale_namespaces() {
+    if let Ok(dirs) = std::fs::read_dir("/var/run/dpdk") {
+        for d in dirs.flatten() {
+            let name = d.file_name().to_string_lossy().into_owned();
+            if stale(&name) {
+                let _ = std::fs::remove_dir(d.path()); // only if empty
+            }
+        }
+    }
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Some(name) = line.split_whitespace().next() else { continue };
-        let Some(pid) = name.strip_prefix("syt-").and_then(|r| r.rsplit('-').next()) else { continue };
-        if pid.parse::<u32>().is_ok() && !PathBuf::from(format!("/proc/{pid}")).exists() {
-            eprintln!("removing namespace {name}, left by process {pid}, which is gone");
+        if stale(name) {
+            eprintln!("removing namespace {name}, left by a test process that is gone");
             let _ = ip(&["netns", "del", name]);
         }
     }
