@@ -42,15 +42,15 @@ fn stale(name: &str) -> bool {
 }
 
 /// Deletes `syt-*-PID` namespaces left by test processes that no longer exist (a run killed
-/// before its clean-up), and the empty EAL runtime folders such processes leave (an in-process
-/// EAL removes its telemetry socket only at exit, after the test's own clean-up). Nothing of a
-/// live process is touched.
+/// before its clean-up), and the EAL runtime folders such processes leave (an in-process EAL
+/// removes its telemetry socket only at exit, after the test's own clean-up; a killed one never
+/// does). Nothing of a live process is touched.
 fn remove_stale_namespaces() {
     if let Ok(dirs) = std::fs::read_dir("/var/run/dpdk") {
         for d in dirs.flatten() {
             let name = d.file_name().to_string_lossy().into_owned();
             if stale(&name) {
-                let _ = std::fs::remove_dir(d.path()); // only if empty
+                let _ = std::fs::remove_dir_all(d.path()); // a dead test process's EAL files
             }
         }
     }
