@@ -550,7 +550,8 @@ fn main() {
     }
     stop.store(true, Ordering::Relaxed);
     let outcome = app.join();
-    let _ = std::fs::remove_dir(format!("/var/run/dpdk/{}", ns.name));
+    // EAL unlinks its telemetry socket only at exit: take the whole runtime folder now.
+    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", ns.name));
     drop(ns);
     if let Ok(Err(e)) = &outcome {
         failed.push("the appliance stopped with an error");
