@@ -191,13 +191,14 @@ impl EngineEnd {
     pub(crate) fn drive(&mut self, s: &mut dyn Stream) -> Progress {
         self.shared.woken.store(false, Ordering::Release);
         let mut changed = false;
-        // Received bytes into the rx ring, as far as it has room.
+        // Received bytes into the rx ring, as far as it has room. The chunk is sized to what is
+        // waiting: rtrb zero-fills it first, and the ring's room can be far more than a segment.
         loop {
-            let room = self.rx.slots();
-            if room == 0 {
+            let n = self.rx.slots().min(s.recv_waiting());
+            if n == 0 {
                 break;
             }
-            let Ok(mut chunk) = self.rx.write_chunk(room.min(16 * 1024)) else { break };
+            let Ok(mut chunk) = self.rx.write_chunk(n) else { break };
             let (a, b) = chunk.as_mut_slices();
             let mut n = s.recv_into(a);
             if n == a.len() && !b.is_empty() {

@@ -490,30 +490,53 @@ impl Engine {
             wakes: Vec::new(),
         };
         for spec in &cfg.listeners {
-            let li = engine.listeners.len();
-            let limit = spec.policy.limit(spec.backlog, cfg.max_backlog);
-            engine.listeners.push(Listener {
-                port: spec.port,
-                service: spec.service.clone(),
-                policy: spec.policy,
-                on_full: spec.on_full,
-                ring: VecDeque::with_capacity(ARMED),
-                stats: ListenerStats { limit, ..Default::default() },
-                closed: false,
-            });
-            engine.by_port.insert(spec.port, li);
-            engine.rearm(li);
-            tracing::info!(
-                port = spec.port,
-                service = spec.service.name(),
-                backlog = spec.backlog,
-                policy = %spec.policy,
-                on_full = spec.on_full.as_str(),
-                queue_limit = limit,
-                "listening"
-            );
+            engine.add_listener(spec.port, spec.service.clone(), spec.backlog, spec.policy, spec.on_full);
         }
         Ok(engine)
+    }
+
+    /// Starts a listener (the port is free: validated or checked by the caller) and arms its
+    /// ring. A closed entry no connection refers to any more is reused (slots name their listener
+    /// only while half-open or queued).
+    fn add_listener(
+        &mut self,
+        port: u16,
+        service: ServiceKind,
+        backlog: usize,
+        policy: BacklogPolicy,
+        on_full: OnFull,
+    ) {
+        let limit = policy.limit(backlog, self.max_backlog);
+        tracing::info!(
+            port,
+            service = service.name(),
+            backlog,
+            policy = %policy,
+            on_full = on_full.as_str(),
+            queue_limit = limit,
+            "listening"
+        );
+        let entry = Listener {
+            port,
+            service,
+            policy,
+            on_full,
+            ring: VecDeque::with_capacity(ARMED),
+            stats: ListenerStats { limit, ..Default::default() },
+            closed: false,
+        };
+        let li = match self.listeners.iter().position(|l| l.closed && l.stats.half_open == 0 && l.stats.queued == 0) {
+            Some(li) => {
+                self.listeners[li] = entry;
+                li
+            }
+            None => {
+                self.listeners.push(entry);
+                self.listeners.len() - 1
+            }
+        };
+        self.by_port.insert(port, li);
+        self.rearm(li);
     }
 
     /// Processes the frames the device holds, runs the services of the connections that had
@@ -963,7 +986,8 @@ impl Engine {
 
     /// Runs the queued commands, and the deferred connects whose time has come.
     fn commands(&mut self, now: Instant) {
-        let Some(q) = self.commands.clone() else { return };
+        // Taken out for the turn (and put back below): no reference count touched per poll.
+        let Some(q) = self.commands.take() else { return };
         let mut wakes = std::mem::take(&mut self.wakes);
         q.take_overflow(&mut wakes);
         for shared in wakes.drain(..) {
@@ -990,6 +1014,7 @@ impl Engine {
                 self.connect_bridged(now, req);
             }
         }
+        self.commands = Some(q);
     }
 
     /// An application touched a bridged connection: drive it on this turn.
@@ -1040,31 +1065,8 @@ impl Engine {
         if self.by_port.contains_key(&port) {
             return Err(ListenError::InUse(port));
         }
-        let limit = shared.policy.limit(shared.backlog, self.max_backlog);
-        tracing::info!(port, backlog = shared.backlog, policy = %shared.policy, on_full = shared.on_full.as_str(), queue_limit = limit, "listening for applications");
-        let entry = Listener {
-            port,
-            policy: shared.policy,
-            on_full: shared.on_full,
-            service: ServiceKind::Bridge(shared),
-            ring: VecDeque::with_capacity(ARMED),
-            stats: ListenerStats { limit, ..Default::default() },
-            closed: false,
-        };
-        // A closed entry no connection refers to any more is reused (slots name their listener
-        // only while half-open or queued).
-        let li = match self.listeners.iter().position(|l| l.closed && l.stats.half_open == 0 && l.stats.queued == 0) {
-            Some(li) => {
-                self.listeners[li] = entry;
-                li
-            }
-            None => {
-                self.listeners.push(entry);
-                self.listeners.len() - 1
-            }
-        };
-        self.by_port.insert(port, li);
-        self.rearm(li);
+        let (backlog, policy, on_full) = (shared.backlog, shared.policy, shared.on_full);
+        self.add_listener(port, ServiceKind::Bridge(shared), backlog, policy, on_full);
         Ok(())
     }
 

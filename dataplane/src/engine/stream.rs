@@ -14,6 +14,10 @@ impl Stream for TcpStream<'_, '_> {
         n
     }
 
+    fn recv_waiting(&self) -> usize {
+        self.0.recv_queue()
+    }
+
     fn send_from(&mut self, data: &[u8]) -> usize {
         let n = self.0.send_slice(data).unwrap_or(0);
         self.1[1] += n as u64;

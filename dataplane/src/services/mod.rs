@@ -17,6 +17,8 @@ pub use loadgen::{LoadGen, LoadMode, LoadSpec, LoadStats};
 pub trait Stream {
     /// Copies up to `buf.len()` received bytes into `buf`; returns how many.
     fn recv_into(&mut self, buf: &mut [u8]) -> usize;
+    /// Received bytes waiting to be read.
+    fn recv_waiting(&self) -> usize;
     /// Queues up to `data.len()` bytes for sending; returns how many fitted.
     fn send_from(&mut self, data: &[u8]) -> usize;
     /// Bytes that [`Stream::send_from`] would accept now.
@@ -136,6 +138,9 @@ pub(crate) mod test_stream {
             buf[..n].copy_from_slice(&self.input[self.read..self.read + n]);
             self.read += n;
             n
+        }
+        fn recv_waiting(&self) -> usize {
+            self.input.len() - self.read
         }
         fn send_from(&mut self, data: &[u8]) -> usize {
             let n = data.len().min(self.send_room());
