@@ -379,11 +379,6 @@ impl Proxy {
         self.listener.as_fd().as_raw_fd()
     }
 
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.conns.len()
-    }
-
     /// Runs until one of `stops` is set.
     pub fn run_until(mut self, stops: &[&AtomicBool]) {
         while !stops.iter().any(|s| s.load(Ordering::Relaxed)) {

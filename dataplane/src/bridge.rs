@@ -401,11 +401,6 @@ impl AppEnd {
     pub fn want_notify(&self) {
         self.arm();
     }
-
-    /// Bytes [`AppEnd::write`] would take now.
-    pub fn writable(&self) -> usize {
-        self.tx.slots()
-    }
 }
 
 impl Drop for AppEnd {

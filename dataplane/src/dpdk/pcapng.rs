@@ -94,15 +94,6 @@ impl Capture {
             out.push(m);
         }
     }
-
-    /// Whether every frame asked for has been copied (or given up).
-    pub fn complete(&self) -> bool {
-        self.remaining.load(Ordering::Relaxed) <= 0
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
 }
 
 /// Where a core's device looks for a capture to feed.

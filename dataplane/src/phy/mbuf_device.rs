@@ -102,10 +102,6 @@ impl<'p> MbufDevice<'p> {
         self.stats
     }
 
-    pub fn pool(&self) -> &'p Mempool {
-        self.pool
-    }
-
     fn queue_tx(&mut self, m: Mbuf) {
         if self.tx.len() >= TX_QUEUE {
             self.stats.tx_queue_full += 1; // the dropped mbuf is freed
