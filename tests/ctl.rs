@@ -107,9 +107,13 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     assert!(lane["open"].as_u64().unwrap() >= 6, "{stats}");
     assert!(stats["ports"][0]["rx_packets"].as_u64().unwrap() > 10);
     assert!(stats["ports"][0]["mbufs_in_use"].as_u64().is_some());
+    // The core's load: some of its time moved frames, never more than all of it.
+    let core = &stats["cores"][0];
+    let (busy, elapsed) = (core["busy_us"].as_u64().unwrap(), core["elapsed_us"].as_u64().unwrap());
+    assert!(busy > 0 && busy <= elapsed, "{stats}");
 
     // The same commands as text.
-    for (cmd, header) in [("status", "ADDRESS"), ("listeners", "QUEUED"), ("conns", "REMOTE"), ("stats", "RX_FRAMES")] {
+    for (cmd, header) in [("status", "ADDRESS"), ("listeners", "QUEUED"), ("conns", "REMOTE"), ("stats", "BUSY_%"), ("stats", "RX_FRAMES")] {
         let (ok, out, err) = ctl(&socket, &[cmd]);
         assert!(ok && out.contains(header), "ctl {cmd}: {out}{err}");
     }
@@ -138,6 +142,8 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     let hold_labels = r#"port="0",listen="198.18.0.2:9000",service="hold""#;
     assert_eq!(sample("switchyard_listener_queued", hold_labels), held as f64);
     assert!(sample("switchyard_listener_refused_total", hold_labels) >= 1.0);
+    let busy = sample("switchyard_core_busy_seconds_total", r#"core="0""#);
+    assert!(busy > 0.0 && busy <= sample("switchyard_core_seconds_total", r#"core="0""#));
     assert_eq!(sample("switchyard_listener_backlog_limit", hold_labels), 4.0);
     assert!(sample("switchyard_connections_open", r#"core="0",port="0""#) >= 6.0);
     assert!(sample("switchyard_port_rx_packets_total", r#"port="0",device="net_tap0""#) > 10.0);

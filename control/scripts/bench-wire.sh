@@ -2,8 +2,13 @@
 # The fast path against Linux on a DPDK wire, and that wire's ceiling, in one run:
 #  1. cargo bench --bench wire: load generator engine -> echo engine over a memif pair (one core
 #     each) vs the same workloads on Linux loopback (mio, one core each), interleaved;
-#  2. dpdk-testpmd forwarding between the two ends of the same kind of memif pair (io mode,
-#     started with tx_first), one forwarding core: the raw packet rate of the wire.
+#  2. two processes, as an operator runs them: `switchyard run` (echo, CPU 0) and
+#     `switchyard loadgen` (CPU 1) on a net_memif wire, with the appliance's own count of its
+#     core's busy time (`switchyard ctl stats`), interleaved with
+#  3. the same two-process memif wire driven by dpdk-testpmd at both ends (flowgen on CPU 1,
+#     macswap echo on CPU 0): the raw packet rate of the wire the appliance sits on;
+#  4. dpdk-testpmd io forwarding between both ends of a memif pair inside one process, one
+#     forwarding core (no cross-core traffic): the wire's rate with both ends on one core.
 # Needs root. SECS, REPEAT, SHORT_CONNS, PERSISTENT_CONNS as the wire bench takes them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,9 +19,11 @@ control/scripts/deps.sh
 tmp=$(mktemp -d)
 srv_pid=""
 stop_server() { if [ -n "$srv_pid" ]; then kill -TERM "$srv_pid" 2>/dev/null && wait "$srv_pid" 2>/dev/null; srv_pid=""; fi; }
+pair_pid=""
 cleanup() {
     stop_server
-    rm -rf "$tmp" "/var/run/dpdk/sy-bw-srv-$$" "/var/run/dpdk/sy-bw-cli-$$" "/var/run/dpdk/sy-ceiling-$$"
+    if [ -n "$pair_pid" ]; then kill -TERM "$pair_pid" 2>/dev/null; wait "$pair_pid" 2>/dev/null; fi
+    rm -rf "$tmp" /var/run/dpdk/sy-{bw-srv,bw-cli,ceiling,pair-a,pair-b}-$$
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -59,25 +66,96 @@ profile = "net_memif"
 devargs = "role=client,socket=$msock,id=0"
 address = "198.18.0.1/24"
 CFG
-"$bin" run --config "$tmp/srv.toml" > "$tmp/srv.log" 2>&1 &
-srv_pid=$!
-for _ in $(seq 100); do grep -q "switchyard ready" "$tmp/srv.log" && break; sleep 0.1; done
-echo "two processes (switchyard run on CPU 0, switchyard loadgen on CPU 1, net_memif), ${SECS:-5} s each:"
-for mode in short persistent; do
-    conns=$([ $mode = short ] && echo "${SHORT_CONNS:-256}" || echo "${PERSISTENT_CONNS:-64}")
-    for _ in $(seq "${REPEAT:-3}"); do
-        "$bin" loadgen --config "$tmp/cli.toml" --target 198.18.0.2:7 --mode $mode --conns "$conns" --secs "${SECS:-5}" 2>/dev/null | grep '^loadgen'
-    done
-done
-stop_server
+cat >> "$tmp/srv.toml" <<CFG
+[control]
+socket = "$tmp/ctl.sock"
+[metrics]
+listen = ""
+CFG
 
-prefix=sy-ceiling-$$
-sock=$tmp/ceiling.sock
+secs=${SECS:-5}
+# Busy time and frames of the appliance's core, from its control socket: "busy_us elapsed_us frames".
+core_counters() {
+    "$bin" ctl --socket "$tmp/ctl.sock" --json stats |
+        python3 -c 'import json,sys; c=json.load(sys.stdin)["cores"][0]; print(c["busy_us"], c["elapsed_us"], sum(l["rx_frames"]+l["tx_frames"] for l in c["lanes"]))'
+}
+# One loadgen run against a fresh appliance; prints loadgen's line and the appliance core's load
+# over the run, and appends "rate frames_per_s frames_per_busy_s" to $tmp/$1.
+appliance_run() {
+    local mode=$1 conns=$2
+    "$bin" run --config "$tmp/srv.toml" > "$tmp/srv.log" 2>&1 &
+    srv_pid=$!
+    for _ in $(seq 100); do grep -q "switchyard ready" "$tmp/srv.log" && break; sleep 0.1; done
+    local before after line
+    before=$(core_counters)
+    line=$("$bin" loadgen --config "$tmp/cli.toml" --target 198.18.0.2:7 --mode "$mode" --conns "$conns" --secs "$secs" 2>/dev/null | grep '^loadgen')
+    after=$(core_counters)
+    stop_server
+    echo "$line"
+    read -r b0 e0 f0 <<< "$before"
+    read -r b1 e1 f1 <<< "$after"
+    local rate
+    rate=$(echo "$line" | awk '{ print $3 }')
+    awk -v r="$rate" -v b=$((b1 - b0)) -v e=$((e1 - e0)) -v f=$((f1 - f0)) -v out="$tmp/$mode" 'BEGIN {
+        printf "  appliance core: %.0f frames/s (rx+tx), busy %.1f%% of the run, %.0f frames per busy second\n", f * 1e6 / e, 100 * b / e, f * 1e6 / b
+        printf "%s %.0f %.0f\n", r, f * 1e6 / e, f * 1e6 / b >> out }'
+}
+# The same wire between two testpmd processes: flowgen (CPU 1) sends 64 B frames as fast as it can
+# and drops what comes back; macswap (CPU 0, where the appliance runs) echoes each frame. Prints
+# the echo side's rx+tx packets/s (what the appliance's port would carry) and appends it to
+# $tmp/ceiling2.
+testpmd_pair() {
+    local sock=$tmp/pair.sock samples=""
+    rm -f "$sock"
+    local ask="sleep 3; echo start; sleep 2; echo 'show port stats all'; sleep $secs; echo 'show port stats all'; sleep 1; echo stop; sleep 1; echo quit; sleep 1"
+    bash -c "$ask" | timeout 60 dpdk-testpmd --no-huge -m 1024 --no-pci --file-prefix="sy-pair-a-$$" -l 0,1 --main-lcore 1 \
+        --vdev="net_memif0,role=server,socket=$sock,id=0" --log-level=warning -- \
+        -i --total-num-mbufs=32768 --forward-mode=macswap --port-topology=loop > "$tmp/pair-a.out" 2>&1 &
+    pair_pid=$!
+    sleep 1
+    bash -c "sleep 2; echo start; sleep $((secs + 3)); echo stop; sleep 1; echo quit; sleep 1" |
+        timeout 60 dpdk-testpmd --no-huge -m 1024 --no-pci --file-prefix="sy-pair-b-$$" -l 0,1 --main-lcore 0 \
+            --vdev="net_memif0,role=client,socket=$sock,id=0" --log-level=warning -- \
+            -i --total-num-mbufs=32768 --forward-mode=flowgen --port-topology=loop > "$tmp/pair-b.out" 2>&1
+    wait "$pair_pid" || true
+    pair_pid=""
+    samples=$(awk '/Rx-pps:/ { rx = $2 } /Tx-pps:/ { tx = $2 } END { print rx, tx }' "$tmp/pair-a.out")
+    read -r rx tx <<< "$samples"
+    echo "testpmd pair (flowgen on CPU 1 -> macswap on CPU 0, 64 B): echo side ${rx} rx + ${tx} tx = $((rx + tx)) packets/s"
+    echo $((rx + tx)) >> "$tmp/ceiling2"
+}
+
+echo "two processes on a net_memif wire, ${secs} s each, interleaved:"
+echo "  switchyard run (echo, busy polling, CPU 0) <- switchyard loadgen (CPU 1); dpdk-testpmd macswap (CPU 0) <- flowgen (CPU 1)"
+for _ in $(seq "${REPEAT:-3}"); do
+    appliance_run short "${SHORT_CONNS:-256}"
+    appliance_run persistent "${PERSISTENT_CONNS:-64}"
+    testpmd_pair
+done
+
 # testpmd's pps is the rate since the previous "show port stats": sample once after start, again
 # SECS later, and read the second sample.
-out=$( (sleep 3; echo "start tx_first"; sleep 1; echo "show port stats all"; sleep "${SECS:-5}"; echo "show port stats all"; sleep 1; echo "stop"; sleep 1; echo "quit"; sleep 1) |
-    timeout 60 dpdk-testpmd --no-huge -m 1024 --no-pci --file-prefix="$prefix" -l 0-1 \
-        --vdev="net_memif0,role=server,socket=$sock,id=0" --vdev="net_memif1,role=client,socket=$sock,id=0" \
-        --log-level=warning -- -i --total-num-mbufs=32768 --forward-mode=io 2>&1)
-pps=$(echo "$out" | awk '/Rx-pps:/ { v[++n] = $2 } END { print v[n-1] + v[n] }')
-echo "ceiling: dpdk-testpmd io forwarding over the memif pair, one forwarding core: ${pps} pps received (both ports)"
+: > "$tmp/ceiling1"
+for _ in $(seq "${REPEAT:-3}"); do
+    out=$( (sleep 3; echo "start tx_first"; sleep 1; echo "show port stats all"; sleep "$secs"; echo "show port stats all"; sleep 1; echo "stop"; sleep 1; echo "quit"; sleep 1) |
+        timeout 60 dpdk-testpmd --no-huge -m 1024 --no-pci --file-prefix="sy-ceiling-$$" -l 0-1 \
+            --vdev="net_memif0,role=server,socket=$tmp/ceiling.sock,id=0" --vdev="net_memif1,role=client,socket=$tmp/ceiling.sock,id=0" \
+            --log-level=warning -- -i --total-num-mbufs=32768 --forward-mode=io 2>&1)
+    pps=$(echo "$out" | awk '/Rx-pps:/ { v[++n] = $2 } END { print v[n-1] + v[n] }')
+    echo "one process: dpdk-testpmd io forwarding between both ends of a memif pair, one forwarding core: ${pps} packets/s received (both ports)"
+    echo "$pps" >> "$tmp/ceiling1"
+done
+
+# Medians (min, max) of a column of a file.
+mmm() { sort -n -k"$2","$2" "$1" | awk -v c="$2" '{ v[NR] = $c } END { printf "%.0f (min %.0f, max %.0f)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
+med() { sort -n -k"$2","$2" "$1" | awk -v c="$2" '{ v[NR] = $c } END { print v[int((NR + 1) / 2)] }'; }
+echo
+echo "summary, medians of ${REPEAT:-3} (min, max):"
+echo "  short connections/s, two processes: $(mmm "$tmp/short" 1)"
+echo "  requests/s, two processes: $(mmm "$tmp/persistent" 1)"
+echo "  appliance frames/s (rx+tx), persistent requests: $(mmm "$tmp/persistent" 2); per busy second: $(mmm "$tmp/persistent" 3)"
+echo "  ceiling, same two-process wire (testpmd echo side rx+tx): $(mmm "$tmp/ceiling2" 1)"
+echo "  ceiling, one process, one core for both ends (testpmd io, rx both ports): $(mmm "$tmp/ceiling1" 1)"
+awk -v f="$(med "$tmp/persistent" 2)" -v fb="$(med "$tmp/persistent" 3)" -v c2="$(med "$tmp/ceiling2" 1)" -v c1="$(med "$tmp/ceiling1" 1)" 'BEGIN {
+    printf "  engine / two-process wire ceiling: %.1f%% measured, %.1f%% per busy second\n", 100 * f / c2, 100 * fb / c2
+    printf "  engine / one-process ceiling: %.1f%% measured, %.1f%% per busy second\n", 100 * f / c1, 100 * fb / c1 }'

@@ -136,6 +136,10 @@ pub struct CoreStats {
     pub core: usize,
     pub turns: u64,
     pub idle_sleeps: u64,
+    /// Microseconds since the core's loop started.
+    pub elapsed_us: u64,
+    /// Microseconds of it spent in turns that moved frames (the core's load, even when it busy-polls).
+    pub busy_us: u64,
     pub lanes: Vec<LaneStats>,
 }
 
@@ -319,6 +323,8 @@ impl Context<'_> {
                 core: snap.core,
                 turns: snap.loop_stats.turns,
                 idle_sleeps: snap.loop_stats.idle_sleeps,
+                elapsed_us: snap.loop_stats.elapsed_us,
+                busy_us: snap.loop_stats.busy_us,
                 lanes: snap
                     .lanes
                     .iter()
@@ -503,6 +509,21 @@ impl Context<'_> {
             family(name, kind, help, l(f));
         }
         let stats = self.stats()?;
+        let core = |f: fn(&CoreStats) -> f64| -> Vec<(String, f64)> {
+            stats.cores.iter().map(|c| (format!("core=\"{}\"", c.core), f(c))).collect()
+        };
+        family(
+            "switchyard_core_seconds_total",
+            "counter",
+            "Seconds the core's loop has run.",
+            core(|c| c.elapsed_us as f64 / 1e6),
+        );
+        family(
+            "switchyard_core_busy_seconds_total",
+            "counter",
+            "Seconds of them spent in loop turns that moved frames.",
+            core(|c| c.busy_us as f64 / 1e6),
+        );
         let lanes: Vec<(usize, &LaneStats)> =
             stats.cores.iter().flat_map(|c| c.lanes.iter().map(move |l| (c.core, l))).collect();
         let lane = |f: fn(&LaneStats) -> f64| -> Vec<(String, f64)> {
@@ -632,7 +653,12 @@ impl Context<'_> {
                 let n: usize = params.trim().parse().ok()?;
                 let stats = self.stats().ok()?;
                 let c = stats.cores.into_iter().find(|c| c.core == n)?;
-                let mut d = vec![("turns".into(), u(c.turns)), ("idle_sleeps".into(), u(c.idle_sleeps))];
+                let mut d = vec![
+                    ("turns".into(), u(c.turns)),
+                    ("idle_sleeps".into(), u(c.idle_sleeps)),
+                    ("elapsed_us".into(), u(c.elapsed_us)),
+                    ("busy_us".into(), u(c.busy_us)),
+                ];
                 for l in c.lanes {
                     let p = l.port_index;
                     for (k, v) in [
@@ -929,6 +955,21 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
         }
         "stats" => {
             let s: Stats = serde_json::from_value(data)?;
+            let cores: Vec<Vec<String>> = s
+                .cores
+                .iter()
+                .map(|c| {
+                    let frames: u64 = c.lanes.iter().map(|l| l.rx_frames + l.tx_frames).sum();
+                    vec![
+                        c.core.to_string(),
+                        c.turns.to_string(),
+                        format!("{:.1}", c.elapsed_us as f64 / 1e6),
+                        format!("{:.1}", 100.0 * c.busy_us as f64 / c.elapsed_us.max(1) as f64),
+                        // Frames per busy second: what the core carries when saturated.
+                        if c.busy_us > 0 { format!("{:.0}", frames as f64 * 1e6 / c.busy_us as f64) } else { "-".into() },
+                    ]
+                })
+                .collect();
             let lanes: Vec<Vec<String>> = s
                 .cores
                 .iter()
@@ -969,7 +1010,8 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                 })
                 .collect();
             format!(
-                "{}\n\n{}",
+                "{}\n\n{}\n\n{}",
+                table(&["CORE", "TURNS", "SECS", "BUSY_%", "FRAMES_PER_BUSY_SEC"], &cores),
                 table(
                     &[
                         "CORE",

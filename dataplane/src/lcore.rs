@@ -68,6 +68,12 @@ pub struct CoreSnapshot {
 pub struct LoopStats {
     pub turns: u64,
     pub idle_sleeps: u64,
+    /// Microseconds since the loop started.
+    pub elapsed_us: u64,
+    /// Microseconds spent in turns that moved a frame: a busy-polling core is always running, and
+    /// this is the part of its time that did work. `busy_us / elapsed_us` is its load; frames per
+    /// busy second are what the core can carry when saturated.
+    pub busy_us: u64,
     pub rx_frames: u64,
     pub tx_frames: u64,
 }
@@ -150,8 +156,16 @@ pub fn run_answering<D: BurstDevice>(
     let clock = || Instant::from_micros(clock.micros());
     let mut backoff = Backoff::new(cfg.clone());
     let mut stats = LoopStats::default();
+    let start = clock();
+    // When the previous turn started, and whether it moved a frame: its length (up to this turn's
+    // start) is busy time if it did. No clock read is added to the loop.
+    let mut previous = (start, false);
     while !stop.load(Ordering::Relaxed) {
         let now = clock();
+        if previous.1 {
+            stats.busy_us += (now - previous.0).total_micros();
+        }
+        stats.elapsed_us = (now - start).total_micros();
         if drain.is_some_and(|d| d.load(Ordering::Relaxed)) {
             for lane in lanes.iter_mut().filter(|l| !l.engine.is_draining()) {
                 lane.engine.drain();
@@ -186,6 +200,7 @@ pub fn run_answering<D: BurstDevice>(
                 let _ = r.reply.send(CoreSnapshot { core, loop_stats: stats, lanes });
             }
         }
+        previous = (now, moved > 0);
         let left = next.map(|d| if d > now { Duration::from_micros((d - now).total_micros()) } else { Duration::ZERO });
         if let Some(d) = backoff.turn(moved > 0, left) {
             stats.idle_sleeps += 1;
