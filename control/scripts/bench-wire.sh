@@ -92,12 +92,14 @@ appliance_run() {
     after=$(core_counters)
     stop_server
     echo "$line"
-    read -r b0 e0 f0 <<< "$before"
-    read -r b1 e1 f1 <<< "$after"
+    read -r b0 _ f0 <<< "$before"
+    read -r b1 _ f1 <<< "$after"
     local rate
     rate=$(echo "$line" | awk '{ print $3 }')
-    awk -v r="$rate" -v b=$((b1 - b0)) -v e=$((e1 - e0)) -v f=$((f1 - f0)) -v out="$tmp/$mode" 'BEGIN {
-        printf "  appliance core: %.0f frames/s (rx+tx), busy %.1f%% of the run, %.0f frames per busy second\n", f * 1e6 / e, 100 * b / e, f * 1e6 / b
+    # The window between the two samples also holds loadgen's start-up, when the appliance idles:
+    # rates are over loadgen's SECS of traffic.
+    awk -v r="$rate" -v b=$((b1 - b0)) -v e=$((secs * 1000000)) -v f=$((f1 - f0)) -v out="$tmp/$mode" 'BEGIN {
+        printf "  appliance core: %.0f frames/s (rx+tx), busy %.1f%% of the %d s, %.0f frames per busy second\n", f * 1e6 / e, 100 * b / e, e / 1e6, f * 1e6 / b
         printf "%s %.0f %.0f\n", r, f * 1e6 / e, f * 1e6 / b >> out }'
 }
 # The same wire between two testpmd processes: flowgen (CPU 1) sends 64 B frames as fast as it can
