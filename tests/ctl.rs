@@ -113,7 +113,13 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     assert!(busy > 0 && busy <= elapsed, "{stats}");
 
     // The same commands as text.
-    for (cmd, header) in [("status", "ADDRESS"), ("listeners", "QUEUED"), ("conns", "REMOTE"), ("stats", "BUSY_%"), ("stats", "RX_FRAMES")] {
+    for (cmd, header) in [
+        ("status", "ADDRESS"),
+        ("listeners", "QUEUED"),
+        ("conns", "REMOTE"),
+        ("stats", "BUSY_%"),
+        ("stats", "RX_FRAMES"),
+    ] {
         let (ok, out, err) = ctl(&socket, &[cmd]);
         assert!(ok && out.contains(header), "ctl {cmd}: {out}{err}");
     }

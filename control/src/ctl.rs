@@ -966,7 +966,11 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                         format!("{:.1}", c.elapsed_us as f64 / 1e6),
                         format!("{:.1}", 100.0 * c.busy_us as f64 / c.elapsed_us.max(1) as f64),
                         // Frames per busy second: what the core carries when saturated.
-                        if c.busy_us > 0 { format!("{:.0}", frames as f64 * 1e6 / c.busy_us as f64) } else { "-".into() },
+                        if c.busy_us > 0 {
+                            format!("{:.0}", frames as f64 * 1e6 / c.busy_us as f64)
+                        } else {
+                            "-".into()
+                        },
                     ]
                 })
                 .collect();
