@@ -74,32 +74,41 @@ listen = ""
 CFG
 
 secs=${SECS:-5}
+[ "$secs" -ge 3 ] || { echo "bench-wire: SECS must be at least 3" >&2; exit 1; }
 # Busy time and frames of the appliance's core, from its control socket: "busy_us elapsed_us frames".
 core_counters() {
     "$bin" ctl --socket "$tmp/ctl.sock" --json stats |
         python3 -c 'import json,sys; c=json.load(sys.stdin)["cores"][0]; print(c["busy_us"], c["elapsed_us"], sum(l["rx_frames"]+l["tx_frames"] for l in c["lanes"]))'
 }
 # One loadgen run against a fresh appliance; prints loadgen's line and the appliance core's load
-# over the run, and appends "rate frames_per_s frames_per_busy_s" to $tmp/$1.
+# over a window inside the run (from one second after traffic starts to one second before loadgen's
+# SECS end, timed by the core's own clock), and appends "rate frames_per_s frames_per_busy_s" to
+# $tmp/$1.
 appliance_run() {
     local mode=$1 conns=$2
     "$bin" run --config "$tmp/srv.toml" > "$tmp/srv.log" 2>&1 &
     srv_pid=$!
     for _ in $(seq 100); do grep -q "switchyard ready" "$tmp/srv.log" && break; sleep 0.1; done
-    local before after line
+    local idle before after
+    idle=$(core_counters)
+    "$bin" loadgen --config "$tmp/cli.toml" --target 198.18.0.2:7 --mode "$mode" --conns "$conns" --secs "$secs" 2>/dev/null |
+        grep '^loadgen' > "$tmp/line" &
+    local lg=$!
+    for _ in $(seq 100); do
+        [ "$(core_counters | awk '{ print $3 }')" -gt $(($(echo "$idle" | awk '{ print $3 }') + 10000)) ] && break
+        sleep 0.1
+    done
+    sleep 1
     before=$(core_counters)
-    line=$("$bin" loadgen --config "$tmp/cli.toml" --target 198.18.0.2:7 --mode "$mode" --conns "$conns" --secs "$secs" 2>/dev/null | grep '^loadgen')
+    sleep $((secs - 2))
     after=$(core_counters)
+    wait "$lg"
     stop_server
-    echo "$line"
-    read -r b0 _ f0 <<< "$before"
-    read -r b1 _ f1 <<< "$after"
-    local rate
-    rate=$(echo "$line" | awk '{ print $3 }')
-    # The window between the two samples also holds loadgen's start-up, when the appliance idles:
-    # rates are over loadgen's SECS of traffic.
-    awk -v r="$rate" -v b=$((b1 - b0)) -v e=$((secs * 1000000)) -v f=$((f1 - f0)) -v out="$tmp/$mode" 'BEGIN {
-        printf "  appliance core: %.0f frames/s (rx+tx), busy %.1f%% of the %d s, %.0f frames per busy second\n", f * 1e6 / e, 100 * b / e, e / 1e6, f * 1e6 / b
+    cat "$tmp/line"
+    read -r b0 e0 f0 <<< "$before"
+    read -r b1 e1 f1 <<< "$after"
+    awk -v r="$(awk '{ print $3 }' "$tmp/line")" -v b=$((b1 - b0)) -v e=$((e1 - e0)) -v f=$((f1 - f0)) -v out="$tmp/$mode" 'BEGIN {
+        printf "  appliance core over %.1f s inside the run: %.0f frames/s (rx+tx), busy %.1f%%, %.0f frames per busy second\n", e / 1e6, f * 1e6 / e, 100 * b / e, f * 1e6 / b
         printf "%s %.0f %.0f\n", r, f * 1e6 / e, f * 1e6 / b >> out }'
 }
 # The same wire between two testpmd processes: flowgen (CPU 1) sends 64 B frames as fast as it can
