@@ -28,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cargo bench --locked -q -p switchyard-dataplane --bench wire 2>&1 | grep -v '^EAL:\|^TELEMETRY'
+cargo bench --locked -q -p switchyard-dataplane --bench wire 2>&1 | grep -v '^EAL:\|^TELEMETRY' | tee "$tmp/inproc"
 
 # The same workloads across two processes, as an operator would run them: the appliance
 # (`switchyard run`, busy polling on CPU 0) and `switchyard loadgen` (CPU 1) on a net_memif wire.
@@ -167,6 +167,13 @@ echo "  requests/s, two processes: $(mmm "$tmp/persistent" 1)"
 echo "  appliance frames/s (rx+tx), persistent requests: $(mmm "$tmp/persistent" 2); per busy second: $(mmm "$tmp/persistent" 3)"
 echo "  ceiling, same two-process wire (testpmd echo side rx+tx): $(mmm "$tmp/ceiling2" 1)"
 echo "  ceiling, one process, one core for both ends (testpmd io, rx both ports): $(mmm "$tmp/ceiling1" 1)"
+# The Linux medians of part 1 (none with KERNEL=0).
+linux_short=$(sed -n 's/^short connections.*; Linux \([0-9]*\) .*/\1/p' "$tmp/inproc")
+linux_req=$(sed -n 's/^persistent requests.*; Linux \([0-9]*\) .*/\1/p' "$tmp/inproc")
+if [ -n "$linux_short" ] && [ -n "$linux_req" ]; then
+    awk -v s="$(med "$tmp/short" 1)" -v r="$(med "$tmp/persistent" 1)" -v ls="$linux_short" -v lr="$linux_req" 'BEGIN {
+        printf "  two processes against Linux (part 1 medians: %d conns/s, %d req/s): short connections %.1fx, requests %.1fx\n", ls, lr, s / ls, r / lr }'
+fi
 awk -v f="$(med "$tmp/persistent" 2)" -v fb="$(med "$tmp/persistent" 3)" -v c2="$(med "$tmp/ceiling2" 1)" -v c1="$(med "$tmp/ceiling1" 1)" 'BEGIN {
     printf "  engine / two-process wire ceiling: %.1f%% measured, %.1f%% per busy second\n", 100 * f / c2, 100 * fb / c2
     printf "  engine / one-process ceiling: %.1f%% measured, %.1f%% per busy second\n", 100 * f / c1, 100 * fb / c1 }'
