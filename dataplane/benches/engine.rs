@@ -28,13 +28,14 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant as Clock};
 
+use dataplane::engine::flow::{tcp_frame_len, write_tcp_frame};
 use dataplane::engine::{BacklogPolicy, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull};
 use dataplane::phy::{BurstDevice, MemoryDevice, MemoryLink};
 use dataplane::services::ServiceKind;
-use smoltcp::phy::{ChecksumCapabilities, Device, RxToken, TxToken};
+use smoltcp::phy::{Device, RxToken, TxToken};
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress,
-    IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Ipv4Packet,
+    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -107,29 +108,9 @@ impl Client {
             timestamp: None,
             payload,
         };
-        let ipr = Ipv4Repr {
-            src_addr: ip,
-            dst_addr: SERVER,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let len = 14 + 20 + tcp.buffer_len();
+        let len = tcp_frame_len(&tcp);
         let tok = self.dev.transmit(EngineInstant::from_millis(0)).expect("memory link never full");
-        tok.consume(len, |buf| {
-            let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-            EthernetRepr {
-                src_addr: EthernetAddress(CLIENT_MAC),
-                dst_addr: EthernetAddress(SERVER_MAC),
-                ethertype: EthernetProtocol::Ipv4,
-            }
-            .emit(&mut eth);
-            let caps = ChecksumCapabilities::default();
-            let mut ipp = Ipv4Packet::new_unchecked(eth.payload_mut());
-            ipr.emit(&mut ipp, &caps);
-            let mut t = TcpPacket::new_unchecked(ipp.payload_mut());
-            tcp.emit(&mut t, &IpAddress::Ipv4(ip), &IpAddress::Ipv4(SERVER), &caps);
-        });
+        tok.consume(len, |buf| write_tcp_frame(buf, (CLIENT_MAC, ip), (SERVER_MAC, SERVER), &tcp));
         let c = &mut self.conns[i as usize];
         c.snd_nxt = c.snd_nxt.wrapping_add(payload.len() as u32)
             + u32::from(matches!(control, TcpControl::Syn | TcpControl::Fin));

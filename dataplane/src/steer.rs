@@ -122,10 +122,9 @@ impl SteerCtx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smoltcp::phy::ChecksumCapabilities;
+    use crate::engine::flow::{tcp_frame_len, write_tcp_frame};
     use smoltcp::wire::{
-        ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetRepr, IpAddress, Ipv4Repr, TcpControl, TcpPacket,
-        TcpRepr, TcpSeqNumber,
+        ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetRepr, TcpControl, TcpRepr, TcpSeqNumber,
     };
     use std::net::Ipv4Addr;
 
@@ -144,25 +143,8 @@ mod tests {
             timestamp: None,
             payload: &[],
         };
-        let ip = Ipv4Repr {
-            src_addr: src,
-            dst_addr: dst,
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; 14 + 20 + tcp.buffer_len()];
-        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-        EthernetRepr {
-            src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
-            dst_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
-            ethertype: EthernetProtocol::Ipv4,
-        }
-        .emit(&mut eth);
-        let caps = ChecksumCapabilities::default();
-        let mut ipp = Ipv4Packet::new_unchecked(eth.payload_mut());
-        ip.emit(&mut ipp, &caps);
-        tcp.emit(&mut TcpPacket::new_unchecked(ipp.payload_mut()), &IpAddress::Ipv4(src), &IpAddress::Ipv4(dst), &caps);
+        let mut buf = vec![0u8; tcp_frame_len(&tcp)];
+        write_tcp_frame(&mut buf, ([2, 0, 0, 0, 0, 1], src), ([2, 0, 0, 0, 0, 2], dst), &tcp);
         buf
     }
 

@@ -1,9 +1,14 @@
-//! Frame classification: the few header fields the engine's demux needs, read in place.
+//! Frame classification: the few header fields the engine's demux needs, read in place; and the
+//! one writer of whole Ethernet/IPv4/TCP frames for segments the engine answers itself.
 
 use std::hash::{Hash, Hasher};
 use std::net::Ipv4Addr;
 
-use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr,
+    TcpPacket, TcpRepr,
+};
 
 /// A TCP connection's identity, from this engine's side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,4 +111,34 @@ pub fn classify(frame: &[u8], local: &[Ipv4Addr]) -> Frame {
 /// `a` is after `b` in sequence space (RFC 1982 comparison).
 pub fn seq_after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
+}
+
+/// Length of the Ethernet/IPv4/TCP frame [`write_tcp_frame`] builds for `tcp`.
+pub fn tcp_frame_len(tcp: &TcpRepr) -> usize {
+    14 + 20 + tcp.buffer_len()
+}
+
+/// Writes `tcp` from `src` to `dst` (MAC and IPv4 address each) into the first
+/// [`tcp_frame_len`] bytes of `buf`, checksums computed, and returns that length.
+pub fn write_tcp_frame(buf: &mut [u8], src: ([u8; 6], Ipv4Addr), dst: ([u8; 6], Ipv4Addr), tcp: &TcpRepr) -> usize {
+    let len = tcp_frame_len(tcp);
+    let caps = ChecksumCapabilities::default();
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..len]);
+    EthernetRepr {
+        src_addr: EthernetAddress(src.0),
+        dst_addr: EthernetAddress(dst.0),
+        ethertype: EthernetProtocol::Ipv4,
+    }
+    .emit(&mut frame);
+    let ip = Ipv4Repr {
+        src_addr: src.1,
+        dst_addr: dst.1,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let mut ipp = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut ipp, &caps);
+    tcp.emit(&mut TcpPacket::new_unchecked(ipp.payload_mut()), &IpAddress::Ipv4(src.1), &IpAddress::Ipv4(dst.1), &caps);
+    len
 }

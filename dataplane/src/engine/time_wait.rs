@@ -19,14 +19,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::Instant;
-use smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-};
+use smoltcp::wire::{EthernetFrame, IpAddress, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
 
-use super::flow::{seq_after, FourTuple, Segment};
+use super::flow::{seq_after, write_tcp_frame, FourTuple, Segment};
 
 /// The longest TIME_WAIT delay accepted (T1).
 pub const MAX_DELAY: Duration = Duration::from_secs(300);
@@ -209,11 +205,6 @@ pub const ACK_FRAME_LEN: usize = 14 + 20 + 20;
 /// acknowledges, ack = the end of its FIN.
 pub fn write_ack(buf: &mut [u8], our_mac: [u8; 6], seg: &Segment) {
     let t = seg.tuple;
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress(our_mac),
-        dst_addr: EthernetAddress(seg.src_mac),
-        ethertype: EthernetProtocol::Ipv4,
-    };
     let tcp = TcpRepr {
         src_port: t.local_port,
         dst_port: t.remote_port,
@@ -228,20 +219,7 @@ pub fn write_ack(buf: &mut [u8], our_mac: [u8; 6], seg: &Segment) {
         timestamp: None,
         payload: &[],
     };
-    let ip = Ipv4Repr {
-        src_addr: t.local_ip,
-        dst_addr: t.remote_ip,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let caps = ChecksumCapabilities::default();
-    let mut frame = EthernetFrame::new_unchecked(&mut buf[..ACK_FRAME_LEN]);
-    eth.emit(&mut frame);
-    let mut ipp = Ipv4Packet::new_unchecked(frame.payload_mut());
-    ip.emit(&mut ipp, &caps);
-    let mut tcpp = TcpPacket::new_unchecked(ipp.payload_mut());
-    tcp.emit(&mut tcpp, &IpAddress::Ipv4(t.local_ip), &IpAddress::Ipv4(t.remote_ip), &caps);
+    write_tcp_frame(buf, (our_mac, t.local_ip), (seg.src_mac, t.remote_ip), &tcp);
 }
 
 /// Whether the TCP checksum of the frame is right (before answering it ourselves).
