@@ -75,7 +75,8 @@ CFG
 
 secs=${SECS:-5}
 [ "$secs" -ge 3 ] || { echo "bench-wire: SECS must be at least 3" >&2; exit 1; }
-# Busy time and frames of the appliance's core, from its control socket: "busy_us elapsed_us frames".
+# Busy time and frames of the appliance's core, from its control socket: "busy_us elapsed_us frames"
+# (python3 reads the JSON; Debian's dpdk package depends on it).
 core_counters() {
     "$bin" ctl --socket "$tmp/ctl.sock" --json stats |
         python3 -c 'import json,sys; c=json.load(sys.stdin)["cores"][0]; print(c["busy_us"], c["elapsed_us"], sum(l["rx_frames"]+l["tx_frames"] for l in c["lanes"]))'
