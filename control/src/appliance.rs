@@ -271,6 +271,7 @@ pub fn run_with_switch(
                 time_wait: Duration::from_secs(g.time_wait_secs),
                 max_backlog: g.max_backlog,
                 tcp_timeout: Duration::from_secs(g.tcp_timeout_secs),
+                buffer_idle: g.buffer_idle(),
             };
             let mut engine =
                 Engine::new(&cfg, &mut device, now).map_err(|error| ApplianceError::Engine { port: i, error })?;

@@ -19,6 +19,8 @@
 //! time_wait_secs = 240      # TIME_WAIT delay, 0-300 (SEMANTICS T1)
 //! max_backlog = 4096        # backlogs above are clamped (B5)
 //! tcp_timeout_secs = 60     # unacknowledged data this long aborts a connection
+//! buffer_idle_secs = 30     # a connection idle 1-2x this long with empty buffers gives their
+//!                           # pages back to the kernel (normal pages only; 0: never)
 //! drain_secs = 10           # on SIGTERM: listeners refuse, open connections get this long, then
 //!                           # the rest are reset (0: stop at once)
 //!
@@ -138,6 +140,8 @@ pub struct EngineSection {
     pub max_backlog: usize,
     /// Unacknowledged data (or SYN-ACK) this long aborts a connection.
     pub tcp_timeout_secs: u64,
+    /// Idle connections give their buffer pages back after this long (0: never).
+    pub buffer_idle_secs: u64,
     /// Graceful drain on SIGTERM/SIGINT: how long open connections may go on (0: none).
     pub drain_secs: u64,
 }
@@ -154,6 +158,7 @@ impl Default for EngineSection {
             time_wait_secs: 240,
             max_backlog: 4096,
             tcp_timeout_secs: 60,
+            buffer_idle_secs: 30,
             drain_secs: 10,
         }
     }
@@ -162,6 +167,11 @@ impl Default for EngineSection {
 impl EngineSection {
     pub fn idle_sleep_max(&self) -> Duration {
         Duration::from_micros(self.idle_sleep_max_us)
+    }
+
+    /// `buffer_idle_secs` as the engine takes it.
+    pub fn buffer_idle(&self) -> Option<Duration> {
+        (self.buffer_idle_secs > 0).then(|| Duration::from_secs(self.buffer_idle_secs))
     }
 }
 
@@ -445,6 +455,7 @@ impl Config {
         )?;
         range("engine.max_backlog", g.max_backlog as u64, 1, 1 << 20, "between 1 and 1048576")?;
         range("engine.tcp_timeout_secs", g.tcp_timeout_secs, 1, 3600, "between 1 and 3600 seconds")?;
+        range("engine.buffer_idle_secs", g.buffer_idle_secs, 0, 86400, "between 0 (never) and 86400 seconds")?;
         range("engine.drain_secs", g.drain_secs, 0, 3600, "between 0 and 3600 seconds")?;
         range("engine.idle_sleep_max_us", g.idle_sleep_max_us, 0, 1_000_000, "at most 1000000 (1 s)")?;
         if config.ports.is_empty() {
@@ -672,6 +683,7 @@ mod tests {
             (format!("{port}[[service]]\nkind = \"hold\"\n"), &["port"]),
             (format!("{port}[engine]\ntime_wait_secs = 301\n"), &["engine.time_wait_secs", "301", "300"]),
             (format!("{port}[engine]\nmax_backlog = 0\n"), &["engine.max_backlog", "0"]),
+            (format!("{port}[engine]\nbuffer_idle_secs = 86401\n"), &["engine.buffer_idle_secs", "86401"]),
             (format!("{port}[engine]\ncores = 0\n"), &["engine.cores", "0"]),
             (format!("{port}[engine]\ntcp_timeout_secs = 0\n"), &["engine.tcp_timeout_secs"]),
             (

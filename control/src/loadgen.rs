@@ -99,6 +99,7 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
     cfg.tcp_tx_buffer = g.tcp_tx_buffer;
     cfg.time_wait = Duration::from_secs(g.time_wait_secs);
     cfg.tcp_timeout = Duration::from_secs(g.tcp_timeout_secs);
+    cfg.buffer_idle = g.buffer_idle();
     cfg.random_seed = t.elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
     let clock = TscClock::new(&eal);
     let now = || EngineInstant::from_micros(clock.micros());

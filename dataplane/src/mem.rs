@@ -8,8 +8,12 @@
 //! so the arena stops growing at the peak number of connections. Because chunks are never freed,
 //! the `'static` borrows smoltcp's sockets hold into them are true ones.
 //!
-//! This is the crate's second and last module with `unsafe` code: turning a hugepage mapping into
-//! a slice.
+//! Chunks on normal pages are anonymous mappings of their own, page-aligned, so that the engine
+//! can give an idle connection's buffer pages back to the kernel ([`release_pages`]); a hugepage
+//! cannot be given back in part, so buffers on hugepages stay resident.
+//!
+//! This is the crate's second and last module with `unsafe` code: turning a mapping into a slice,
+//! and giving pages of it back.
 #![allow(unsafe_code)]
 
 use std::alloc::Layout;
@@ -21,6 +25,8 @@ pub const FIRST_CHUNK: usize = 256 << 10;
 /// The largest chunk an arena takes at once.
 pub const MAX_CHUNK: usize = 16 << 20;
 const HUGEPAGE: usize = 2 << 20;
+/// The size of a normal page, the unit [`release_pages`] gives back.
+pub const PAGE: usize = 4096;
 
 /// Counters of an arena.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,10 +44,58 @@ pub struct ArenaStats {
 pub struct BufferArena {
     cur: &'static mut [u8],
     next_chunk: usize,
+    /// Whether `cur` is on hugepages.
+    cur_on_hugepages: bool,
     stats: ArenaStats,
     /// Whether the fallback to normal pages was logged already.
     told: bool,
     label: String,
+}
+
+/// A zero-filled `len`-byte region on normal pages, page-aligned, never unmapped.
+fn normal_chunk(len: usize) -> &'static mut [u8] {
+    // SAFETY: an anonymous private mapping of `len` (> 0) bytes at an address the kernel picks:
+    // no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        std::alloc::handle_alloc_error(Layout::from_size_align(len, PAGE).expect("a valid layout"));
+    }
+    // Residency is counted and given back by 4 KiB page; a transparent hugepage would make one
+    // touched connection hold 2 MiB. Advice only: failure changes nothing that matters.
+    // SAFETY: the range is the mapping just made.
+    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+    // SAFETY: p points at `len` bytes of a fresh private anonymous mapping: zero-filled (so
+    // initialised), exclusively ours, and never unmapped (chunks live for the process), so a
+    // 'static unique borrow of it is sound.
+    unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) }
+}
+
+/// Gives the pages of `[addr, addr + len)` back to the kernel: they read as zeros afterwards, and
+/// count as resident again only once written. `addr` and `len` must be multiples of [`PAGE`], and
+/// the range must lie in buffers this module handed out on normal pages whose contents no one
+/// will read before writing them: the empty rings of a connection whose data is all delivered and
+/// acknowledged, or of a pool slot with no connection.
+pub fn release_pages(addr: usize, len: usize) -> std::io::Result<()> {
+    assert!(addr.is_multiple_of(PAGE) && len.is_multiple_of(PAGE), "release_pages({addr:#x}, {len}): not page-aligned");
+    // SAFETY: the range lies in a private anonymous mapping of ours (the caller's contract), so
+    // MADV_DONTNEED only replaces its pages by zero-filled ones. smoltcp's rings keep unique
+    // borrows of these bytes, but only read bytes they wrote since (the range is the free part of
+    // an empty ring), and no call into them is in progress on this thread: nothing reads a value
+    // the kernel changed.
+    if unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// A zero-filled `len`-byte region on hugepages, never unmapped; `None` if none are free.
@@ -65,39 +119,42 @@ impl BufferArena {
         BufferArena {
             cur: &mut [],
             next_chunk: FIRST_CHUNK,
+            cur_on_hugepages: false,
             stats: ArenaStats::default(),
             told: false,
             label: label.into(),
         }
     }
 
-    /// `len` zero-initialised bytes, carved from the current chunk (or a new one).
-    pub fn take(&mut self, len: usize) -> &'static mut [u8] {
+    /// `len` zero-initialised bytes, carved from the current chunk (or a new one), and whether they
+    /// are on hugepages. On normal pages, takes of a multiple of [`PAGE`] are page-aligned.
+    pub fn take(&mut self, len: usize) -> (&'static mut [u8], bool) {
         if self.cur.len() < len {
             self.grow(len);
         }
         let (taken, rest) = std::mem::take(&mut self.cur).split_at_mut(len);
         self.cur = rest;
         self.stats.used += len;
-        taken
+        (taken, self.cur_on_hugepages)
     }
 
     fn grow(&mut self, need: usize) {
         let size = self.next_chunk.max(need).next_multiple_of(HUGEPAGE.min(self.next_chunk));
         self.next_chunk = (self.next_chunk * 2).min(MAX_CHUNK);
-        let chunk = match hugepage_chunk(size.next_multiple_of(HUGEPAGE)) {
+        let (chunk, huge) = match hugepage_chunk(size.next_multiple_of(HUGEPAGE)) {
             Some(c) => {
                 self.stats.on_hugepages += c.len();
-                c
+                (c, true)
             }
             None => {
                 if !self.told {
                     tracing::info!(arena = %self.label, "no hugepages free: connection buffers are on normal pages");
                     self.told = true;
                 }
-                vec![0u8; size].leak()
+                (normal_chunk(size), false)
             }
         };
+        self.cur_on_hugepages = huge;
         self.stats.reserved += chunk.len();
         self.stats.chunks += 1;
         self.cur = chunk;
@@ -134,16 +191,31 @@ impl StorageArena {
     }
 }
 
+/// Pages of `[addr, addr + len)` resident now, by mincore(2); `addr` is page-aligned.
+#[cfg(test)]
+pub(crate) fn resident_pages(addr: usize, len: usize) -> usize {
+    let mut v = vec![0u8; len.div_ceil(PAGE)];
+    // SAFETY: mincore only reads the page tables of the range, and writes one byte per page of it
+    // into v, which has that many.
+    let r = unsafe { libc::mincore(addr as *mut libc::c_void, len, v.as_mut_ptr()) };
+    assert_eq!(r, 0, "mincore({addr:#x}, {len}): {}", std::io::Error::last_os_error());
+    v.iter().filter(|&&x| x & 1 != 0).count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resident(b: &[u8]) -> usize {
+        resident_pages(b.as_ptr() as usize, b.len())
+    }
 
     #[test]
     fn hands_out_disjoint_zeroed_buffers_and_grows_by_doubling() {
         let mut a = BufferArena::new("test");
         let mut all = Vec::new();
         for i in 0..1000u32 {
-            let b = a.take(3072);
+            let (b, _) = a.take(3072);
             assert!(b.iter().all(|&x| x == 0));
             b.fill((i % 251) as u8);
             all.push(b);
@@ -155,6 +227,35 @@ mod tests {
         assert_eq!(s.used, 1000 * 3072);
         assert!(s.reserved >= s.used && s.reserved < 2 * s.used + MAX_CHUNK, "{s:?}");
         assert!(s.chunks < 10, "{s:?}");
+    }
+
+    #[test]
+    fn normal_page_takes_are_aligned_and_released_pages_read_zero_and_stop_counting() {
+        let mut a = BufferArena::new("test");
+        let bufs: Vec<&'static mut [u8]> = (0..100).map(|_| a.take(4 * PAGE)).map(|(b, _)| b).collect();
+        if a.stats().on_hugepages > 0 {
+            // This machine has hugepages free: the arena took them, and they cannot be released.
+            return;
+        }
+        for b in &bufs {
+            assert!((b.as_ptr() as usize).is_multiple_of(PAGE));
+        }
+        let b = &mut *bufs.into_iter().nth(7).unwrap();
+        b.fill(0xa5);
+        assert_eq!(resident(b), 4);
+        release_pages(b.as_ptr() as usize + PAGE, 2 * PAGE).unwrap();
+        assert_eq!(resident(b), 2, "the two middle pages are gone");
+        b[PAGE] = 1;
+        assert_eq!(resident(b), 3, "a write brings a page back");
+        // (Reading the last released page maps the shared zero page, which mincore counts.)
+        assert!(b[PAGE + 1..3 * PAGE].iter().all(|&x| x == 0), "released pages read as zeros");
+        assert!(b[..PAGE].iter().chain(&b[3 * PAGE..]).all(|&x| x == 0xa5), "the others are untouched");
+    }
+
+    #[test]
+    #[should_panic(expected = "not page-aligned")]
+    fn releasing_a_partial_page_is_refused() {
+        let _ = release_pages(PAGE + 8, PAGE);
     }
 
     #[test]

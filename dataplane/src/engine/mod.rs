@@ -45,6 +45,7 @@
 pub mod flow;
 pub mod listener;
 pub mod neighbor;
+pub mod reclaim;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -63,11 +64,12 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
 
 use crate::bridge::{self, Command, Commands, ConnectRequest, End, Incoming, ListenError, ListenerShared};
-use crate::mem::{ArenaStats, BufferArena, StorageArena};
+use crate::mem::{self, ArenaStats, BufferArena, StorageArena};
 use crate::phy::BurstDevice;
 use crate::services::{Progress, ServiceKind, Session};
 use flow::{FourTuple, Frame, Segment};
 pub use listener::{BacklogPolicy, ListenerStats, OnFull};
+pub use reclaim::ReclaimStats;
 use stream::TcpStream;
 pub use time_wait::TimeWaitStats;
 use time_wait::{TimeWaitAction, TimeWaitTable};
@@ -84,6 +86,9 @@ pub type Affinity = Box<dyn Fn(&FourTuple) -> bool + Send>;
 
 /// Ephemeral ports for outgoing connections (Linux's default range).
 pub const EPHEMERAL: std::ops::Range<u16> = 32768..61000;
+
+/// How long an idle connection keeps its buffer pages, by default.
+pub const DEFAULT_BUFFER_IDLE: Duration = Duration::from_secs(30);
 
 /// Socket options every connection gets.
 fn configure(s: &mut tcp::Socket<'static>, timeout: smoltcp::time::Duration) {
@@ -126,6 +131,9 @@ pub struct EngineConfig {
     pub max_backlog: usize,
     /// A connection whose sent data (or SYN-ACK) goes unacknowledged this long is aborted.
     pub tcp_timeout: Duration,
+    /// A connection idle this long (to twice as long) with nothing in its buffers gives their
+    /// pages back to the kernel ([`reclaim`]); `None`: never. Buffers on hugepages never do.
+    pub buffer_idle: Option<Duration>,
 }
 
 impl EngineConfig {
@@ -144,6 +152,7 @@ impl EngineConfig {
             time_wait: time_wait::DEFAULT_DELAY,
             max_backlog: 4096,
             tcp_timeout: Duration::from_secs(60),
+            buffer_idle: Some(DEFAULT_BUFFER_IDLE),
         }
     }
 }
@@ -175,6 +184,8 @@ pub enum EngineError {
     TooManyAddresses(usize),
     #[error("extra address {0} is not a unicast address inside the engine's prefix")]
     BadExtraAddress(Ipv4Addr),
+    #[error("buffer idle time {0:?} is out of range (10 ms to 1 day)")]
+    BadBufferIdle(Duration),
 }
 
 /// Why [`Engine::connect`] could not start a connection (the errno it maps to, SEMANTICS C4).
@@ -310,6 +321,17 @@ struct Slot {
     bytes: [u64; 2],
     /// The tick of this slot's live entry in the timer wheel, if it has one.
     wheel_tick: Option<i64>,
+    /// Where its buffers start, if their pages can be given back (normal pages, reclaim on);
+    /// else 0. See [`reclaim`].
+    buf: usize,
+    /// The peer's initial sequence number, from its SYN or SYN-ACK.
+    irs: u32,
+    /// The end of out-of-order data smoltcp may keep for it ([`reclaim::note_segment`]).
+    ooo_until: Option<u32>,
+    /// Serviced since the reclaim sweep last passed.
+    recent: bool,
+    /// Its buffer pages may be resident: serviced since they were last given back.
+    resident: bool,
 }
 
 impl Slot {
@@ -365,6 +387,9 @@ pub struct Engine {
     gateway: Option<Ipv4Addr>,
     neighbors: neighbor::Neighbors,
     arena: BufferArena,
+    /// Bytes of buffers per slot (rx then tx; page-aligned when reclaim is on).
+    buf_stride: usize,
+    reclaim: reclaim::Reclaim,
     storage: StorageArena,
     /// Requests from other threads ([`bridge`]), if this engine takes them.
     commands: Option<Arc<Commands>>,
@@ -483,6 +508,11 @@ impl Engine {
             gateway: cfg.gateway,
             neighbors: neighbor::Neighbors::default(),
             arena: BufferArena::new(format!("engine {}", cfg.address)),
+            buf_stride: match cfg.buffer_idle {
+                Some(_) => (cfg.tcp_rx_buffer + cfg.tcp_tx_buffer).next_multiple_of(mem::PAGE),
+                None => cfg.tcp_rx_buffer + cfg.tcp_tx_buffer,
+            },
+            reclaim: reclaim::Reclaim::new(cfg.buffer_idle, now),
             storage: StorageArena::default(),
             commands: None,
             deferred: Vec::new(),
@@ -572,6 +602,9 @@ impl Engine {
             }
         }
         self.fired = fired;
+        if self.reclaim.due(now) {
+            self.sweep(now);
+        }
         let busy = self.stats.frames != frames_before || !self.dirty.is_empty();
         while let Some(id) = self.dirty.pop() {
             self.service(now, device, id);
@@ -580,7 +613,10 @@ impl Engine {
             return Some(now);
         }
         let deferred = self.deferred.iter().map(|d| d.0).min();
-        [self.timers.next_deadline(now), self.time_wait.next_expiry(now), deferred].into_iter().flatten().min()
+        [self.timers.next_deadline(now), self.time_wait.next_expiry(now), deferred, self.reclaim.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Says whether `frame` is for this engine, reading only its headers and the engine's tables
@@ -651,6 +687,13 @@ impl Engine {
                         slot.peer_fin_end = Some(seg.seq_end());
                     }
                     slot.rst_seen |= seg.flags.rst;
+                    if seg.flags.syn && !seg.flags.rst {
+                        slot.irs = seg.seq; // a SYN-ACK (or a retransmitted SYN: the same)
+                        slot.ooo_until = None;
+                    }
+                    if slot.buf != 0 {
+                        reclaim::note_segment(slot, &seg, self.rx_buffer);
+                    }
                 }
                 self.iface.poll_ingress_single(now, device, &mut slot.set);
                 self.mark_dirty(id);
@@ -748,6 +791,8 @@ impl Engine {
             return;
         }
         slot.tuple = Some(seg.tuple);
+        slot.irs = seg.seq;
+        slot.ooo_until = None;
         slot.phase = Phase::HalfOpen;
         self.flows.insert(seg.tuple, id);
         self.listeners[li].stats.half_open += 1;
@@ -784,7 +829,11 @@ impl Engine {
             Some(id) => id,
             None => {
                 // A new pool slot: its buffers and socket storage come from the arenas, once.
-                let (rx, tx) = self.arena.take(self.rx_buffer + self.tx_buffer).split_at_mut(self.rx_buffer);
+                let (bufs, on_hugepages) = self.arena.take(self.buf_stride);
+                let buf = bufs.as_ptr() as usize;
+                let buf = if self.reclaim.enabled() && !on_hugepages && buf.is_multiple_of(mem::PAGE) { buf } else { 0 };
+                let (rx, rest) = bufs.split_at_mut(self.rx_buffer);
+                let tx = &mut rest[..self.tx_buffer];
                 let mut set = SocketSet::new(self.storage.take_one());
                 let handle = set.add(tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx)));
                 self.slots.push(Slot {
@@ -805,6 +854,11 @@ impl Engine {
                     ended_by_engine: None,
                     established_at: None,
                     bytes: [0; 2],
+                    buf,
+                    irs: 0,
+                    ooo_until: None,
+                    recent: false,
+                    resident: false,
                 });
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 connections")
             }
@@ -1119,6 +1173,7 @@ impl Engine {
     /// Runs a connection that had something happen: handshake completion, its session, egress,
     /// its next timer, or its end.
     fn service<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, id: u32) {
+        self.touch(id);
         let slot = &mut self.slots[id as usize];
         slot.dirty = false;
         let state = slot.socket().state();
@@ -1300,6 +1355,7 @@ impl Engine {
         slot.connect_deadline = None;
         slot.established_at = None;
         slot.bytes = [0; 2];
+        slot.ooo_until = None;
         // `neighbor_wait` stays: the slot may still be in the list (it is skipped while free).
         slot.timer_at = None; // a wheel entry still filed for it fires and is ignored
         self.free.push(id);
@@ -1432,6 +1488,11 @@ fn validate(cfg: &EngineConfig) -> Result<(), EngineError> {
     }
     if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&cfg.tcp_timeout) {
         return Err(EngineError::BadTimeout(cfg.tcp_timeout));
+    }
+    if let Some(d) = cfg.buffer_idle {
+        if !(reclaim::TICK..=Duration::from_secs(86400)).contains(&d) {
+            return Err(EngineError::BadBufferIdle(d));
+        }
     }
     if cfg.extra_addresses.len() > 7 {
         return Err(EngineError::TooManyAddresses(1 + cfg.extra_addresses.len()));

@@ -67,6 +67,12 @@ impl MemoryDevice {
         self.inbound.borrow_mut().push_back(frame);
     }
 
+    /// Takes the next frame off this end's inbound wire, unseen (tests reorder frames with this and
+    /// [`inject`](Self::inject)).
+    pub fn take_inbound(&mut self) -> Option<Vec<u8>> {
+        self.inbound.borrow_mut().pop_front()
+    }
+
     /// A copy of the next frame waiting on this end's inbound wire, if any.
     pub fn peek_owned(&self) -> Option<Vec<u8>> {
         self.inbound.borrow().front().cloned()
