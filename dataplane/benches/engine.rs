@@ -88,6 +88,9 @@ struct Client {
     /// The port SYNs go to.
     dst_port: u16,
     refused: u64,
+    /// Acknowledge each echo at once, as a client with nothing more to send does (after its delayed
+    /// ACK); otherwise the next request carries the ACK.
+    ack_echoes: bool,
 }
 
 impl Client {
@@ -199,6 +202,8 @@ impl Client {
                 if c.st == St::Requested && c.got >= 64 {
                     c.st = St::FinSent;
                     self.send_tcp(i, TcpControl::Fin, true, &[]);
+                } else if len > 0 && self.ack_echoes {
+                    self.send_tcp(i, TcpControl::None, true, &[]);
                 }
             }
             _ => {}
@@ -274,12 +279,32 @@ impl Bench {
         let engine = Engine::new(&cfg, &mut edev, now).unwrap();
         let conns =
             vec![Conn { st: St::Idle, snd_nxt: 0, rcv_nxt: 0, got: 0, short: false, echoes: 0 }; max_conns as usize];
-        let client =
-            Client { dev: a, conns, payload: [0x5a; 64], established: 0, finished: 0, dst_port: ECHO, refused: 0 };
+        let client = Client {
+            dev: a,
+            conns,
+            payload: [0x5a; 64],
+            established: 0,
+            finished: 0,
+            dst_port: ECHO,
+            refused: 0,
+            ack_echoes: false,
+        };
         let mut b = Bench { engine, edev, client, now, engine_time: Duration::ZERO };
         b.client.announce();
         b.settle();
         b
+    }
+
+    /// Lets engine time pass with no traffic, polling every 10 ms of it (its timers and sweeps run).
+    fn idle(&mut self, d: Duration) {
+        let end = self.now + d.into();
+        while self.now < end {
+            self.now += smoltcp::time::Duration::from_millis(10);
+            let t = Clock::now();
+            self.engine.poll(self.now, &mut self.edev);
+            self.engine_time += t.elapsed();
+            self.client.drain();
+        }
     }
 
     /// Lets the engine take everything the client sent, and the client answer, until quiet.
@@ -549,6 +574,7 @@ fn main() {
         // The same connections once each has carried one request and its echo: a touched buffer
         // page is resident from then on (the engine gives no page back while a connection lives).
         let t = std::time::Instant::now();
+        b.client.ack_echoes = true;
         for from in (0..s.open as u32).step_by(4096) {
             for i in from..(from + 4096).min(s.open as u32) {
                 b.client.request(i);
@@ -559,6 +585,24 @@ fn main() {
         println!(
             "after one 64 B request and echo on each of them ({:.1} s): RSS {rss:.0} MiB; {:.2} GiB resident (RSS + hugepages)   target <= 4 GiB",
             t.elapsed().as_secs_f64(),
+            (rss * 1048576.0 + m.buffers.on_hugepages as f64) / gib
+        );
+        // Then idle: the engine gives the pages of connections with empty buffers back after one
+        // to two `buffer_idle` periods (engine time; on normal pages only).
+        let idle = dataplane::engine::DEFAULT_BUFFER_IDLE;
+        let t = std::time::Instant::now();
+        let engine_before = b.engine_time;
+        b.idle(2 * idle + Duration::from_secs(1));
+        let rss = rss_mib();
+        let r = b.engine.reclaim_stats();
+        println!(
+            "then idle for {} s of engine time (buffer_idle {} s; sweep {:.2} s of engine CPU, {:.1} s wall): {} slot buffers given back, {} still held; RSS {rss:.0} MiB; {:.2} GiB resident (RSS + hugepages)   target <= 4 GiB",
+            (2 * idle + Duration::from_secs(1)).as_secs(),
+            idle.as_secs(),
+            (b.engine_time - engine_before).as_secs_f64(),
+            t.elapsed().as_secs_f64(),
+            r.releases,
+            r.holding,
             (rss * 1048576.0 + m.buffers.on_hugepages as f64) / gib
         );
     }

@@ -91,10 +91,13 @@ pub const EPHEMERAL: std::ops::Range<u16> = 32768..61000;
 pub const DEFAULT_BUFFER_IDLE: Duration = Duration::from_secs(30);
 
 /// Socket options every connection gets.
-fn configure(s: &mut tcp::Socket<'static>, timeout: smoltcp::time::Duration) {
+fn configure(s: &mut tcp::Socket<'static>) {
     s.set_nagle_enabled(false); // services write whole messages
     s.set_ack_delay(Some(smoltcp::time::Duration::from_millis(10)));
-    s.set_timeout(Some(timeout));
+    // smoltcp's timeout ends a connection whose peer has been silent that long, even one with
+    // nothing to be acknowledged: an idle connection would die (without an RST) after
+    // `tcp_timeout`. The engine times out only what waits for the peer (`Slot::waiting_since`).
+    s.set_timeout(None);
 }
 
 /// A listener of a built-in service.
@@ -129,7 +132,9 @@ pub struct EngineConfig {
     /// Backlog values above this are clamped to it (B5); also bounds half-open connections
     /// under the `linux` policy.
     pub max_backlog: usize,
-    /// A connection whose sent data (or SYN-ACK) goes unacknowledged this long is aborted.
+    /// A connection that waits this long for its peer, which stays silent meanwhile, is reset: sent
+    /// data, a SYN-ACK or a FIN unacknowledged, or (after our FIN) the peer's FIN not coming. A
+    /// connection with nothing to wait for is never timed out, however long it idles.
     pub tcp_timeout: Duration,
     /// A connection idle this long (to twice as long) with nothing in its buffers gives their
     /// pages back to the kernel ([`reclaim`]); `None`: never. Buffers on hugepages never do.
@@ -321,6 +326,11 @@ struct Slot {
     bytes: [u64; 2],
     /// The tick of this slot's live entry in the timer wheel, if it has one.
     wheel_tick: Option<i64>,
+    /// When it began waiting for its peer (data, SYN-ACK or FIN unacknowledged, or our FIN sent
+    /// and the peer's not come), if it waits: see [`EngineConfig::tcp_timeout`].
+    waiting_since: Option<Instant>,
+    /// When its peer last sent it a segment.
+    heard_at: Instant,
     /// Where its buffers start, if their pages can be given back (normal pages, reclaim on);
     /// else 0. See [`reclaim`].
     buf: usize,
@@ -687,6 +697,7 @@ impl Engine {
                         slot.peer_fin_end = Some(seg.seq_end());
                     }
                     slot.rst_seen |= seg.flags.rst;
+                    slot.heard_at = now;
                     if seg.flags.syn && !seg.flags.rst {
                         slot.irs = seg.seq; // a SYN-ACK (or a retransmitted SYN: the same)
                         slot.ooo_until = None;
@@ -791,6 +802,7 @@ impl Engine {
             return;
         }
         slot.tuple = Some(seg.tuple);
+        slot.heard_at = now;
         slot.irs = seg.seq;
         slot.ooo_until = None;
         slot.phase = Phase::HalfOpen;
@@ -812,14 +824,14 @@ impl Engine {
     /// A slot from the pool (or a new one), in LISTEN on listener `li`'s port.
     fn arm(&mut self, li: usize) -> u32 {
         let id = self.take_slot();
-        let (port, timeout) = (self.listeners[li].port, self.tcp_timeout);
+        let port = self.listeners[li].port;
         let slot = &mut self.slots[id as usize];
         slot.phase = Phase::Armed;
         slot.listener = li;
         let s = slot.socket();
         // listen() resets a Closed or TimeWait socket without sending anything.
         s.listen(port).expect("a pooled socket is closed and the port is non-zero");
-        configure(s, timeout);
+        configure(s);
         id
     }
 
@@ -831,7 +843,8 @@ impl Engine {
                 // A new pool slot: its buffers and socket storage come from the arenas, once.
                 let (bufs, on_hugepages) = self.arena.take(self.buf_stride);
                 let buf = bufs.as_ptr() as usize;
-                let buf = if self.reclaim.enabled() && !on_hugepages && buf.is_multiple_of(mem::PAGE) { buf } else { 0 };
+                let buf =
+                    if self.reclaim.enabled() && !on_hugepages && buf.is_multiple_of(mem::PAGE) { buf } else { 0 };
                 let (rx, rest) = bufs.split_at_mut(self.rx_buffer);
                 let tx = &mut rest[..self.tx_buffer];
                 let mut set = SocketSet::new(self.storage.take_one());
@@ -854,6 +867,8 @@ impl Engine {
                     ended_by_engine: None,
                     established_at: None,
                     bytes: [0; 2],
+                    waiting_since: None,
+                    heard_at: Instant::ZERO,
                     buf,
                     irs: 0,
                     ooo_until: None,
@@ -988,12 +1003,11 @@ impl Engine {
     /// Starts the handshake of an outgoing connection on `t`; returns its slot.
     fn open(&mut self, t: FourTuple, session: Session, deadline: Option<Instant>) -> u32 {
         let id = self.take_slot();
-        let timeout = self.tcp_timeout;
         let slot = &mut self.slots[id as usize];
         let s = slot.set.get_mut::<tcp::Socket>(slot.handle);
         s.connect(self.iface.context(), (t.remote_ip, t.remote_port), (t.local_ip, t.local_port))
             .expect("a pooled socket is closed; remote and local were checked");
-        configure(s, timeout);
+        configure(s);
         slot.phase = Phase::Client { session, established: false };
         slot.tuple = Some(t);
         slot.connect_deadline = deadline;
@@ -1250,6 +1264,13 @@ impl Engine {
                 slot.socket().abort();
             }
         }
+        if let Some(since) = slot.waiting_since {
+            if now >= since.max(slot.heard_at) + self.tcp_timeout && slot.ended_by_engine.is_none() {
+                // Waited for the peer, which stayed silent, for `tcp_timeout`: reset.
+                slot.ended_by_engine = Some(End::TimedOut);
+                slot.socket().abort();
+            }
+        }
         let abort = match &slot.phase {
             Phase::Accepted(Session::Bridge(end)) | Phase::Client { session: Session::Bridge(end), .. } => {
                 end.abort_requested()
@@ -1300,10 +1321,12 @@ impl Engine {
                     | tcp::State::Closing
                     | tcp::State::LastAck
             );
-        let at = match (self.iface.poll_at(now, &slot.set), slot.connect_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        slot.waiting_since = match wants_to_send || state == tcp::State::FinWait2 {
+            true => Some(slot.waiting_since.unwrap_or(now)),
+            false => None,
         };
+        let give_up = slot.waiting_since.map(|since| since.max(slot.heard_at) + self.tcp_timeout);
+        let at = [self.iface.poll_at(now, &slot.set), slot.connect_deadline, give_up].into_iter().flatten().min();
         if !emitted && wants_to_send && !slot.neighbor_wait {
             // Maybe blocked on ARP: poll it again when an ARP frame arrives.
             slot.neighbor_wait = true;
@@ -1353,6 +1376,7 @@ impl Engine {
         slot.rst_seen = false;
         slot.emitted = false;
         slot.connect_deadline = None;
+        slot.waiting_since = None;
         slot.established_at = None;
         slot.bytes = [0; 2];
         slot.ooo_until = None;

@@ -1058,3 +1058,52 @@ fn reclaim_off_leaves_buffers_alone_and_its_range_is_checked() {
         assert_eq!(Engine::new(&c, &mut link.b, p.now).err(), Some(EngineError::BadBufferIdle(bad)));
     }
 }
+
+/// smoltcp's own timeout ends a connection whose peer is merely quiet, silently; the engine's ends
+/// only one that waits for its peer.
+#[test]
+fn an_idle_connection_outlives_the_tcp_timeout() {
+    let mut p = Pair::new(&config());
+    let h = p.connect(7, 44100);
+    echo(&mut p, h, b"hello");
+    for _ in 0..200 {
+        p.step_by(Duration::from_secs(1)); // tcp_timeout is 60 s
+    }
+    assert_eq!(p.engine.stats().open, 1, "the engine kept it");
+    assert_eq!(p.sock(h).state(), tcp::State::Established);
+    assert_eq!(echo(&mut p, h, b"still here"), b"still here");
+}
+
+#[test]
+fn data_unacknowledged_for_the_tcp_timeout_resets_the_connection() {
+    let mut c = config();
+    c.tcp_timeout = std::time::Duration::from_secs(20);
+    let mut p = Pair::new(&c);
+    let h = p.connect(7, 44101);
+    echo(&mut p, h, b"hello");
+    // The client sends one more request and vanishes: the echo is never acknowledged.
+    p.sock(h).send_slice(b"are you there").unwrap();
+    p.step();
+    let closed = p.engine.stats().closed;
+    let start = p.now;
+    let mut ended = None;
+    for _ in 0..3000 {
+        p.now += Duration::from_millis(10);
+        p.edev.refill();
+        p.engine.poll(p.now, &mut p.edev);
+        if p.engine.stats().open == 0 {
+            ended = Some(p.now - start);
+            break;
+        }
+    }
+    let ended = ended.expect("reset within 30 s");
+    assert!(ended >= Duration::from_secs(19), "after the 20 s timeout, not before: {ended}");
+    assert_eq!(p.engine.stats().closed, closed + 1);
+    // The peer is told: the last frame the engine sent is an RST.
+    let mut last = None;
+    while let Some(f) = p.cdev.take_inbound() {
+        last = Some(f);
+    }
+    let last = last.expect("frames to the client");
+    assert_eq!(last[14 + 20 + 13] & 0x04, 0x04, "an RST");
+}
