@@ -596,14 +596,25 @@ fn main() {
         let rss = rss_mib();
         let r = b.engine.reclaim_stats();
         println!(
-            "then idle for {} s of engine time (buffer_idle {} s; sweep {:.2} s of engine CPU, {:.1} s wall): {} slot buffers given back, {} still held; RSS {rss:.0} MiB; {:.2} GiB resident (RSS + hugepages)   target <= 4 GiB",
+            "then idle for {} s of engine time (buffer_idle {} s; engine CPU {:.2} s, {:.1} s wall): {} connections open, {} slot buffers given back, {} still held; RSS {rss:.0} MiB; {:.2} GiB resident (RSS + hugepages)   target <= 4 GiB",
             (2 * idle + Duration::from_secs(1)).as_secs(),
             idle.as_secs(),
             (b.engine_time - engine_before).as_secs_f64(),
             t.elapsed().as_secs_f64(),
+            b.engine.stats().open,
             r.releases,
             r.holding,
             (rss * 1048576.0 + m.buffers.on_hugepages as f64) / gib
         );
+        assert_eq!(b.engine.stats().open, s.open, "idle connections stay open");
+        // They carry on: one more request on a sample of them, echoed on fresh pages.
+        let sample = 0..4096.min(s.open as u32);
+        let before: u32 = sample.clone().map(|i| b.client.conns[i as usize].echoes).sum();
+        for i in sample.clone() {
+            b.client.request(i);
+        }
+        b.settle();
+        let after: u32 = sample.clone().map(|i| b.client.conns[i as usize].echoes).sum();
+        assert_eq!(after - before, sample.len() as u32, "every sampled connection echoed after the idle time");
     }
 }
