@@ -18,7 +18,8 @@
 //! tcp_tx_buffer = 65536
 //! time_wait_secs = 240      # TIME_WAIT delay, 0-300 (SEMANTICS T1)
 //! max_backlog = 4096        # backlogs above are clamped (B5)
-//! tcp_timeout_secs = 60     # unacknowledged data this long aborts a connection
+//! tcp_timeout_secs = 60     # waiting this long for a silent peer resets a connection (never
+//!                           # an idle one)
 //! buffer_idle_secs = 30     # a connection idle 1-2x this long with empty buffers gives their
 //!                           # pages back to the kernel (normal pages only; 0: never)
 //! drain_secs = 10           # on SIGTERM: listeners refuse, open connections get this long, then
@@ -138,7 +139,8 @@ pub struct EngineSection {
     pub time_wait_secs: u64,
     /// Backlog values above this are clamped to it (B5).
     pub max_backlog: usize,
-    /// Unacknowledged data (or SYN-ACK) this long aborts a connection.
+    /// Waiting this long for a silent peer (data, SYN-ACK or FIN unacknowledged) resets a
+    /// connection; an idle one never times out.
     pub tcp_timeout_secs: u64,
     /// Idle connections give their buffer pages back after this long (0: never).
     pub buffer_idle_secs: u64,

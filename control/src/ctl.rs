@@ -160,6 +160,11 @@ pub struct LaneStats {
     pub closed: u64,
     pub open: usize,
     pub time_wait: usize,
+    /// Connections (and pool slots) whose buffer pages may be resident: serviced since the idle
+    /// sweep last gave them back.
+    pub buffers_holding: usize,
+    /// Times an idle slot's buffer pages were given back to the kernel.
+    pub buffer_releases: u64,
     /// Frames waiting in this core's steering ring for this port (other cores handed them over).
     pub steer_ring: usize,
 }
@@ -347,6 +352,8 @@ impl Context<'_> {
                             closed: l.engine.closed,
                             open: l.engine.open,
                             time_wait: l.time_wait.live,
+                            buffers_holding: l.reclaim.holding,
+                            buffer_releases: l.reclaim.releases,
                             steer_ring: self.steer_rings.get(pi).and_then(|r| r.get(snap.core)).map_or(0, |f| f()),
                         }
                     })
@@ -567,6 +574,18 @@ impl Context<'_> {
             ("switchyard_steer_ring_frames", "gauge", "Frames waiting in the core's steering ring.", |l| {
                 l.steer_ring as f64
             }),
+            (
+                "switchyard_buffers_holding",
+                "gauge",
+                "Connection slots whose buffer pages may be resident (not given back since last used).",
+                |l| l.buffers_holding as f64,
+            ),
+            (
+                "switchyard_buffer_releases_total",
+                "counter",
+                "Times an idle connection slot's buffer pages were given back to the kernel.",
+                |l| l.buffer_releases as f64,
+            ),
         ] {
             family(name, kind, help, lane(f));
         }
@@ -676,6 +695,8 @@ impl Context<'_> {
                         ("open", l.open as u64),
                         ("time_wait", l.time_wait as u64),
                         ("steer_ring", l.steer_ring as u64),
+                        ("buffers_holding", l.buffers_holding as u64),
+                        ("buffer_releases", l.buffer_releases),
                     ] {
                         d.push((format!("port{p}_{k}"), u(v)));
                     }

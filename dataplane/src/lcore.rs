@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use smoltcp::time::Instant;
 
-use crate::engine::{ConnectionInfo, Engine, EngineStats, ListenerInfo, TimeWaitStats};
+use crate::engine::{ConnectionInfo, Engine, EngineStats, ListenerInfo, ReclaimStats, TimeWaitStats};
 use crate::phy::{BurstDevice, DeviceStats};
 
 /// First sleep of an idle loop.
@@ -51,6 +51,7 @@ pub struct LaneSnapshot {
     pub engine: EngineStats,
     pub listeners: Vec<ListenerInfo>,
     pub time_wait: TimeWaitStats,
+    pub reclaim: ReclaimStats,
     pub device: Option<DeviceStats>,
     pub connections: Vec<ConnectionInfo>,
 }
@@ -193,6 +194,7 @@ pub fn run_answering<D: BurstDevice>(
                         engine: l.engine.stats(),
                         listeners: l.engine.listeners(),
                         time_wait: l.engine.time_wait_stats(),
+                        reclaim: l.engine.reclaim_stats(),
                         device: l.device.device_stats(),
                         connections: l.engine.connections(now, r.conns_limit),
                     })
