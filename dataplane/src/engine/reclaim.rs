@@ -8,14 +8,14 @@
 //! So a sweep walks the pool slots, a slice every [`TICK`], once per `buffer_idle` period, with a
 //! second chance: a slot serviced since the sweep last passed loses its mark and stays; one not
 //! serviced for a whole pass, whose rings hold nothing, has its buffer pages given back
-//! ([`mem::release_pages`](crate::mem::release_pages)). A connection idle for between one and two
+//! ([`mem::release_pages`]). A connection idle for between one and two
 //! periods thus holds no buffer page; its next byte faults a zeroed page in. The per-tick slice is
 //! `slots × TICK / period`: the sweep costs a fixed amount per slot per period, nothing per packet.
 //!
 //! "Holds nothing" must count out-of-order data: smoltcp keeps segments that arrive beyond a hole
 //! in the free part of the receive ring, and does not say when it holds some. The engine sees every
 //! segment before smoltcp does, so it notes the end of any whose payload starts beyond the next
-//! in-order byte ([`note_segment`]). That byte is the peer's ISN + 1 + what the session read + what
+//! in-order byte (`note_segment`). That byte is the peer's ISN + 1 + what the session read + what
 //! waits to be read. The ring holds no out-of-order data once in-order data reaches the noted end.
 //! The note errs only toward keeping pages: a segment smoltcp then refused still counts until
 //! in-order data passes it.
