@@ -631,6 +631,15 @@ mod tests {
     }
 
     #[test]
+    fn buffer_idle_zero_turns_reclaim_off_and_defaults_to_30_s() {
+        let port = "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.0.2/24\"\n";
+        let parse = |engine: &str| Config::parse(&format!("{engine}{port}"), "t", None).unwrap().config.engine;
+        assert_eq!(parse("").buffer_idle(), Some(Duration::from_secs(30)));
+        assert_eq!(parse("[engine]\nbuffer_idle_secs = 0\n").buffer_idle(), None);
+        assert_eq!(parse("[engine]\nbuffer_idle_secs = 86400\n").buffer_idle(), Some(Duration::from_secs(86400)));
+    }
+
+    #[test]
     fn defaults_fill_what_is_left_out() {
         let r = Config::parse(
             "[[port]]\nprofile = \"net_tap\"\naddress = \"198.18.1.2/24\"\n[[service]]\nkind = \"http\"\n",
