@@ -105,9 +105,15 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     assert!(lane["rx_bytes"].as_u64().unwrap() > 10 * 54, "at least a header per frame: {stats}");
     assert!(lane["tx_bytes"].as_u64().unwrap() > 0, "{stats}");
     assert!(lane["open"].as_u64().unwrap() >= 6, "{stats}");
-    // Connections that carried data hold buffer pages until they idle (buffer_idle_secs = 30).
-    assert!(lane["buffers_holding"].as_u64().unwrap() >= 1, "{stats}");
-    assert!(lane["buffer_releases"].as_u64().is_some(), "{stats}");
+    // Connections that carried data hold buffer pages until they idle for 30-60 s
+    // (buffer_idle_secs = 30), then give them back: one or the other, whatever the test's pace.
+    // (On hugepages, when the machine has some free, buffers are never given back nor counted.)
+    let hugepages = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("HugePages_Free:") && l.split_whitespace().nth(1) != Some("0"));
+    let pages = lane["buffers_holding"].as_u64().unwrap() + lane["buffer_releases"].as_u64().unwrap();
+    assert!(pages >= 1 || hugepages, "{stats}");
     assert!(stats["ports"][0]["rx_packets"].as_u64().unwrap() > 10);
     assert!(stats["ports"][0]["mbufs_in_use"].as_u64().is_some());
     // The core's load: some of its time moved frames, never more than all of it.
@@ -155,8 +161,9 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     assert!(busy > 0.0 && busy <= sample("switchyard_core_seconds_total", r#"core="0""#));
     assert_eq!(sample("switchyard_listener_backlog_limit", hold_labels), 4.0);
     assert!(sample("switchyard_connections_open", r#"core="0",port="0""#) >= 6.0);
-    assert!(sample("switchyard_buffers_holding", r#"core="0",port="0""#) >= 1.0);
-    assert!(sample("switchyard_buffer_releases_total", r#"core="0",port="0""#) >= 0.0);
+    let lane0 = r#"core="0",port="0""#;
+    let pages = sample("switchyard_buffers_holding", lane0) + sample("switchyard_buffer_releases_total", lane0);
+    assert!(pages >= 1.0 || hugepages);
     assert!(sample("switchyard_port_rx_packets_total", r#"port="0",device="net_tap0""#) > 10.0);
     assert!(metrics.contains("# TYPE switchyard_listener_refused_total counter"));
     let not_found = f.ns.run(|| {

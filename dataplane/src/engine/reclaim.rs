@@ -10,7 +10,8 @@
 //! serviced for a whole pass, whose rings hold nothing, has its buffer pages given back
 //! ([`mem::release_pages`]). A connection idle for between one and two
 //! periods thus holds no buffer page; its next byte faults a zeroed page in. The per-tick slice is
-//! `slots × TICK / period`: the sweep costs a fixed amount per slot per period, nothing per packet.
+//! `slots × TICK / period`, the fraction carried over, so a pass takes one period however few the
+//! slots: the sweep costs a fixed amount per slot per period, nothing per packet.
 //!
 //! "Holds nothing" must count out-of-order data: smoltcp keeps segments that arrive beyond a hole
 //! in the free part of the receive ring, and does not say when it holds some. The engine sees every
@@ -52,13 +53,18 @@ pub(super) struct Reclaim {
     /// One pass over all slots takes this long; `None`: reclaim is off.
     period: Option<Duration>,
     cursor: usize,
+    /// Slots owed to the sweep, in slot-microseconds: each tick adds slots × tick length, and a
+    /// slot is visited per `period` of it (so a pass takes one period, however few the slots).
+    credit: u128,
+    /// When the sweep last ran.
+    last: Instant,
     next_at: Instant,
     pub stats: ReclaimStats,
 }
 
 impl Reclaim {
     pub fn new(period: Option<Duration>, now: Instant) -> Self {
-        Reclaim { period, cursor: 0, next_at: now, stats: ReclaimStats::default() }
+        Reclaim { period, cursor: 0, credit: 0, last: now, next_at: now, stats: ReclaimStats::default() }
     }
 
     pub fn enabled(&self) -> bool {
@@ -154,12 +160,19 @@ impl Engine {
     /// One tick of the sweep: the next slice of slots.
     pub(super) fn sweep(&mut self, now: Instant) {
         let Some(period) = self.reclaim.period else { return };
+        let elapsed: u64 = (now - self.reclaim.last).total_micros();
+        self.reclaim.last = now;
         self.reclaim.next_at = now + TICK.into();
         let n = self.slots.len();
         if n == 0 || self.reclaim.stats.holding == 0 {
+            self.reclaim.credit = 0;
             return;
         }
-        let slice = (n as u128 * TICK.as_micros()).div_ceil(period.as_micros().max(1)) as usize;
+        // Slots due since the last tick: n per period, the remainder carried to the next tick.
+        let period = period.as_micros().max(1);
+        self.reclaim.credit = (self.reclaim.credit + n as u128 * u128::from(elapsed)).min(n as u128 * period);
+        let slice = (self.reclaim.credit / period) as usize;
+        self.reclaim.credit -= slice as u128 * period;
         let stride = self.buf_stride;
         // Adjacent slots are usually adjacent in memory: one madvise for a run of them.
         let mut run: Option<(usize, usize)> = None;

@@ -966,14 +966,24 @@ fn a_connection_in_use_keeps_its_pages() {
     let h = p.connect(7, 44001);
     echo(&mut p, h, b"first");
     let (id, _) = the_connection(&p);
-    // A request every 300 ms for 5 s, with a 1 s idle period: never idle for a whole pass.
+    // A request every 300 ms for 5 s, with a 1 s idle period: never idle for a whole pass. The
+    // pass takes the whole period even with a handful of slots.
     for i in 0..16 {
         for _ in 0..30 {
             p.step_by(Duration::from_millis(10));
         }
+        assert!(p.engine.slots[id].resident, "released while in use, before request {i}");
         assert_eq!(echo(&mut p, h, format!("request {i}").as_bytes()), format!("request {i}").as_bytes());
-        assert!(p.engine.slots[id].resident, "released while in use, after request {i}");
     }
+    // Idle for less than one period: kept. Then for two: given back.
+    for _ in 0..90 {
+        p.step_by(Duration::from_millis(10));
+    }
+    assert!(p.engine.slots[id].resident, "released after 0.9 s idle, with a 1 s period");
+    for _ in 0..120 {
+        p.step_by(Duration::from_millis(10));
+    }
+    assert!(!p.engine.slots[id].resident, "kept after 2.1 s idle");
 }
 
 #[test]
