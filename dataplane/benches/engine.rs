@@ -299,12 +299,18 @@ impl Bench {
     fn idle(&mut self, d: Duration) {
         let end = self.now + d.into();
         while self.now < end {
-            self.now += smoltcp::time::Duration::from_millis(10);
-            let t = Clock::now();
-            self.engine.poll(self.now, &mut self.edev);
-            self.engine_time += t.elapsed();
+            self.timed_poll(smoltcp::time::Duration::from_millis(10));
             self.client.drain();
         }
+    }
+
+    /// Advances engine time by `step` and polls the engine once, counting the poll's time.
+    fn timed_poll(&mut self, step: smoltcp::time::Duration) {
+        self.edev.refill();
+        self.now += step;
+        let t = Clock::now();
+        self.engine.poll(self.now, &mut self.edev);
+        self.engine_time += t.elapsed();
     }
 
     /// Lets the engine take everything the client sent, and the client answer, until quiet.
@@ -313,11 +319,7 @@ impl Bench {
             let mut moved = false;
             while self.edev.pending() > 0 {
                 moved = true;
-                self.edev.refill();
-                self.now += smoltcp::time::Duration::from_micros(1);
-                let t = Clock::now();
-                self.engine.poll(self.now, &mut self.edev);
-                self.engine_time += t.elapsed();
+                self.timed_poll(smoltcp::time::Duration::from_micros(1));
             }
             if self.client.dev.pending() > 0 {
                 moved = true;

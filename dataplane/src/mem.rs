@@ -9,7 +9,7 @@
 //! the `'static` borrows smoltcp's sockets hold into them are true ones.
 //!
 //! Chunks on normal pages are anonymous mappings of their own, page-aligned, so that the engine
-//! can give an idle connection's buffer pages back to the kernel ([`release_pages`]); a hugepage
+//! can give an idle connection's buffer pages back to the kernel ([`BufferArena::release`]); a hugepage
 //! cannot be given back in part, so buffers on hugepages stay resident.
 //!
 //! This is the crate's second and last module with `unsafe` code: turning a mapping into a slice,
@@ -25,7 +25,7 @@ pub const FIRST_CHUNK: usize = 256 << 10;
 /// The largest chunk an arena takes at once.
 pub const MAX_CHUNK: usize = 16 << 20;
 const HUGEPAGE: usize = 2 << 20;
-/// The size of a normal page, the unit [`release_pages`] gives back.
+/// The size of a normal page, the unit [`BufferArena::release`] gives back.
 pub const PAGE: usize = 4096;
 
 /// Counters of an arena.
@@ -46,6 +46,8 @@ pub struct BufferArena {
     next_chunk: usize,
     /// Whether `cur` is on hugepages.
     cur_on_hugepages: bool,
+    /// The chunks on normal pages, as (start, length): the only memory `release` touches.
+    normal: Vec<(usize, usize)>,
     stats: ArenaStats,
     /// Whether the fallback to normal pages was logged already.
     told: bool,
@@ -79,28 +81,9 @@ fn normal_chunk(len: usize) -> &'static mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) }
 }
 
-/// Gives the pages of `[addr, addr + len)` back to the kernel: they read as zeros afterwards, and
-/// count as resident again only once written. `addr` and `len` must be multiples of [`PAGE`], and
-/// the range must lie in buffers this module handed out on normal pages whose contents no one
-/// will read before writing them: the empty rings of a connection whose data is all delivered and
-/// acknowledged, or of a pool slot with no connection.
-pub fn release_pages(addr: usize, len: usize) -> std::io::Result<()> {
-    assert!(addr.is_multiple_of(PAGE) && len.is_multiple_of(PAGE), "release_pages({addr:#x}, {len}): not page-aligned");
-    // SAFETY: the range lies in a private anonymous mapping of ours (the caller's contract), so
-    // MADV_DONTNEED only replaces its pages by zero-filled ones. smoltcp's rings keep unique
-    // borrows of these bytes, but only read bytes they wrote since (the range is the free part of
-    // an empty ring), and no call into them is in progress on this thread: nothing reads a value
-    // the kernel changed.
-    if unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// A zero-filled `len`-byte region on hugepages, never unmapped; `None` if none are free.
 fn hugepage_chunk(len: usize) -> Option<&'static mut [u8]> {
-    let layout = Layout::from_size_align(len, 4096).ok()?;
+    let layout = Layout::from_size_align(len, PAGE).ok()?;
     // SAFETY: layout has a non-zero size. hugepage_rs::alloc maps fresh anonymous memory or
     // returns null.
     let p = unsafe { hugepage_rs::alloc(layout) };
@@ -120,6 +103,7 @@ impl BufferArena {
             cur: &mut [],
             next_chunk: FIRST_CHUNK,
             cur_on_hugepages: false,
+            normal: Vec::new(),
             stats: ArenaStats::default(),
             told: false,
             label: label.into(),
@@ -151,7 +135,9 @@ impl BufferArena {
                     tracing::info!(arena = %self.label, "no hugepages free: connection buffers are on normal pages");
                     self.told = true;
                 }
-                (normal_chunk(size), false)
+                let chunk = normal_chunk(size);
+                self.normal.push((chunk.as_ptr() as usize, chunk.len()));
+                (chunk, false)
             }
         };
         self.cur_on_hugepages = huge;
@@ -162,6 +148,30 @@ impl BufferArena {
 
     pub fn stats(&self) -> ArenaStats {
         self.stats
+    }
+
+    /// Gives the pages of `[addr, addr + len)` back to the kernel: they read as zeros afterwards,
+    /// and count as resident again only once written. `addr` and `len` must be multiples of
+    /// [`PAGE`], and the range must lie in one of this arena's chunks on normal pages (both are
+    /// checked). Its bytes must be ones no one reads before writing them: the empty rings of a
+    /// connection whose data is all delivered and acknowledged, or of a pool slot with no
+    /// connection.
+    pub fn release(&self, addr: usize, len: usize) -> std::io::Result<()> {
+        assert!(addr.is_multiple_of(PAGE) && len.is_multiple_of(PAGE), "release({addr:#x}, {len}): not page-aligned");
+        assert!(
+            self.normal.iter().any(|&(start, n)| addr >= start && addr + len <= start + n),
+            "release({addr:#x}, {len}): not in this arena's chunks on normal pages"
+        );
+        // SAFETY: the range lies in a private anonymous mapping this arena made (checked above),
+        // so MADV_DONTNEED only replaces its pages by zero-filled ones. smoltcp's rings keep
+        // unique borrows of these bytes, but only read bytes they wrote since (the range is the
+        // free part of an empty ring), and no call into them is in progress on this thread:
+        // nothing reads a value the kernel changed.
+        if unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
     }
 }
 
@@ -243,7 +253,7 @@ mod tests {
         let b = &mut *bufs.into_iter().nth(7).unwrap();
         b.fill(0xa5);
         assert_eq!(resident(b), 4);
-        release_pages(b.as_ptr() as usize + PAGE, 2 * PAGE).unwrap();
+        a.release(b.as_ptr() as usize + PAGE, 2 * PAGE).unwrap();
         assert_eq!(resident(b), 2, "the two middle pages are gone");
         b[PAGE] = 1;
         assert_eq!(resident(b), 3, "a write brings a page back");
@@ -255,7 +265,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "not page-aligned")]
     fn releasing_a_partial_page_is_refused() {
-        let _ = release_pages(PAGE + 8, PAGE);
+        let _ = BufferArena::new("test").release(PAGE + 8, PAGE);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! So a sweep walks the pool slots, a slice every [`TICK`], once per `buffer_idle` period, with a
 //! second chance: a slot serviced since the sweep last passed loses its mark and stays; one not
 //! serviced for a whole pass, whose rings hold nothing, has its buffer pages given back
-//! ([`mem::release_pages`]). A connection idle for between one and two
+//! ([`BufferArena::release`](crate::mem::BufferArena::release)). A connection idle for between one and two
 //! periods thus holds no buffer page; its next byte faults a zeroed page in. The per-tick slice is
 //! `slots × TICK / period`, the fraction carried over, so a pass takes one period however few the
 //! slots: the sweep costs a fixed amount per slot per period, nothing per packet.
@@ -29,7 +29,6 @@ use smoltcp::time::Instant;
 
 use super::flow::Segment;
 use super::{Engine, Phase, Slot};
-use crate::mem;
 
 /// How often the sweep runs.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -203,7 +202,7 @@ impl Engine {
     }
 
     fn release_run(&mut self, (start, len): (usize, usize)) {
-        match mem::release_pages(start, len) {
+        match self.arena.release(start, len) {
             Ok(()) => self.reclaim.stats.released_bytes += len as u64,
             Err(e) => {
                 if self.reclaim.stats.errors == 0 {
