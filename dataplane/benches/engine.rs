@@ -435,6 +435,17 @@ fn main() {
     let repeat = env("REPEAT", 3).max(1);
     let active = 1000.min(max_conns);
     println!("engine in memory, server time only (MAX_CONNS={max_conns} ROUNDS={rounds} REPEAT={repeat})");
+    if std::env::var("ONLY").as_deref() == Ok("requests") {
+        // For profilers (callgrind, perf) and A/B runs: only the request/echo exchange on ACTIVE
+        // connections (default 1000).
+        let active = env("ACTIVE", active);
+        let mut b = Bench::new(active);
+        b.open(0, active);
+        b.exchange(active, 20);
+        let v: Vec<f64> = (0..repeat).map(|_| b.exchange(active, rounds)).collect();
+        println!("requests only: {active} connections, {rounds} rounds: ns/request {v:.0?}");
+        return;
+    }
 
     // Short connections on a fresh engine.
     let mut b = Bench::new(4096);

@@ -1301,9 +1301,18 @@ impl Engine {
                 slot.closing = true;
             }
         }
+        // smoltcp sends at most one segment per call. After each, its `poll_at` (which mirrors
+        // the start of its dispatch) says whether another is due now; asking it is cheaper than a
+        // call that sends nothing, and its answer is needed below anyway.
         let mut emitted = false;
+        let mut poll_at = None;
         while self.iface.poll_egress(now, device, &mut slot.set) == PollResult::SocketStateChanged {
             emitted = true;
+            let at = self.iface.poll_at(now, &slot.set);
+            if at.is_none_or(|t| t > now) {
+                poll_at = Some(at);
+                break;
+            }
         }
         slot.emitted |= emitted;
         let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
@@ -1326,7 +1335,8 @@ impl Engine {
             false => None,
         };
         let give_up = slot.waiting_since.map(|since| since.max(slot.heard_at) + self.tcp_timeout);
-        let at = [self.iface.poll_at(now, &slot.set), slot.connect_deadline, give_up].into_iter().flatten().min();
+        let poll_at = poll_at.unwrap_or_else(|| self.iface.poll_at(now, &slot.set));
+        let at = [poll_at, slot.connect_deadline, give_up].into_iter().flatten().min();
         if !emitted && wants_to_send && !slot.neighbor_wait {
             // Maybe blocked on ARP: poll it again when an ARP frame arrives.
             slot.neighbor_wait = true;

@@ -568,6 +568,30 @@ fn persistent_connections_carry_many_requests() {
     assert_eq!(d.server.stats().open, 10);
 }
 
+/// Responses that straddle the end of the 4 KiB receive ring (100 B each: every 41st wraps) are
+/// taken whole at once: the load generator drops what it received in both pieces, so no response
+/// waits for a timer to be noticed. 200 request/response pairs on one connection take well under
+/// 10 ms of virtual time, and every byte is counted once.
+#[test]
+fn persistent_responses_across_the_ring_end_are_taken_at_once() {
+    use crate::services::{LoadGen, LoadMode, Session};
+    let mut d = Duo::new(std::time::Duration::ZERO);
+    let (spec, stats) = load(100, LoadMode::Persistent);
+    d.client.connect(std::net::SocketAddrV4::new(SERVER, 7), Session::LoadGen(LoadGen::new(spec))).unwrap();
+    let start = d.now;
+    while stats.get(&stats.completed) < 200 && d.now - start < Duration::from_secs(2) {
+        d.now += Duration::from_micros(10);
+        d.cdev.refill();
+        d.client.poll(d.now, &mut d.cdev);
+        d.sdev.refill();
+        d.server.poll(d.now, &mut d.sdev);
+    }
+    assert!(d.now - start < Duration::from_millis(10), "200 requests took {}", d.now - start);
+    let received: u64 = d.client.connections(d.now, 10).iter().map(|c| c.bytes_in).sum();
+    let whole = stats.get(&stats.completed) * 100;
+    assert!((whole..whole + 100).contains(&received), "{received} bytes received for {whole} in whole responses");
+}
+
 /// C4: a connect to a port with no listener fails (RST) and is counted, not leaked; a zero
 /// remote is rejected at once.
 #[test]

@@ -19,6 +19,8 @@ pub trait Stream {
     fn recv_into(&mut self, buf: &mut [u8]) -> usize;
     /// Received bytes waiting to be read.
     fn recv_waiting(&self) -> usize;
+    /// Drops up to `max` received bytes unread (no copy); returns how many.
+    fn discard(&mut self, max: usize) -> usize;
     /// Queues up to `data.len()` bytes for sending; returns how many fitted.
     fn send_from(&mut self, data: &[u8]) -> usize;
     /// Bytes that [`Stream::send_from`] would accept now.
@@ -141,6 +143,11 @@ pub(crate) mod test_stream {
         }
         fn recv_waiting(&self) -> usize {
             self.input.len() - self.read
+        }
+        fn discard(&mut self, max: usize) -> usize {
+            let n = max.min(self.recv_waiting());
+            self.read += n;
+            n
         }
         fn send_from(&mut self, data: &[u8]) -> usize {
             let n = data.len().min(self.send_room());
