@@ -155,3 +155,91 @@ fn sigterm_stops_cleanly_and_removes_the_tap() {
     let out = std::process::Command::new("ip").args(["-n", &ns.name, "link", "show", "sytstop"]).output().unwrap();
     assert!(!out.status.success(), "the tap is still there after the appliance stopped");
 }
+
+/// The ones' complement sum of `data` (RFC 1071), folded, not inverted.
+fn ones_sum(data: &[u8], mut sum: u32) -> u32 {
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum
+}
+
+/// A TCP SYN from `198.18.0.1:src_port` to the appliance's echo port, its checksum right or not.
+fn syn_segment(src_port: u16, checksum_right: bool) -> Vec<u8> {
+    let mut seg = vec![0u8; 20];
+    seg[0..2].copy_from_slice(&src_port.to_be_bytes());
+    seg[2..4].copy_from_slice(&7u16.to_be_bytes());
+    seg[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+    seg[12] = 5 << 4; // 20-byte header
+    seg[13] = 0x02; // SYN
+    seg[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&[198, 18, 0, 1]);
+    pseudo.extend_from_slice(&common::APPLIANCE);
+    pseudo.extend_from_slice(&[0, 6, 0, 20]);
+    let sum = !(ones_sum(&seg, ones_sum(&pseudo, 0)) as u16);
+    let sum = if checksum_right { sum } else { sum ^ 0x5a5a };
+    seg[16..18].copy_from_slice(&sum.to_be_bytes());
+    seg
+}
+
+/// Whether the appliance answers a SYN to `src_port` with a SYN-ACK within `limit` (read from a
+/// raw socket that sees every TCP segment reaching the namespace).
+fn syn_ack_seen(raw: &socket2::Socket, src_port: u16, limit: Duration) -> bool {
+    use std::io::Read;
+    let start = Instant::now();
+    let mut buf = [0u8; 2048];
+    while start.elapsed() < limit {
+        let Ok(n) = (&*raw).read(&mut buf) else { continue }; // read timeout: look again
+        let ihl = usize::from(buf[0] & 0x0f) * 4;
+        if n < ihl + 20 || buf[12..16] != common::APPLIANCE {
+            continue;
+        }
+        let tcp = &buf[ihl..n];
+        if u16::from_be_bytes([tcp[2], tcp[3]]) == src_port && tcp[13] & 0x12 == 0x12 {
+            return true;
+        }
+    }
+    false
+}
+
+/// Checksum offload on net_tap (the port grants IPV4_CKSUM and TCP_CKSUM both ways): smoltcp
+/// leaves the checksums to the port. Every other test here sees the offloaded transmit checksums
+/// accepted by Linux; this one checks the receive side: a SYN whose TCP checksum is wrong gets no
+/// answer and is counted (`rx_bad_checksum`), the same SYN with its checksum right is answered.
+#[test]
+fn checksum_offload_drops_a_segment_with_a_bad_checksum_and_counts_it() {
+    let f = Fixture::new("cksum", "sytcksum");
+    let log = f.app.log_text();
+    for dir in ["rx_offloads", "tx_offloads"] {
+        let line = log.lines().find(|l| l.contains(dir)).unwrap_or_else(|| panic!("no {dir} in the log:\n{log}"));
+        let granted = line.split(dir).nth(1).and_then(|l| l.split("granted").next()).unwrap_or_default();
+        let granted = granted.rsplit("requested").next().unwrap_or_default();
+        assert!(
+            granted.contains("IPV4_CKSUM") && granted.contains("TCP_CKSUM"),
+            "net_tap should grant IPV4_CKSUM and TCP_CKSUM ({dir}): {line}"
+        );
+    }
+    let (bad, good) = f.ns.run(|| {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP)).expect("a raw TCP socket (root)");
+        raw.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let to = SockAddr::from(Fixture::addr(7));
+        raw.send_to(&syn_segment(40001, false), &to).expect("sending the bad SYN");
+        let bad = syn_ack_seen(&raw, 40001, Duration::from_millis(1500));
+        raw.send_to(&syn_segment(40002, true), &to).expect("sending the good SYN");
+        let good = syn_ack_seen(&raw, 40002, Duration::from_secs(5));
+        (bad, good)
+    });
+    assert!(!bad, "the SYN with a wrong checksum was answered");
+    assert!(good, "the SYN with a right checksum was not answered");
+    let Fixture { app, ns } = f;
+    let (status, log) = app.stop();
+    drop(ns);
+    assert!(status.success(), "appliance exit: {status}\n{log}");
+    let totals = log.lines().find(|l| l.contains("port totals")).unwrap_or_else(|| panic!("no totals:\n{log}"));
+    assert!(totals.contains("rx_bad_checksum=1 "), "one frame dropped for its checksum: {totals}");
+}

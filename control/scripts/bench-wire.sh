@@ -89,7 +89,16 @@ appliance_run() {
     local mode=$1 conns=$2
     "$bin" run --config "$tmp/srv.toml" > "$tmp/srv.log" 2>&1 &
     srv_pid=$!
-    for _ in $(seq 100); do grep -q "switchyard ready" "$tmp/srv.log" && break; sleep 0.1; done
+    for _ in $(seq 300); do
+        grep -q "switchyard ready" "$tmp/srv.log" && break
+        kill -0 "$srv_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ! grep -q "switchyard ready" "$tmp/srv.log"; then
+        echo "bench-wire: the appliance did not become ready within 30 s (pid $srv_pid); its log:" >&2
+        tail -20 "$tmp/srv.log" >&2
+        exit 1
+    fi
     local idle before after
     idle=$(core_counters)
     "$bin" loadgen --config "$tmp/cli.toml" --target 198.18.0.2:7 --mode "$mode" --conns "$conns" --secs "$secs" 2>/dev/null |

@@ -494,6 +494,7 @@ fn log_totals(core: usize, lanes: &[Lane<PortDevice>], stats: &LoopStats) {
             tx_nombuf = d.tx_nombuf,
             tx_queue_full = d.tx_queue_full,
             rx_multiseg_dropped = d.rx_multiseg_dropped,
+            rx_bad_checksum = d.rx_bad_checksum,
             port_rx_missed = p.rx_missed,
             established = e.established,
             closed = e.closed,

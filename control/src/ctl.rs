@@ -156,6 +156,7 @@ pub struct LaneStats {
     pub tx_nombuf: u64,
     pub tx_queue_full: u64,
     pub rx_multiseg_dropped: u64,
+    pub rx_bad_checksum: u64,
     pub established: u64,
     pub closed: u64,
     pub open: usize,
@@ -348,6 +349,7 @@ impl Context<'_> {
                             tx_nombuf: d.tx_nombuf,
                             tx_queue_full: d.tx_queue_full,
                             rx_multiseg_dropped: d.rx_multiseg_dropped,
+                            rx_bad_checksum: d.rx_bad_checksum,
                             established: l.engine.established,
                             closed: l.engine.closed,
                             open: l.engine.open,
@@ -566,6 +568,12 @@ impl Context<'_> {
                 "counter",
                 "Received frames dropped because they spanned several mbufs.",
                 |l| l.rx_multiseg_dropped as f64,
+            ),
+            (
+                "switchyard_rx_bad_checksum_total",
+                "counter",
+                "Received frames dropped because a checksum was wrong.",
+                |l| l.rx_bad_checksum as f64,
             ),
             ("switchyard_connections_established_total", "counter", "Handshakes completed.", |l| l.established as f64),
             ("switchyard_connections_closed_total", "counter", "Connections ended.", |l| l.closed as f64),
@@ -1009,7 +1017,12 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                             l.tx_bytes.to_string(),
                             l.steered_in.to_string(),
                             l.steered_out.to_string(),
-                            (l.steer_dropped + l.tx_nombuf + l.tx_queue_full + l.rx_multiseg_dropped).to_string(),
+                            (l.steer_dropped
+                                + l.tx_nombuf
+                                + l.tx_queue_full
+                                + l.rx_multiseg_dropped
+                                + l.rx_bad_checksum)
+                                .to_string(),
                             l.open.to_string(),
                             l.established.to_string(),
                             l.time_wait.to_string(),

@@ -446,6 +446,14 @@ fn main() {
         println!("requests only: {active} connections, {rounds} rounds: ns/request {v:.0?}");
         return;
     }
+    if std::env::var("ONLY").as_deref() == Ok("short") {
+        // The same for short connections: ROUNDS x 1000 of them, 256 at a time.
+        let mut b = Bench::new(4096);
+        b.short(0, 256, 4096);
+        let v: Vec<f64> = (0..repeat).map(|_| b.short(0, 256, rounds * 1000)).collect();
+        println!("short connections only: {} per run: ns/connection {v:.0?}", rounds * 1000);
+        return;
+    }
 
     // Short connections on a fresh engine.
     let mut b = Bench::new(4096);

@@ -100,6 +100,7 @@ fn main() {
         .allowlist_var("RTE_MBUF_DEFAULT_BUF_SIZE")
         .allowlist_var("RTE_ETH_LINK_UP")
         .allowlist_var("RTE_ETH_FLOW_.*")
+        .allowlist_var("RTE_MBUF_F_(RX_IP_CKSUM|RX_L4_CKSUM|TX_IPV4|TX_IP_CKSUM|TX_TCP_CKSUM).*")
         // Telemetry: our own commands beside DPDK's
         .allowlist_function("rte_telemetry_register_cmd")
         .allowlist_function("rte_tel_data_start_dict")

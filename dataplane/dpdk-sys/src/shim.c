@@ -35,6 +35,21 @@ uint32_t sy_rte_pktmbuf_pkt_len(const struct rte_mbuf *m) { return rte_pktmbuf_p
 
 int sy_rte_pktmbuf_is_contiguous(const struct rte_mbuf *m) { return rte_pktmbuf_is_contiguous(m); }
 
+uint64_t sy_rte_mbuf_ol_flags(const struct rte_mbuf *m) { return m->ol_flags; }
+
+void sy_rte_mbuf_tx_offload(struct rte_mbuf *m, uint64_t flags, uint8_t l2_len, uint16_t l3_len)
+{
+	m->ol_flags |= flags;
+	m->l2_len = l2_len;
+	m->l3_len = l3_len;
+}
+
+uint16_t sy_rte_eth_tx_prepare(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **tx_pkts,
+                               uint16_t nb_pkts)
+{
+	return rte_eth_tx_prepare(port_id, queue_id, tx_pkts, nb_pkts);
+}
+
 uint32_t sy_rte_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key)
 {
 	return rte_softrss(input_tuple, input_len, rss_key);

@@ -39,6 +39,13 @@ uint16_t sy_rte_pktmbuf_data_len(const struct rte_mbuf *m);
 uint32_t sy_rte_pktmbuf_pkt_len(const struct rte_mbuf *m);
 int sy_rte_pktmbuf_is_contiguous(const struct rte_mbuf *m);
 
+/* The offload flags of an mbuf (m->ol_flags: RTE_MBUF_F_*). */
+uint64_t sy_rte_mbuf_ol_flags(const struct rte_mbuf *m);
+/* Asks the port for checksums on transmit: sets m->ol_flags |= flags, m->l2_len, m->l3_len. */
+void sy_rte_mbuf_tx_offload(struct rte_mbuf *m, uint64_t flags, uint8_t l2_len, uint16_t l3_len);
+uint16_t sy_rte_eth_tx_prepare(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **tx_pkts,
+                               uint16_t nb_pkts);
+
 /* The TSC (rte_rdtsc); rte_get_tsc_hz gives its rate. */
 uint64_t sy_rte_rdtsc(void);
 

@@ -73,6 +73,73 @@ impl Mbuf {
     }
 }
 
+/// What the port found of one of a received frame's checksums (DPDK's
+/// `RTE_MBUF_F_RX_IP_CKSUM_*` and `RTE_MBUF_F_RX_L4_CKSUM_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RxChecksum {
+    /// Not checked: no offload, or a protocol the port does not check.
+    Unknown,
+    /// Checked, and wrong.
+    Bad,
+    /// Checked, and right.
+    Good,
+    /// Not right in the frame, but the data is intact: a virtual port handed on a segment whose
+    /// checksum its sender left to offload.
+    Intact,
+}
+
+impl RxChecksum {
+    fn from_bits(bits: u64, bad: u64, good: u64) -> RxChecksum {
+        match (bits & bad != 0, bits & good != 0) {
+            (false, false) => RxChecksum::Unknown,
+            (true, false) => RxChecksum::Bad,
+            (false, true) => RxChecksum::Good,
+            (true, true) => RxChecksum::Intact,
+        }
+    }
+}
+
+impl Mbuf {
+    /// What the port found of this received frame's IPv4 header checksum and its L4 (TCP, UDP)
+    /// checksum.
+    #[inline]
+    pub fn rx_checksums(&self) -> (RxChecksum, RxChecksum) {
+        // SAFETY: valid owned mbuf.
+        let f = unsafe { dpdk_sys::rte_mbuf_ol_flags(self.0.as_ptr()) };
+        (
+            RxChecksum::from_bits(
+                f,
+                u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD),
+                u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_GOOD),
+            ),
+            RxChecksum::from_bits(
+                f,
+                u64::from(dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_BAD),
+                u64::from(dpdk_sys::RTE_MBUF_F_RX_L4_CKSUM_GOOD),
+            ),
+        )
+    }
+
+    /// Asks the port to fill in this IPv4 frame's checksums on transmit: the IPv4 header's (`ip`,
+    /// whose field must then be zero) and the TCP segment's (`tcp`). `l3_len` is the IPv4
+    /// header's length; the Ethernet header is 14 bytes. [`Port::tx_burst`] prepares the frame
+    /// for the port (the pseudo-header sum some NICs want in the TCP checksum field).
+    ///
+    /// [`Port::tx_burst`]: super::Port::tx_burst
+    #[inline]
+    pub fn offload_tx_checksums(&mut self, ip: bool, tcp: bool, l3_len: u16) {
+        let mut flags = dpdk_sys::RTE_MBUF_F_TX_IPV4;
+        if ip {
+            flags |= dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM;
+        }
+        if tcp {
+            flags |= dpdk_sys::RTE_MBUF_F_TX_TCP_CKSUM;
+        }
+        // SAFETY: valid owned mbuf; this sets its offload flags and header lengths only.
+        unsafe { dpdk_sys::rte_mbuf_tx_offload(self.0.as_ptr(), flags, 14, l3_len) }
+    }
+}
+
 impl Drop for Mbuf {
     #[inline]
     fn drop(&mut self) {
@@ -202,6 +269,20 @@ impl Burst {
     pub(crate) fn filled_raw(&mut self) -> (*mut *mut rte_mbuf, u16) {
         // SAFETY: head <= tail <= BURST.
         (unsafe { self.bufs.as_mut_ptr().add(self.head) }, self.len() as u16)
+    }
+
+    /// Frees the `i`-th owned mbuf and closes the gap (`i < len`).
+    pub(crate) fn drop_at(&mut self, i: usize) {
+        let at = self.head + i;
+        assert!(at < self.tail, "drop_at({i}) of a burst of {}", self.len());
+        // SAFETY: the slot holds an owned mbuf; it leaves the burst here, so it is freed once.
+        drop(unsafe { Mbuf::from_raw(NonNull::new_unchecked(self.bufs[at])) });
+        self.bufs.copy_within(at + 1..self.tail, at);
+        self.tail -= 1;
+        if self.head == self.tail {
+            self.head = 0;
+            self.tail = 0;
+        }
     }
 
     /// Records that tx_burst took the first `n` mbufs.

@@ -16,7 +16,7 @@ pub mod thash;
 
 pub use eal::{version, Eal};
 pub use error::{DpdkError, Errno};
-pub use mbuf::{Burst, Mbuf, BURST};
+pub use mbuf::{Burst, Mbuf, RxChecksum, BURST};
 pub use mempool::{Mempool, MempoolConfig};
 pub use port::{
     format_mac, known_offload, rss_mask, symmetric_key, Port, PortGrant, PortId, PortRequest, PortStats, QueueId,

@@ -3,6 +3,7 @@
 
 use std::ffi::CStr;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::error::{check_neg, DpdkError};
@@ -135,6 +136,10 @@ pub struct Port {
     name: String,
     mac: [u8; 6],
     grant: PortGrant,
+    /// Transmit checksum offloads are on: frames go through `rte_eth_tx_prepare` first.
+    tx_prepare: bool,
+    /// Frames `rte_eth_tx_prepare` refused (dropped, counted as transmit errors).
+    tx_rejected: AtomicU64,
     _pool: Arc<Mempool>,
     _eal: Eal,
 }
@@ -180,6 +185,11 @@ fn offload_mask(port: u16, dir: Dir, names: &[String]) -> Result<u64, DpdkError>
         return Err(DpdkError::UnknownOffload { port, dir: dir.as_str(), name: name.clone() });
     }
     Ok(mask)
+}
+
+/// The transmit offload bits for IPv4 and TCP checksums.
+fn tx_checksum_mask() -> u64 {
+    offload_mask(0, Dir::Tx, &["IPV4_CKSUM".into(), "TCP_CKSUM".into()]).expect("DPDK names both")
 }
 
 /// Whether DPDK knows `name` as an rx (`rx = true`) or tx offload (a table lookup in the ethdev
@@ -297,6 +307,8 @@ impl Port {
                 rss_hash: rss_names(rss_hf),
                 rss_key: if rss_hf != 0 { rss_key } else { Vec::new() },
             },
+            tx_prepare: tx_off & tx_checksum_mask() != 0,
+            tx_rejected: AtomicU64::new(0),
             _pool: pool,
             _eal: eal.clone(),
         };
@@ -370,10 +382,33 @@ impl Port {
             return 0;
         }
         debug_assert!(q.0 < self.grant.tx_queues);
+        let (ptr, len) = if self.tx_prepare { self.tx_prepare(q, burst) } else { (ptr, len) };
         // SAFETY: ptr points at `len` owned mbufs; the driver takes ownership of the first n.
         let n = unsafe { dpdk_sys::rte_eth_tx_burst(self.id.0, q.0, ptr, len) };
         burst.consumed(n);
         usize::from(n)
+    }
+
+    /// Readies the burst's frames for the port's checksum offloads (`rte_eth_tx_prepare`: the
+    /// pseudo-header sums some NICs want); a frame it refuses is dropped and counted as a
+    /// transmit error. Returns the burst's mbufs as [`Burst::filled_raw`] does.
+    fn tx_prepare(&self, q: QueueId, burst: &mut Burst) -> (*mut *mut dpdk_sys::rte_mbuf, u16) {
+        let mut done = 0u16;
+        loop {
+            let (ptr, len) = burst.filled_raw();
+            if done == len {
+                return (ptr, len);
+            }
+            // SAFETY: ptr + done points at len - done owned mbufs of a started port's queue q;
+            // prepare only rewrites their headers.
+            let ok = unsafe { dpdk_sys::rte_eth_tx_prepare(self.id.0, q.0, ptr.add(usize::from(done)), len - done) };
+            done += ok;
+            if done < len {
+                tracing::debug!(port = self.id.0, errno = %super::Errno::last(), "tx_prepare refused a frame");
+                self.tx_rejected.fetch_add(1, Ordering::Relaxed);
+                burst.drop_at(usize::from(done));
+            }
+        }
     }
 
     pub fn stats(&self) -> PortStats {
@@ -390,7 +425,7 @@ impl Port {
             tx_bytes: s.obytes,
             rx_missed: s.imissed,
             rx_errors: s.ierrors,
-            tx_errors: s.oerrors,
+            tx_errors: s.oerrors + self.tx_rejected.load(Ordering::Relaxed),
             rx_nombuf: s.rx_nombuf,
         }
     }

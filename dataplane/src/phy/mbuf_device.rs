@@ -6,14 +6,25 @@
 //! TX: TX tokens write into mbufs from the pool and queue them; [`MbufDevice::take_tx`] hands
 //! them to the owner for its own `tx_burst`. A TX token that smoltcp drops without consuming frees
 //! its mbuf (the `Mbuf` owner does; smoltcp issues #1147/#1053).
+//!
+//! Checksums: smoltcp computes and verifies every IPv4 and TCP checksum, unless the device is
+//! made with the [`ChecksumOffload`] its port granted ([`MbufDevice::with_offloads`]). Then
+//! smoltcp leaves that work to the port: on receive, the device drops (and counts) frames the
+//! port found bad and verifies itself the ones the port did not check; on transmit, it marks each
+//! IPv4 frame for the port to fill in the checksums, and [`Port::tx_burst`] prepares it
+//! (`rte_eth_tx_prepare`).
+//!
+//! [`Port::tx_burst`]: crate::dpdk::Port::tx_burst
 
 use std::collections::VecDeque;
 
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
+use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket};
+
 use super::{BurstDevice, MAX_FRAME};
-use crate::dpdk::{Burst, Mbuf, Mempool};
+use crate::dpdk::{Burst, Mbuf, Mempool, PortGrant, RxChecksum};
 
 /// Received frames an [`MbufDevice`] holds before [`MbufDevice::handle`] says no.
 pub const RX_QUEUE: usize = 1024;
@@ -35,6 +46,84 @@ pub struct MbufDeviceStats {
     pub tx_nombuf: u64,
     /// Frames dropped because the send queue was full (the owner did not take them).
     pub tx_queue_full: u64,
+    /// Received frames dropped because a checksum was wrong (with receive offloads: smoltcp then
+    /// does not look).
+    pub rx_bad_checksum: u64,
+}
+
+/// The IPv4 and TCP checksum work a port does itself, in each direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChecksumOffload {
+    pub rx_ipv4: bool,
+    pub rx_tcp: bool,
+    pub tx_ipv4: bool,
+    pub tx_tcp: bool,
+}
+
+impl ChecksumOffload {
+    /// What the port granted of `IPV4_CKSUM` and `TCP_CKSUM`, each way.
+    pub fn from_grant(g: &PortGrant) -> ChecksumOffload {
+        let has = |v: &[String], name: &str| v.iter().any(|o| o.eq_ignore_ascii_case(name));
+        ChecksumOffload {
+            rx_ipv4: has(&g.rx_offloads, "IPV4_CKSUM"),
+            rx_tcp: has(&g.rx_offloads, "TCP_CKSUM"),
+            tx_ipv4: has(&g.tx_offloads, "IPV4_CKSUM"),
+            tx_tcp: has(&g.tx_offloads, "TCP_CKSUM"),
+        }
+    }
+
+    fn rx(self) -> bool {
+        self.rx_ipv4 || self.rx_tcp
+    }
+
+    fn tx(self) -> bool {
+        self.tx_ipv4 || self.tx_tcp
+    }
+
+    /// What smoltcp still does: `Both`, or only the direction the port does not.
+    fn smoltcp(rx_offloaded: bool, tx_offloaded: bool) -> Checksum {
+        match (rx_offloaded, tx_offloaded) {
+            (false, false) => Checksum::Both,
+            (true, false) => Checksum::Tx,
+            (false, true) => Checksum::Rx,
+            (true, true) => Checksum::None,
+        }
+    }
+}
+
+/// With transmit offloads on: what the port is to fill in of this frame's checksums, as
+/// (IPv4 header, TCP, IPv4 header length), if anything. The IPv4 header checksum field is zeroed
+/// for the port (smoltcp leaves it zero; frames the engine writes itself carry one).
+fn tx_offload(frame: &mut [u8], offload: ChecksumOffload) -> Option<(bool, bool, u16)> {
+    if frame.len() < 34 || frame[12..14] != [0x08, 0x00] {
+        return None; // not IPv4 (ARP)
+    }
+    let l3_len = u16::from(frame[14] & 0x0f) * 4;
+    let unfragmented = u16::from_be_bytes([frame[20], frame[21]]) & 0x3fff == 0;
+    let tcp = offload.tx_tcp && frame[23] == 6 && unfragmented;
+    if offload.tx_ipv4 {
+        frame[24..26].fill(0);
+    }
+    (offload.tx_ipv4 || tcp).then_some((offload.tx_ipv4, tcp, l3_len))
+}
+
+/// Whether the frame's IPv4 header checksum (`ip`) and TCP checksum (`tcp`) are right, as far as
+/// they are asked for and the frame has them; a frame too malformed to tell passes (smoltcp
+/// rejects it on its own).
+fn checksums_ok(frame: &[u8], ip: bool, tcp: bool) -> bool {
+    let Ok(eth) = EthernetFrame::new_checked(frame) else { return true };
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return true;
+    }
+    let Ok(p) = Ipv4Packet::new_checked(eth.payload()) else { return true };
+    if ip && !p.verify_checksum() {
+        return false;
+    }
+    if !tcp || p.next_header() != IpProtocol::Tcp || p.more_frags() || p.frag_offset() != 0 {
+        return true;
+    }
+    let Ok(seg) = TcpPacket::new_checked(p.payload()) else { return true };
+    seg.verify_checksum(&IpAddress::Ipv4(p.src_addr()), &IpAddress::Ipv4(p.dst_addr()))
 }
 
 /// A smoltcp device over handed-in and taken-out mbufs. See the module documentation.
@@ -44,16 +133,24 @@ pub struct MbufDevice<'p> {
     tx: VecDeque<Mbuf>,
     stats: MbufDeviceStats,
     checksums: ChecksumCapabilities,
+    offload: ChecksumOffload,
 }
 
 impl<'p> MbufDevice<'p> {
-    /// A device whose frames to send come from `pool`.
+    /// A device whose frames to send come from `pool`; smoltcp does every checksum.
     pub fn new(pool: &'p Mempool) -> Self {
+        MbufDevice::with_offloads(pool, ChecksumOffload::default())
+    }
+
+    /// A device whose port does the checksum work `offload` says (what the port granted: see
+    /// [`ChecksumOffload::from_grant`]); the owner sends with [`crate::dpdk::Port::tx_burst`],
+    /// which prepares the frames for the port.
+    pub fn with_offloads(pool: &'p Mempool, offload: ChecksumOffload) -> Self {
         let mut checksums = ChecksumCapabilities::default();
-        // smoltcp computes and verifies every checksum; no per-packet offload flags are set yet.
-        checksums.ipv4 = Checksum::Both;
-        checksums.tcp = Checksum::Both;
+        checksums.ipv4 = ChecksumOffload::smoltcp(offload.rx_ipv4, offload.tx_ipv4);
+        checksums.tcp = ChecksumOffload::smoltcp(offload.rx_tcp, offload.tx_tcp);
         MbufDevice {
+            offload,
             pool,
             rx: VecDeque::with_capacity(RX_QUEUE),
             tx: VecDeque::with_capacity(crate::dpdk::BURST * 4),
@@ -63,7 +160,8 @@ impl<'p> MbufDevice<'p> {
     }
 
     /// Queues a received frame for the engine's next poll. Gives it back when [`RX_QUEUE`]
-    /// frames wait already (poll the engine, or drop it).
+    /// frames wait already (poll the engine, or drop it). With receive offloads, a frame whose
+    /// checksum is wrong is dropped here and counted (`rx_bad_checksum`).
     #[inline]
     pub fn handle(&mut self, m: Mbuf) -> Result<(), Mbuf> {
         if self.rx.len() >= RX_QUEUE {
@@ -71,6 +169,10 @@ impl<'p> MbufDevice<'p> {
             return Err(m);
         }
         self.stats.handled += 1;
+        if self.offload.rx() && !self.rx_checksums_ok(&m) {
+            self.stats.rx_bad_checksum += 1;
+            return Ok(()); // freed here
+        }
         self.rx.push_back(m);
         Ok(())
     }
@@ -100,6 +202,19 @@ impl<'p> MbufDevice<'p> {
 
     pub fn stats(&self) -> MbufDeviceStats {
         self.stats
+    }
+
+    /// With receive offloads on (smoltcp does not verify): what the port found, and for what it
+    /// did not check, our own verification. A multi-segment frame passes ([`BurstDevice::peek`]
+    /// drops it).
+    fn rx_checksums_ok(&self, m: &Mbuf) -> bool {
+        let (ip, l4) = m.rx_checksums();
+        if ip == RxChecksum::Bad || l4 == RxChecksum::Bad {
+            return false;
+        }
+        let check_ip = self.offload.rx_ipv4 && ip == RxChecksum::Unknown;
+        let check_tcp = self.offload.rx_tcp && l4 == RxChecksum::Unknown;
+        !(check_ip || check_tcp) || !m.is_contiguous() || checksums_ok(m.data(), check_ip, check_tcp)
     }
 
     fn queue_tx(&mut self, m: Mbuf) {
@@ -229,7 +344,101 @@ impl phy::TxToken for TxToken<'_, '_> {
             return f(&mut [0u8; MAX_FRAME][..len.min(MAX_FRAME)]);
         };
         let r = f(buf);
+        let marks = if dev.offload.tx() { tx_offload(buf, dev.offload) } else { None };
+        if let Some((ip, tcp, l3_len)) = marks {
+            mbuf.offload_tx_checksums(ip, tcp, l3_len);
+        }
         dev.queue_tx(mbuf);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::flow::{tcp_frame_len, write_tcp_frame};
+    use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
+    use std::net::Ipv4Addr;
+
+    fn frame() -> Vec<u8> {
+        let tcp = TcpRepr {
+            src_port: 7,
+            dst_port: 40000,
+            control: TcpControl::Psh,
+            seq_number: TcpSeqNumber(1),
+            ack_number: Some(TcpSeqNumber(2)),
+            window_len: 1000,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: b"checksummed",
+        };
+        let mut f = vec![0u8; tcp_frame_len(&tcp)];
+        let a = ([2, 0, 0, 0, 0, 2], Ipv4Addr::new(198, 18, 0, 2));
+        let b = ([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 18, 0, 1));
+        write_tcp_frame(&mut f, a, b, &tcp);
+        f
+    }
+
+    #[test]
+    fn smoltcp_keeps_the_checksum_work_the_port_does_not_take() {
+        assert!(matches!(ChecksumOffload::smoltcp(false, false), Checksum::Both));
+        assert!(matches!(ChecksumOffload::smoltcp(true, false), Checksum::Tx), "port verifies: smoltcp computes");
+        assert!(matches!(ChecksumOffload::smoltcp(false, true), Checksum::Rx), "port computes: smoltcp verifies");
+        assert!(matches!(ChecksumOffload::smoltcp(true, true), Checksum::None));
+        let g = PortGrant {
+            driver: "net_virtio".into(),
+            rx_queues: 1,
+            tx_queues: 1,
+            rx_desc: 512,
+            tx_desc: 512,
+            rx_offloads: vec!["TCP_CKSUM".into(), "UDP_CKSUM".into()],
+            tx_offloads: vec!["TCP_CKSUM".into(), "MULTI_SEGS".into()],
+            rss_hash: vec![],
+            rss_key: vec![],
+        };
+        let o = ChecksumOffload::from_grant(&g);
+        assert_eq!(o, ChecksumOffload { rx_ipv4: false, rx_tcp: true, tx_ipv4: false, tx_tcp: true });
+    }
+
+    #[test]
+    fn verification_finds_a_wrong_tcp_or_ipv4_checksum() {
+        let f = frame();
+        assert!(checksums_ok(&f, true, true));
+        let mut bad_tcp = f.clone();
+        *bad_tcp.last_mut().unwrap() ^= 1; // a payload byte
+        assert!(!checksums_ok(&bad_tcp, false, true));
+        assert!(checksums_ok(&bad_tcp, true, false), "only the IPv4 header asked for");
+        let mut bad_ip = f.clone();
+        bad_ip[22] ^= 1; // TTL
+        assert!(!checksums_ok(&bad_ip, true, false));
+        assert!(checksums_ok(&f[..10], true, true), "too short to tell: smoltcp rejects it");
+        let mut arp = f.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(checksums_ok(&arp, true, true), "not IPv4");
+    }
+
+    #[test]
+    fn transmit_marks_ipv4_frames_and_zeroes_the_header_checksum_for_the_port() {
+        let all = ChecksumOffload { rx_ipv4: true, rx_tcp: true, tx_ipv4: true, tx_tcp: true };
+        let mut f = frame();
+        assert_ne!(f[24..26], [0, 0]);
+        assert_eq!(tx_offload(&mut f, all), Some((true, true, 20)));
+        assert_eq!(f[24..26], [0, 0], "the port fills the IPv4 header checksum in");
+        // TCP only (virtio): the IPv4 header checksum stays as smoltcp wrote it.
+        let tcp_only = ChecksumOffload { tx_ipv4: false, ..all };
+        let mut f = frame();
+        let ip_sum = [f[24], f[25]];
+        assert_eq!(tx_offload(&mut f, tcp_only), Some((false, true, 20)));
+        assert_eq!([f[24], f[25]], ip_sum);
+        // A fragment's TCP checksum spans fragments: not offloaded.
+        let mut frag = frame();
+        frag[20] |= 0x20; // more fragments
+        assert_eq!(tx_offload(&mut frag, tcp_only), None);
+        let mut arp = frame();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(tx_offload(&mut arp, all), None);
     }
 }

@@ -7,7 +7,7 @@
 use smoltcp::phy;
 use smoltcp::time::Instant;
 
-use super::mbuf_device::{self, MbufDevice};
+use super::mbuf_device::{self, ChecksumOffload, MbufDevice};
 use super::BurstDevice;
 use std::sync::Arc;
 
@@ -25,6 +25,9 @@ pub struct DeviceStats {
     pub tx_bytes: u64,
     /// Received frames dropped because they spanned several mbufs.
     pub rx_multiseg_dropped: u64,
+    /// Received frames dropped because a checksum was wrong (found by the port's receive
+    /// offload, or by the device for frames the port did not check).
+    pub rx_bad_checksum: u64,
     /// Frames smoltcp built that could not get an mbuf (pool exhausted).
     pub tx_nombuf: u64,
     /// Frames dropped because the tx queue stayed full.
@@ -57,7 +60,7 @@ impl<'p> PortDevice<'p> {
     /// A device over queue `queue` of `port`, allocating TX frames from `pool`.
     pub fn new(port: &'p Port, queue: QueueId, pool: &'p Mempool) -> Self {
         PortDevice {
-            dev: MbufDevice::new(pool),
+            dev: MbufDevice::with_offloads(pool, ChecksumOffload::from_grant(port.grant())),
             port,
             queue,
             pool,
@@ -168,6 +171,7 @@ impl<'p> PortDevice<'p> {
         let d = self.dev.stats();
         DeviceStats {
             rx_multiseg_dropped: d.rx_multiseg_dropped,
+            rx_bad_checksum: d.rx_bad_checksum,
             tx_nombuf: d.tx_nombuf,
             tx_queue_full: self.stats.tx_queue_full + d.tx_queue_full,
             ..self.stats
