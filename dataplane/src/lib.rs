@@ -25,7 +25,10 @@
 //!
 //! 1. **Build** one [`engine::Engine`] per core with its own [`engine::EngineConfig`] (MAC,
 //!    addresses, listeners, TIME_WAIT, buffer sizes) over an [`phy::MbufDevice`], which
-//!    allocates the frames it sends from a mempool of yours.
+//!    allocates the frames it sends from a mempool of yours. If your port does IPv4 and TCP
+//!    checksums, make it with [`phy::MbufDevice::with_offloads`] and
+//!    [`phy::ChecksumOffload::from_grant`]: smoltcp then leaves that work to the port (send
+//!    with [`dpdk::Port::tx_burst`], which prepares the frames).
 //! 2. **Classify** each received frame with [`engine::Engine::classify`]: a few header reads and
 //!    table lookups, nothing changed. [`engine::Verdict::is_ours`] holds for TCP to the engine's
 //!    address (a connection, a listener, or a closed port it will answer with an RST), ARP for its

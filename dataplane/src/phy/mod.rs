@@ -8,7 +8,7 @@ mod mbuf_device;
 mod memory;
 mod port_device;
 
-pub use mbuf_device::{MbufDevice, MbufDeviceStats, RX_QUEUE, TX_QUEUE};
+pub use mbuf_device::{ChecksumOffload, MbufDevice, MbufDeviceStats, RX_QUEUE, TX_QUEUE};
 pub use memory::{MemoryDevice, MemoryLink};
 pub use port_device::{DeviceStats, PortDevice};
 
