@@ -505,6 +505,15 @@ impl Duo {
             }
         }
     }
+
+    /// Advances the clock by `dt` and polls each engine once (frames cross one hop per tick).
+    fn tick(&mut self, dt: Duration) {
+        self.now += dt;
+        self.cdev.refill();
+        self.client.poll(self.now, &mut self.cdev);
+        self.sdev.refill();
+        self.server.poll(self.now, &mut self.sdev);
+    }
 }
 
 fn load(size: usize, mode: crate::services::LoadMode) -> (crate::services::LoadSpec, Arc<crate::services::LoadStats>) {
@@ -580,11 +589,7 @@ fn persistent_responses_across_the_ring_end_are_taken_at_once() {
     d.client.connect(std::net::SocketAddrV4::new(SERVER, 7), Session::LoadGen(LoadGen::new(spec))).unwrap();
     let start = d.now;
     while stats.get(&stats.completed) < 200 && d.now - start < Duration::from_secs(2) {
-        d.now += Duration::from_micros(10);
-        d.cdev.refill();
-        d.client.poll(d.now, &mut d.cdev);
-        d.sdev.refill();
-        d.server.poll(d.now, &mut d.sdev);
+        d.tick(Duration::from_micros(10));
     }
     assert!(d.now - start < Duration::from_millis(10), "200 requests took {}", d.now - start);
     let received: u64 = d.client.connections(d.now, 10).iter().map(|c| c.bytes_in).sum();
@@ -638,11 +643,7 @@ fn persistent_requests_do_not_wait_for_timers() {
     let start = d.now;
     let mut log = Vec::new();
     while stats.get(&stats.completed) < 100 && d.now - start < Duration::from_secs(2) {
-        d.now += Duration::from_micros(10);
-        d.cdev.refill();
-        d.client.poll(d.now, &mut d.cdev);
-        d.sdev.refill();
-        d.server.poll(d.now, &mut d.sdev);
+        d.tick(Duration::from_micros(10));
         if log.len() < 12 && stats.get(&stats.completed) as usize > log.len() {
             log.push(d.now - start);
         }
