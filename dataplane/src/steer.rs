@@ -122,31 +122,9 @@ impl SteerCtx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::flow::{tcp_frame_len, write_tcp_frame};
-    use smoltcp::wire::{
-        ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetRepr, TcpControl, TcpRepr, TcpSeqNumber,
-    };
+    use crate::engine::flow::test_syn_frame as tcp_frame;
+    use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetRepr};
     use std::net::Ipv4Addr;
-
-    fn tcp_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
-        let tcp = TcpRepr {
-            src_port: sport,
-            dst_port: dport,
-            control: TcpControl::Syn,
-            seq_number: TcpSeqNumber(1),
-            ack_number: None,
-            window_len: 1000,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload: &[],
-        };
-        let mut buf = vec![0u8; tcp_frame_len(&tcp)];
-        write_tcp_frame(&mut buf, ([2, 0, 0, 0, 0, 1], src), ([2, 0, 0, 0, 0, 2], dst), &tcp);
-        buf
-    }
 
     #[test]
     fn one_core_takes_everything() {

@@ -142,3 +142,27 @@ pub fn write_tcp_frame(buf: &mut [u8], src: ([u8; 6], Ipv4Addr), dst: ([u8; 6], 
     tcp.emit(&mut TcpPacket::new_unchecked(ipp.payload_mut()), &IpAddress::Ipv4(src.1), &IpAddress::Ipv4(dst.1), &caps);
     len
 }
+
+/// A whole Ethernet/IPv4/TCP SYN from `src:sport` (MAC 02:00:00:00:00:01) to `dst:dport` (MAC
+/// 02:00:00:00:00:02), checksums right: the frame tests of steering and devices start from.
+#[cfg(test)]
+pub(crate) fn test_syn_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    use smoltcp::wire::{TcpControl, TcpSeqNumber};
+    let tcp = TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(1),
+        ack_number: None,
+        window_len: 1000,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let mut buf = vec![0u8; tcp_frame_len(&tcp)];
+    write_tcp_frame(&mut buf, ([2, 0, 0, 0, 0, 1], src), ([2, 0, 0, 0, 0, 2], dst), &tcp);
+    buf
+}

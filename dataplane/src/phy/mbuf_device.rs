@@ -356,30 +356,11 @@ impl phy::TxToken for TxToken<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::flow::{tcp_frame_len, write_tcp_frame};
-    use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
+    use crate::engine::flow::test_syn_frame;
     use std::net::Ipv4Addr;
 
     fn frame() -> Vec<u8> {
-        let tcp = TcpRepr {
-            src_port: 7,
-            dst_port: 40000,
-            control: TcpControl::Psh,
-            seq_number: TcpSeqNumber(1),
-            ack_number: Some(TcpSeqNumber(2)),
-            window_len: 1000,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload: b"checksummed",
-        };
-        let mut f = vec![0u8; tcp_frame_len(&tcp)];
-        let a = ([2, 0, 0, 0, 0, 2], Ipv4Addr::new(198, 18, 0, 2));
-        let b = ([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 18, 0, 1));
-        write_tcp_frame(&mut f, a, b, &tcp);
-        f
+        test_syn_frame(Ipv4Addr::new(198, 18, 0, 2), 7, Ipv4Addr::new(198, 18, 0, 1), 40000)
     }
 
     #[test]
@@ -408,7 +389,7 @@ mod tests {
         let f = frame();
         assert!(checksums_ok(&f, true, true));
         let mut bad_tcp = f.clone();
-        *bad_tcp.last_mut().unwrap() ^= 1; // a payload byte
+        *bad_tcp.last_mut().unwrap() ^= 1; // the urgent pointer's low byte
         assert!(!checksums_ok(&bad_tcp, false, true));
         assert!(checksums_ok(&bad_tcp, true, false), "only the IPv4 header asked for");
         let mut bad_ip = f.clone();
