@@ -45,7 +45,20 @@ struct Pair {
 
 impl Pair {
     fn new(cfg: &EngineConfig) -> Pair {
-        let MemoryLink { a: mut cdev, b: mut edev } = MemoryLink::new();
+        Pair::over(cfg, MemoryLink::new())
+    }
+
+    /// Both ends leave their IPv4 and TCP checksums to a NIC that is not there: frames cross with
+    /// those fields zero, as virtio hands a guest a local sender's segments (intact, unchecksummed).
+    fn offloaded(cfg: &EngineConfig) -> Pair {
+        let mut link = MemoryLink::new();
+        link.a.offload_checksums();
+        link.b.offload_checksums();
+        Pair::over(cfg, link)
+    }
+
+    fn over(cfg: &EngineConfig, link: MemoryLink) -> Pair {
+        let MemoryLink { a: mut cdev, b: mut edev } = link;
         let now = Instant::from_millis(0);
         let engine = Engine::new(cfg, &mut edev, now).unwrap();
         let mut c = Config::new(HardwareAddress::Ethernet(EthernetAddress([0x02, 0, 0, 0, 0, 1])));
@@ -355,6 +368,20 @@ fn t2_time_wait_entry_lifecycle() {
     p.step_by(Duration::from_secs(2));
     assert_eq!(p.engine.time_wait_stats().live, 0);
     assert_eq!(p.engine.time_wait_stats().expired, 1);
+}
+
+/// T2 on a port with receive checksum offload: a retransmitted FIN whose checksums were left to
+/// offload (zero on the wire, as virtio delivers a local sender's segment) is re-ACKed, as smoltcp
+/// would have taken it. The engine checks only what the device leaves to software.
+#[test]
+fn t2_time_wait_re_acks_a_fin_whose_checksums_were_left_to_offload() {
+    let mut p = Pair::offloaded(&config());
+    let h = close_from_the_server(&mut p, 47050);
+    p.edev.drop_next(1); // the engine's ACK of the client's FIN: the client retransmits its FIN
+    assert!(p.run_until(20_000, |p| p.sock(h).state() == tcp::State::Closed));
+    let tw = p.engine.time_wait_stats();
+    assert_eq!((tw.entered, tw.live), (1, 1), "{tw:?}");
+    assert!(tw.reacked >= 1, "the retransmitted FIN was re-ACKed: {tw:?}");
 }
 
 /// T1 edges: 0 s keeps no entry; 300 s keeps it 300 s.

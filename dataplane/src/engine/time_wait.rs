@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetFrame, IpAddress, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
 
 use super::flow::{seq_after, write_tcp_frame, FourTuple, Segment};
 
@@ -222,21 +222,11 @@ pub fn write_ack(buf: &mut [u8], our_mac: [u8; 6], seg: &Segment) {
     write_tcp_frame(buf, (our_mac, t.local_ip), (seg.src_mac, t.remote_ip), &tcp);
 }
 
-/// Whether the TCP checksum of the frame is right (before answering it ourselves).
-pub fn checksum_ok(frame: &[u8]) -> bool {
-    let Ok(eth) = EthernetFrame::new_checked(frame) else { return false };
-    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { return false };
-    if !ip.verify_checksum() {
-        return false;
-    }
-    let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else { return false };
-    tcp.verify_checksum(&IpAddress::Ipv4(ip.src_addr()), &IpAddress::Ipv4(ip.dst_addr()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::flow::Flags;
+    use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpPacket};
     use std::net::Ipv4Addr;
 
     fn seg(flags: Flags, seq: u32) -> Segment {
@@ -314,7 +304,7 @@ mod tests {
         let s = seg(FIN, 5000);
         let mut buf = [0u8; ACK_FRAME_LEN];
         write_ack(&mut buf, [2, 0, 0, 0, 0, 2], &s);
-        assert!(checksum_ok(&buf));
+        assert!(crate::phy::checksums_ok(&buf, true, true));
         let eth = EthernetFrame::new_checked(&buf[..]).unwrap();
         assert_eq!(eth.dst_addr().0, s.src_mac);
         let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();

@@ -110,7 +110,7 @@ fn tx_offload(frame: &mut [u8], offload: ChecksumOffload) -> Option<(bool, bool,
 /// Whether the frame's IPv4 header checksum (`ip`) and TCP checksum (`tcp`) are right, as far as
 /// they are asked for and the frame has them; a frame too malformed to tell passes (smoltcp
 /// rejects it on its own).
-fn checksums_ok(frame: &[u8], ip: bool, tcp: bool) -> bool {
+pub(crate) fn checksums_ok(frame: &[u8], ip: bool, tcp: bool) -> bool {
     let Ok(eth) = EthernetFrame::new_checked(frame) else { return true };
     if eth.ethertype() != EthernetProtocol::Ipv4 {
         return true;

@@ -8,6 +8,7 @@ mod mbuf_device;
 mod memory;
 mod port_device;
 
+pub(crate) use mbuf_device::checksums_ok;
 pub use mbuf_device::{ChecksumOffload, MbufDevice, MbufDeviceStats, RX_QUEUE, TX_QUEUE};
 pub use memory::{MemoryDevice, MemoryLink};
 pub use port_device::{DeviceStats, PortDevice};
