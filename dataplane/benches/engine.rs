@@ -4,7 +4,9 @@
 //! `cargo bench -p switchyard-dataplane --bench engine` (env: `MAX_CONNS`, default 1000000;
 //! `ROUNDS`, default 200; `REPEAT`, default 3; `CKSUM=offload`: the engine's device says the
 //! checksums are a NIC's work, as with offloads; `ONLY=requests` (with `ACTIVE`, default 1000) or
-//! `ONLY=short`: that figure alone, for profilers).
+//! `ONLY=short`: that figure alone, for profilers; `PORTS_PER_IP`, default 50000: client ports per
+//! client address, 1 gives each connection its own; `ONLINK=1`: the client addresses are on the
+//! engine's link, each one a neighbour in smoltcp's cache, instead of behind the gateway).
 //!
 //! A raw packet client (not smoltcp: its socket scan would be the bottleneck) speaks TCP to one
 //! [`Engine`] over an in-memory link. Client addresses are 198.19.x.y, off the engine's
@@ -44,7 +46,11 @@ const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
-const PORTS_PER_IP: u32 = 50_000;
+/// Client ports per client address (env `PORTS_PER_IP`; 1 gives every connection its own address).
+fn ports_per_ip() -> u32 {
+    static N: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *N.get_or_init(|| env("PORTS_PER_IP", 50_000).clamp(1, 50_000))
+}
 const FIRST_PORT: u32 = 10_000;
 const ECHO: u16 = 7;
 /// A `hold` listener with backlog 0 under `solaris`: its queue limit is 0, every SYN is refused.
@@ -73,12 +79,12 @@ struct Conn {
 
 /// Connection `i`'s address and port.
 fn endpoint(i: u32) -> (Ipv4Addr, u16) {
-    let ip = u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i / PORTS_PER_IP;
-    (Ipv4Addr::from(ip), (FIRST_PORT + i % PORTS_PER_IP) as u16)
+    let ip = u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i / ports_per_ip();
+    (Ipv4Addr::from(ip), (FIRST_PORT + i % ports_per_ip()) as u16)
 }
 
 fn index(ip: Ipv4Addr, port: u16) -> u32 {
-    (u32::from(ip) - u32::from(Ipv4Addr::new(198, 19, 0, 0))) * PORTS_PER_IP + (u32::from(port) - FIRST_PORT)
+    (u32::from(ip) - u32::from(Ipv4Addr::new(198, 19, 0, 0))) * ports_per_ip() + (u32::from(port) - FIRST_PORT)
 }
 
 struct Client {
@@ -258,7 +264,9 @@ impl Bench {
         if std::env::var("CKSUM").as_deref() == Ok("offload") {
             edev.offload_checksums(); // what a NIC's checksum offloads leave the engine
         }
-        let mut cfg = EngineConfig::new(SERVER_MAC, SERVER, 24);
+        // ONLINK=1: the clients are on the engine's link (198.18.0.0/15), each address a neighbour.
+        let onlink = std::env::var("ONLINK").as_deref() == Ok("1");
+        let mut cfg = EngineConfig::new(SERVER_MAC, SERVER, if onlink { 15 } else { 24 });
         cfg.gateway = Some(GATEWAY);
         cfg.tcp_rx_buffer = rx;
         cfg.tcp_tx_buffer = tx;
