@@ -1,9 +1,10 @@
 //! The TCP engine of one core.
 //!
-//! An [`Engine`] owns one smoltcp [`Interface`] (ARP, ICMP echo, IPv4, TCP), its connections, its
-//! listeners, its TIME_WAIT table and the sessions of the built-in services. It is pure logic over
-//! a [`BurstDevice`] and a clock: every entry point takes `now`, [`Engine::poll`] returns the next
-//! deadline, and nothing in it reads a clock, sleeps or touches DPDK.
+//! An [`Engine`] owns one smoltcp [`Interface`] (ICMP echo, IPv4, TCP), its neighbours and ARP,
+//! its connections, its listeners, its TIME_WAIT table and the sessions of the built-in services.
+//! It is pure logic over a [`BurstDevice`] and a clock: every entry point takes `now`,
+//! [`Engine::poll`] returns the next deadline, and nothing in it reads a clock, sleeps or touches
+//! DPDK.
 //!
 //! Call order, once per loop turn: `device.refill()`, then [`Engine::poll`], then
 //! `device.flush()` (the per-core loop in [`crate::lcore`] does exactly this).
@@ -23,7 +24,9 @@
 //!   `poll_ingress_single` with an empty set, on which smoltcp answers with an RST (L4).
 //! - **Drop**: a full listener with `on_full = drop` → the SYN is dropped unseen (B3).
 //!
-//! ARP and ICMP go to smoltcp with the empty set too.
+//! ICMP goes to smoltcp with the empty set too. smoltcp runs on IP medium: the engine answers
+//! ARP and writes every Ethernet header itself ([`neighbor`]), so no packet pays for a neighbour
+//! lookup.
 //!
 //! # Egress only where there is work
 //! A connection is polled for egress, and its session run, only when something happened to it:
@@ -61,7 +64,7 @@ use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, Soc
 use smoltcp::phy::TxToken;
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
+use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Cidr};
 
 use crate::bridge::{self, Command, Commands, ConnectRequest, End, Incoming, ListenError, ListenerShared};
 use crate::mem::{self, ArenaStats, BufferArena, StorageArena};
@@ -69,6 +72,7 @@ use crate::phy::BurstDevice;
 use crate::services::{Progress, ServiceKind, Session};
 use flow::{FourTuple, Frame, Segment};
 pub use listener::{BacklogPolicy, ListenerStats, OnFull};
+use neighbor::Ether;
 pub use reclaim::ReclaimStats;
 use stream::TcpStream;
 pub use time_wait::TimeWaitStats;
@@ -304,6 +308,9 @@ struct Slot {
     phase: Phase,
     listener: usize,
     tuple: Option<FourTuple>,
+    /// Where its segments go: the source MAC of the peer's last segment (the router's when the
+    /// peer is off the link); zero until known (see [`neighbor`]).
+    peer_mac: [u8; 6],
     /// The sequence number past the peer's FIN, once seen (for TIME_WAIT).
     peer_fin_end: Option<u32>,
     /// Our FIN is queued (the session is done).
@@ -478,9 +485,10 @@ impl Engine {
         now: Instant,
     ) -> Result<Engine, EngineError> {
         validate(cfg)?;
-        let mut icfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(cfg.mac)));
+        // smoltcp runs on IP medium: the engine owns the Ethernet layer ([`neighbor`]).
+        let mut icfg = Config::new(HardwareAddress::Ip);
         icfg.random_seed = cfg.random_seed;
-        let mut iface = Interface::new(icfg, device, now);
+        let mut iface = Interface::new(icfg, &mut Ether::new(device, cfg.mac, [0; 6]), now);
         let addresses: Vec<Ipv4Addr> =
             std::iter::once(cfg.address).chain(cfg.extra_addresses.iter().copied()).collect();
         iface.update_ip_addrs(|a| {
@@ -588,9 +596,14 @@ impl Engine {
         self.commands(now);
         let frames_before = self.stats.frames;
         while let Some(frame) = device.peek() {
-            let class = flow::classify(frame, &self.addresses);
             self.stats.frames += 1;
-            self.ingress(now, device, class);
+            if !neighbor::addressed_to(frame, self.mac) {
+                device.skip(); // another station's (what smoltcp's Ethernet layer dropped)
+                continue;
+            }
+            let src: [u8; 6] = frame[6..12].try_into().expect("addressed_to checked the length");
+            let class = flow::classify(frame, &self.addresses);
+            self.ingress(now, device, class, src);
         }
         self.time_wait.expire(now);
         let mut fired = std::mem::take(&mut self.fired);
@@ -664,31 +677,52 @@ impl Engine {
         }
     }
 
-    /// Tells smoltcp where a peer is, from a SYN it sent, when that is due (see [`neighbor`]).
-    fn refresh_neighbor(&mut self, now: Instant, seg: &Segment) {
-        let on_link = u32::from(seg.tuple.remote_ip) & self.mask == u32::from(seg.tuple.local_ip) & self.mask;
-        let ip = match (on_link, self.gateway) {
-            (true, _) => seg.tuple.remote_ip,
-            (false, Some(gw)) => gw,
-            (false, None) => return,
-        };
-        if !self.neighbors.due(ip, seg.src_mac, now) {
+    /// Whether `ip` is on the link of one of the engine's addresses.
+    fn on_link(&self, ip: Ipv4Addr) -> bool {
+        self.addresses.iter().any(|a| (u32::from(*a) ^ u32::from(ip)) & self.mask == 0)
+    }
+
+    /// An ARP frame: learn its sender if it is aimed at us from our link, and answer a request
+    /// for one of our addresses (see [`neighbor`]).
+    fn arp<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D) {
+        let arp = device.peek().and_then(neighbor::parse_arp);
+        device.skip();
+        let Some(a) = arp else { return };
+        if !self.addresses.contains(&a.target_ip) || a.sender_mac[0] & 1 == 1 || !self.on_link(a.sender_ip) {
             return;
         }
-        let mut frame = [0u8; neighbor::ARP_FRAME_LEN];
-        neighbor::write_reply(&mut frame, ip, seg.src_mac, seg.tuple.local_ip, self.mac);
-        let mut one = neighbor::OneFrame { frame: Some(frame) };
-        self.iface.poll_ingress_single(now, &mut one, &mut self.empty);
+        self.neighbors.learn(a.sender_ip, a.sender_mac, now);
         self.wake_neighbor_waiters();
+        if a.request {
+            if let Some(tok) = device.transmit(now) {
+                tok.consume(neighbor::ARP_FRAME_LEN, |buf| {
+                    neighbor::write_arp(buf, self.mac, a.target_ip, a.sender_ip, Some(a.sender_mac))
+                });
+            }
+        }
+    }
+
+    /// The MAC a connection the engine opened sends its first segments to: its next hop's (the
+    /// peer on the link, else the gateway), from the neighbour table, which is asked by ARP when
+    /// it does not know (at most once a second per address). `None`: wait for an ARP frame.
+    fn resolve<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, t: &FourTuple) -> Option<[u8; 6]> {
+        let hop = if self.on_link(t.remote_ip) { t.remote_ip } else { self.gateway? };
+        let (mac, ask) = match self.neighbors.lookup(hop, now) {
+            neighbor::Lookup::Found { mac, ask } => (Some(mac), ask),
+            neighbor::Lookup::Missing { ask } => (None, ask),
+        };
+        if ask {
+            if let Some(tok) = device.transmit(now) {
+                tok.consume(neighbor::ARP_FRAME_LEN, |buf| neighbor::write_arp(buf, self.mac, t.local_ip, hop, None));
+            }
+        }
+        mac
     }
 
     /// Decides about one frame and hands it on.
-    fn ingress<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, class: Frame) {
-        if let Frame::Tcp(seg) = &class {
-            if seg.flags.syn {
-                self.refresh_neighbor(now, seg);
-            }
-        }
+    /// `src` is the frame's source MAC: what smoltcp sends while it takes the frame (an RST, an
+    /// ICMP echo reply) goes back there.
+    fn ingress<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, class: Frame, src: [u8; 6]) {
         match self.demux(&class, device) {
             Demux::Flow(id) => {
                 let slot = &mut self.slots[id as usize];
@@ -696,6 +730,7 @@ impl Engine {
                     if seg.flags.fin {
                         slot.peer_fin_end = Some(seg.seq_end());
                     }
+                    slot.peer_mac = seg.src_mac; // where the peer is now (the router's, off the link)
                     slot.rst_seen |= seg.flags.rst;
                     slot.heard_at = now;
                     if seg.flags.syn && !seg.flags.rst {
@@ -706,7 +741,7 @@ impl Engine {
                         reclaim::note_segment(slot, &seg, self.rx_buffer);
                     }
                 }
-                self.iface.poll_ingress_single(now, device, &mut slot.set);
+                self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, src), &mut slot.set);
                 self.mark_dirty(id);
             }
             Demux::Listener(li) => {
@@ -722,12 +757,16 @@ impl Engine {
             }
             Demux::TimeWait(_) | Demux::Drop => device.skip(),
             Demux::Refuse => {
-                self.iface.poll_ingress_single(now, device, &mut self.empty);
+                self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, src), &mut self.empty);
             }
+            Demux::Other if matches!(class, Frame::Arp) => self.arp(now, device),
             Demux::Other => {
-                self.iface.poll_ingress_single(now, device, &mut self.empty);
-                if matches!(class, Frame::Arp) {
-                    self.wake_neighbor_waiters();
+                // IPv4 (ICMP, UDP, TCP to another address) goes to smoltcp; other protocols are
+                // not ours.
+                if device.peek().is_some_and(|f| f[12..14] == [0x08, 0x00]) {
+                    self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, src), &mut self.empty);
+                } else {
+                    device.skip();
                 }
             }
         }
@@ -800,13 +839,14 @@ impl Engine {
             None => self.arm(li),
         };
         let slot = &mut self.slots[id as usize];
-        self.iface.poll_ingress_single(now, device, &mut slot.set);
+        self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, seg.src_mac), &mut slot.set);
         if slot.socket().state() == tcp::State::Listen {
             // Not taken (a bad checksum, say): it stays armed.
             self.listeners[li].ring.push_front(id);
             return;
         }
         slot.tuple = Some(seg.tuple);
+        slot.peer_mac = seg.src_mac;
         slot.heard_at = now;
         slot.irs = seg.seq;
         slot.ooo_until = None;
@@ -860,6 +900,7 @@ impl Engine {
                     phase: Phase::Free,
                     listener: 0,
                     tuple: None,
+                    peer_mac: [0; 6],
                     peer_fin_end: None,
                     closing: false,
                     dirty: false,
@@ -890,26 +931,9 @@ impl Engine {
     /// server would learn a load generator's addresses slowly. Call it before opening connections
     /// from several addresses.
     pub fn announce_to<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, peer: Ipv4Addr) {
-        use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr};
         for &ip in &self.addresses {
-            let arp = ArpRepr::EthernetIpv4 {
-                operation: ArpOperation::Request,
-                source_hardware_addr: EthernetAddress(self.mac),
-                source_protocol_addr: ip,
-                target_hardware_addr: EthernetAddress([0; 6]),
-                target_protocol_addr: peer,
-            };
-            let eth = EthernetRepr {
-                src_addr: EthernetAddress(self.mac),
-                dst_addr: EthernetAddress::BROADCAST,
-                ethertype: EthernetProtocol::Arp,
-            };
             if let Some(tok) = device.transmit(now) {
-                tok.consume(eth.buffer_len() + arp.buffer_len(), |buf| {
-                    let mut frame = EthernetFrame::new_unchecked(buf);
-                    eth.emit(&mut frame);
-                    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
-                });
+                tok.consume(neighbor::ARP_FRAME_LEN, |buf| neighbor::write_arp(buf, self.mac, ip, peer, None));
             }
         }
     }
@@ -1015,6 +1039,7 @@ impl Engine {
         configure(s);
         slot.phase = Phase::Client { session, established: false };
         slot.tuple = Some(t);
+        slot.peer_mac = [0; 6]; // its next hop is resolved before the SYN leaves
         slot.connect_deadline = deadline;
         if let Phase::Client { session: Session::Bridge(end), .. } = &slot.phase {
             end.attach(id, SocketAddrV4::new(t.local_ip, t.local_port), SocketAddrV4::new(t.remote_ip, t.remote_port));
@@ -1311,7 +1336,19 @@ impl Engine {
         // call that sends nothing, and its answer is needed below anyway.
         let mut emitted = false;
         let mut poll_at = None;
-        while self.iface.poll_egress(now, device, &mut slot.set) == PollResult::SocketStateChanged {
+        if slot.peer_mac == [0; 6] && matches!(slot.phase, Phase::Client { .. }) {
+            // A connection the engine opened that has not heard its peer yet: its next hop's MAC.
+            let t = slot.tuple.expect("an outgoing connection has its 4-tuple");
+            match self.resolve(now, device, &t) {
+                Some(mac) => self.slots[id as usize].peer_mac = mac,
+                // Wait for an ARP frame, or ask again in a second.
+                None => poll_at = Some(Some(now + neighbor::ASK_EVERY)),
+            }
+        }
+        let slot = &mut self.slots[id as usize];
+        let dst = slot.peer_mac;
+        let mut dev = Ether::new(device, self.mac, dst);
+        while dst != [0; 6] && self.iface.poll_egress(now, &mut dev, &mut slot.set) == PollResult::SocketStateChanged {
             emitted = true;
             let at = self.iface.poll_at(now, &slot.set);
             if at.is_none_or(|t| t > now) {
@@ -1387,6 +1424,7 @@ impl Engine {
         self.stats.open -= 1;
         self.stats.closed += 1;
         slot.peer_fin_end = None;
+        slot.peer_mac = [0; 6];
         slot.closing = false;
         slot.rst_seen = false;
         slot.emitted = false;

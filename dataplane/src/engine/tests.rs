@@ -1169,3 +1169,123 @@ fn data_unacknowledged_for_the_tcp_timeout_resets_the_connection() {
     let last = last.expect("frames to the client");
     assert_eq!(last[14 + 20 + 13] & 0x04, 0x04, "an RST");
 }
+
+/// Frames the engine sent, taken off the wire (as the peer's end sees them).
+fn sent_frames(p: &mut Pair) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| p.cdev.take_inbound()).collect()
+}
+
+/// The engine owns its neighbours (see [`neighbor`]): 2000 clients on its link (more than the
+/// 1024 smoltcp's neighbour cache held), each from its own address and MAC, none of them ever
+/// ARPing, all complete a handshake and then get their echo, each at its own MAC, and the engine
+/// sends no ARP at all. With smoltcp's cache, the echoes to the first ~1000 waited for ARP.
+#[test]
+fn two_thousand_peers_on_the_link_are_answered_at_their_own_mac() {
+    use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+    let mut cfg = config();
+    cfg.prefix_len = 16;
+    cfg.listeners[0].backlog = 4096;
+    cfg.max_backlog = 4096;
+    (cfg.tcp_rx_buffer, cfg.tcp_tx_buffer) = (1024, 1024);
+    let mut p = Pair::new(&cfg);
+    let peer = |i: u32| {
+        (Ipv4Addr::new(198, 18, 10 + (i / 250) as u8, 1 + (i % 250) as u8), [2, 1, 0, 0, (i >> 8) as u8, i as u8])
+    };
+    let server_mac = [0x02, 0, 0, 0, 0, 2];
+    let frame = |i: u32, control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]| {
+        let tcp = TcpRepr {
+            src_port: 40000,
+            dst_port: 7,
+            control,
+            seq_number: TcpSeqNumber(seq as i32),
+            ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+            window_len: 65535,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload,
+        };
+        let mut buf = vec![0u8; flow::tcp_frame_len(&tcp)];
+        flow::write_tcp_frame(&mut buf, (peer(i).1, peer(i).0), (server_mac, SERVER), &tcp);
+        buf
+    };
+    // What came back to each peer: (dst MAC right, SYN-ACK's sequence number, echoed bytes).
+    let check = |frames: Vec<Vec<u8>>, synacks: &mut HashMap<u32, u32>, echoed: &mut usize| {
+        for f in frames {
+            let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+            assert_eq!(eth.ethertype(), smoltcp::wire::EthernetProtocol::Ipv4, "no ARP");
+            let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+            let o = ip.dst_addr().octets();
+            let i = u32::from(o[2] - 10) * 250 + u32::from(o[3] - 1);
+            assert_eq!(eth.dst_addr().0, peer(i).1, "peer {i} answered at its own MAC");
+            let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+            if tcp.syn() {
+                synacks.insert(i, tcp.seq_number().0 as u32);
+            }
+            *echoed += tcp.payload().len();
+        }
+    };
+    let (mut synacks, mut echoed) = (HashMap::new(), 0);
+    for i in 0..2000 {
+        p.edev.inject(frame(i, TcpControl::Syn, 1, None, &[]));
+        if i % 16 == 15 {
+            p.step();
+            check(sent_frames(&mut p), &mut synacks, &mut echoed);
+        }
+    }
+    assert_eq!(synacks.len(), 2000, "every SYN answered");
+    for i in 0..2000 {
+        p.edev.inject(frame(i, TcpControl::Psh, 2, Some(synacks[&i] + 1), &[0x5a; 64]));
+        if i % 16 == 15 {
+            p.step();
+            check(sent_frames(&mut p), &mut synacks, &mut echoed);
+        }
+    }
+    for _ in 0..5 {
+        p.step();
+        check(sent_frames(&mut p), &mut synacks, &mut echoed);
+    }
+    assert_eq!(echoed, 2000 * 64, "every peer got its echo");
+    assert_eq!(p.engine.stats().established, 2000);
+}
+
+/// A connection the engine opens to a neighbour that never answers ARP: the engine asks once a
+/// second (no SYN leaves), and the connection ends unreachable at its deadline; one that answers
+/// gets the SYN at once, at its MAC.
+#[test]
+fn a_connection_to_a_silent_neighbour_asks_once_a_second_then_ends_unreachable() {
+    use crate::services::{LoadGen, LoadMode, Session};
+    let mut p = Pair::new(&config());
+    let (spec, stats) = load(64, LoadMode::Short);
+    let silent = std::net::SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 77), 7);
+    let timeout = Some(std::time::Duration::from_millis(3500));
+    p.engine.connect_from(p.now, None, silent, timeout, Session::LoadGen(LoadGen::new(spec))).unwrap();
+    let mut arps = 0;
+    for _ in 0..4000 {
+        p.step();
+        for f in sent_frames(&mut p) {
+            let a = neighbor::parse_arp(&f).expect("only ARP leaves");
+            assert_eq!((a.request, a.target_ip), (true, *silent.ip()));
+            arps += 1;
+        }
+    }
+    assert_eq!(arps, 4, "asked at 0, 1, 2 and 3 s");
+    assert_eq!((stats.get(&stats.ended), stats.get(&stats.failed)), (1, 1));
+    assert_eq!(p.engine.stats().open, 0);
+
+    // The smoltcp client answers ARP: the engine learns it and sends its SYN there.
+    let (spec, _) = load(64, LoadMode::Short);
+    let client = std::net::SocketAddrV4::new(CLIENT, 7);
+    p.engine.connect_from(p.now, None, client, timeout, Session::LoadGen(LoadGen::new(spec))).unwrap();
+    p.step_by(Duration::from_micros(10)); // the engine asks
+    let asked = sent_frames(&mut p);
+    assert_eq!(neighbor::parse_arp(&asked[0]).map(|a| a.target_ip), Some(CLIENT));
+    for f in asked {
+        p.cdev.inject(f);
+    }
+    p.step_by(Duration::from_micros(10)); // the client answers; the SYN leaves
+    let syn = sent_frames(&mut p).into_iter().find(|f| f[12..14] == [0x08, 0x00]).expect("a SYN");
+    assert_eq!(&syn[..6], &[0x02, 0, 0, 0, 0, 1], "at the client's MAC");
+}
