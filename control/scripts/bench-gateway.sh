@@ -43,29 +43,31 @@ start() { # start [gateway flags]
 }
 
 phase() { # phase busy|idle -> prints datagrams/s received on side B
-    local busy=$1 port=$((9000 + RANDOM % 1000))
-    ip netns exec $B "$lg" udp-count --bind 198.18.0.3:$port --secs $((SECS + 2)) >/tmp/bg-count.$$ &
+    # Each phase has its own files: the caller reads the printed line through a process
+    # substitution and starts the next phase while this one may still be cleaning up (with one
+    # fixed name per script, that clean-up once removed the next phase's counter output).
+    local busy=$1 port=$((9000 + RANDOM % 1000)) d
+    d=$(mktemp -d /tmp/bench-gateway.phase.XXXXXX)
+    ip netns exec $B "$lg" udp-count --bind 198.18.0.3:$port --secs $((SECS + 2)) >"$d/count" &
     local counter=$!
     local loads=()
     if [ "$busy" = busy ]; then
-        ip netns exec $A "$lg" echo --addr 198.18.0.2:7 --conns "$CONNS" --secs "$SECS" >/tmp/bg-echo-a.$$ &
+        ip netns exec $A "$lg" echo --addr 198.18.0.2:7 --conns "$CONNS" --secs "$SECS" >"$d/echo-a" &
         loads+=($!)
-        ip netns exec $B "$lg" echo --addr 198.18.0.2:7 --conns "$CONNS" --secs "$SECS" >/tmp/bg-echo-b.$$ &
+        ip netns exec $B "$lg" echo --addr 198.18.0.2:7 --conns "$CONNS" --secs "$SECS" >"$d/echo-b" &
         loads+=($!)
     fi
     sleep 0.3
-    ip netns exec $A "$lg" udp-send --addr 198.18.0.3:$port --secs "$SECS" --size "$SIZE" >/tmp/bg-send.$$
+    ip netns exec $A "$lg" udp-send --addr 198.18.0.3:$port --secs "$SECS" --size "$SIZE" >"$d/send"
     for l in "${loads[@]}"; do wait "$l"; done
     wait "$counter"
-    local got sent
-    got=$(awk '{print $(NF)}' /tmp/bg-count.$$ | tr -d '/s')
-    sent=$(awk '{print $3}' /tmp/bg-send.$$)
+    local line
+    line="$(awk '{print $(NF)}' "$d/count" | tr -d '/s') $(awk '{print $3}' "$d/send")"
     if [ "$busy" = busy ]; then
-        echo "$got $sent $(awk '{print $3}' /tmp/bg-echo-a.$$) $(awk '{print $3}' /tmp/bg-echo-b.$$)"
-    else
-        echo "$got $sent"
+        line="$line $(awk '{print $3}' "$d/echo-a") $(awk '{print $3}' "$d/echo-b")"
     fi
-    rm -f /tmp/bg-count.$$ /tmp/bg-send.$$ /tmp/bg-echo-a.$$ /tmp/bg-echo-b.$$
+    rm -rf "$d"
+    echo "$line"
 }
 
 stats() { # min median max of the numbers on stdin

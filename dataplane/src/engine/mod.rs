@@ -256,7 +256,8 @@ pub enum Demux {
     /// Dropped unseen (full listener with `on_full = drop`, or a TIME_WAIT segment with a bad
     /// checksum).
     Drop,
-    /// Not TCP for us (ARP, ICMP, other): smoltcp decides.
+    /// Not TCP for us: ARP (the engine answers and learns), other IPv4 (smoltcp decides: an ICMP
+    /// echo is answered), anything else (dropped).
     Other,
 }
 
@@ -720,6 +721,7 @@ impl Engine {
     }
 
     /// Decides about one frame and hands it on.
+    ///
     /// `src` is the frame's source MAC: what smoltcp sends while it takes the frame (an RST, an
     /// ICMP echo reply) goes back there.
     fn ingress<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, class: Frame, src: [u8; 6]) {
@@ -927,9 +929,9 @@ impl Engine {
     }
 
     /// Sends an ARP request for `peer` from each of the engine's addresses. The peer learns every
-    /// source address at once; smoltcp otherwise resolves new neighbours one per second, so a
-    /// server would learn a load generator's addresses slowly. Call it before opening connections
-    /// from several addresses.
+    /// source address at once instead of asking for each when its first SYN-ACK is due (a smoltcp
+    /// peer asks at most once a second), and this engine learns the peer from its answer. Call it
+    /// before opening connections from several addresses.
     pub fn announce_to<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, peer: Ipv4Addr) {
         for &ip in &self.addresses {
             if let Some(tok) = device.transmit(now) {
