@@ -87,10 +87,13 @@ core_counters() {
 # $tmp/$1.
 appliance_run() {
     local mode=$1 conns=$2
-    "$bin" run --config "$tmp/srv.toml" > "$tmp/srv.log" 2>&1 &
+    # Emptied here, not by the background job's redirection: that runs asynchronously, and the
+    # wait below once found the previous appliance's "ready" in the old log.
+    : > "$tmp/srv.log"
+    "$bin" run --config "$tmp/srv.toml" >> "$tmp/srv.log" 2>&1 &
     srv_pid=$!
     for _ in $(seq 300); do
-        grep -q "switchyard ready" "$tmp/srv.log" && break
+        grep -q "switchyard ready" "$tmp/srv.log" && [ -S "$tmp/ctl.sock" ] && break
         kill -0 "$srv_pid" 2>/dev/null || break
         sleep 0.1
     done
