@@ -116,6 +116,10 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     assert!(pages >= 1 || hugepages, "{stats}");
     assert!(stats["ports"][0]["rx_packets"].as_u64().unwrap() > 10);
     assert!(stats["ports"][0]["mbufs_in_use"].as_u64().is_some());
+    // Linux in the namespace asked ARP for the appliance, which answered and learned it.
+    assert!(lane["arp_replies"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(lane["neighbors"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(lane["arp_requests"].as_u64().is_some(), "{stats}");
     // The core's load: some of its time moved frames, never more than all of it.
     let core = &stats["cores"][0];
     let (busy, elapsed) = (core["busy_us"].as_u64().unwrap(), core["elapsed_us"].as_u64().unwrap());
@@ -165,6 +169,8 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     let pages = sample("switchyard_buffers_holding", lane0) + sample("switchyard_buffer_releases_total", lane0);
     assert!(pages >= 1.0 || hugepages);
     assert!(sample("switchyard_port_rx_packets_total", r#"port="0",device="net_tap0""#) > 10.0);
+    assert!(sample("switchyard_arp_replies_total", lane0) >= 1.0);
+    assert!(sample("switchyard_neighbors", lane0) >= 1.0);
     assert!(metrics.contains("# TYPE switchyard_listener_refused_total counter"));
     let not_found = f.ns.run(|| {
         let mut s = TcpStream::connect("127.0.0.1:9464").unwrap();

@@ -166,6 +166,12 @@ pub struct LaneStats {
     pub buffers_holding: usize,
     /// Times an idle slot's buffer pages were given back to the kernel.
     pub buffer_releases: u64,
+    /// ARP requests the engine sent (next hops of its own connections, announcements).
+    pub arp_requests: u64,
+    /// ARP requests for the engine's addresses it answered.
+    pub arp_replies: u64,
+    /// Addresses in the engine's neighbour table with an answer.
+    pub neighbors: usize,
     /// Frames waiting in this core's steering ring for this port (other cores handed them over).
     pub steer_ring: usize,
 }
@@ -356,6 +362,9 @@ impl Context<'_> {
                             time_wait: l.time_wait.live,
                             buffers_holding: l.reclaim.holding,
                             buffer_releases: l.reclaim.releases,
+                            arp_requests: l.engine.arp_requests,
+                            arp_replies: l.engine.arp_replies,
+                            neighbors: l.engine.neighbors,
                             steer_ring: self.steer_rings.get(pi).and_then(|r| r.get(snap.core)).map_or(0, |f| f()),
                         }
                     })
@@ -594,6 +603,16 @@ impl Context<'_> {
                 "Times an idle connection slot's buffer pages were given back to the kernel.",
                 |l| l.buffer_releases as f64,
             ),
+            ("switchyard_arp_requests_total", "counter", "ARP requests the engine sent.", |l| l.arp_requests as f64),
+            (
+                "switchyard_arp_replies_total",
+                "counter",
+                "ARP requests for the engine's addresses that it answered.",
+                |l| l.arp_replies as f64,
+            ),
+            ("switchyard_neighbors", "gauge", "Addresses in the engine's neighbour table with an answer.", |l| {
+                l.neighbors as f64
+            }),
         ] {
             family(name, kind, help, lane(f));
         }
@@ -705,6 +724,9 @@ impl Context<'_> {
                         ("steer_ring", l.steer_ring as u64),
                         ("buffers_holding", l.buffers_holding as u64),
                         ("buffer_releases", l.buffer_releases),
+                        ("arp_requests", l.arp_requests),
+                        ("arp_replies", l.arp_replies),
+                        ("neighbors", l.neighbors as u64),
                     ] {
                         d.push((format!("port{p}_{k}"), u(v)));
                     }

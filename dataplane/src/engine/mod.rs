@@ -240,6 +240,13 @@ pub struct EngineStats {
     pub frames: u64,
     /// TCP segments answered with an RST because no connection or listener wanted them.
     pub no_listener: u64,
+    /// ARP requests sent: for next hops of outgoing connections ([`neighbor`]), and by
+    /// [`Engine::announce_to`].
+    pub arp_requests: u64,
+    /// ARP requests for the engine's addresses that it answered.
+    pub arp_replies: u64,
+    /// Addresses in the neighbour table with an answer.
+    pub neighbors: usize,
 }
 
 /// What the demux decided for a frame.
@@ -695,6 +702,7 @@ impl Engine {
         self.neighbors.learn(a.sender_ip, a.sender_mac, now);
         self.wake_neighbor_waiters();
         if a.request {
+            self.stats.arp_replies += 1;
             if let Some(tok) = device.transmit(now) {
                 tok.consume(neighbor::ARP_FRAME_LEN, |buf| {
                     neighbor::write_arp(buf, self.mac, a.target_ip, a.sender_ip, Some(a.sender_mac))
@@ -935,6 +943,7 @@ impl Engine {
     pub fn announce_to<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, peer: Ipv4Addr) {
         for &ip in &self.addresses {
             if let Some(tok) = device.transmit(now) {
+                self.neighbors.asked += 1;
                 tok.consume(neighbor::ARP_FRAME_LEN, |buf| neighbor::write_arp(buf, self.mac, ip, peer, None));
             }
         }
@@ -1441,7 +1450,13 @@ impl Engine {
     }
 
     pub fn stats(&self) -> EngineStats {
-        EngineStats { slots: self.slots.len(), free_slots: self.free.len(), ..self.stats }
+        EngineStats {
+            slots: self.slots.len(),
+            free_slots: self.free.len(),
+            arp_requests: self.neighbors.asked,
+            neighbors: self.neighbors.len(),
+            ..self.stats
+        }
     }
 
     /// Every listener of the engine, with its settings and counters (for introspection).

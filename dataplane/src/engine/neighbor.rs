@@ -58,10 +58,12 @@ pub enum Lookup {
 #[derive(Default)]
 pub struct Neighbors {
     map: HashMap<Ipv4Addr, Entry, foldhash::fast::RandomState>,
-    /// ARP requests sent.
+    /// ARP requests sent for addresses.
     pub asked: u64,
     /// Answers learned (new or changed MACs).
     pub learned: u64,
+    /// Addresses with an answer (kept as entries change).
+    answered: usize,
 }
 
 impl Neighbors {
@@ -70,6 +72,7 @@ impl Neighbors {
         self.make_room(ip, now);
         let e = self.map.entry(ip).or_insert(Entry { mac: None, asked: None });
         let news = e.mac.is_none_or(|(m, _)| m != mac);
+        self.answered += usize::from(e.mac.is_none());
         e.mac = Some((mac, now));
         e.asked = None;
         self.learned += u64::from(news);
@@ -100,12 +103,13 @@ impl Neighbors {
             if self.map.len() >= MAX_PEERS {
                 self.map.clear();
             }
+            self.answered = self.map.len(); // only answered entries are left
         }
     }
 
-    /// Addresses with an answer (counts them: for introspection).
+    /// Addresses with an answer.
     pub fn len(&self) -> usize {
-        self.map.values().filter(|e| e.mac.is_some()).count()
+        self.answered
     }
 
     pub fn is_empty(&self) -> bool {

@@ -1249,6 +1249,7 @@ fn two_thousand_peers_on_the_link_are_answered_at_their_own_mac() {
     }
     assert_eq!(echoed, 2000 * 64, "every peer got its echo");
     assert_eq!(p.engine.stats().established, 2000);
+    assert_eq!(p.engine.stats().arp_requests, 0);
 }
 
 /// A connection the engine opens to a neighbour that never answers ARP: the engine asks once a
@@ -1272,6 +1273,7 @@ fn a_connection_to_a_silent_neighbour_asks_once_a_second_then_ends_unreachable()
         }
     }
     assert_eq!(arps, 4, "asked at 0, 1, 2 and 3 s");
+    assert_eq!((p.engine.stats().arp_requests, p.engine.stats().neighbors), (4, 0));
     assert_eq!((stats.get(&stats.ended), stats.get(&stats.failed)), (1, 1));
     assert_eq!(p.engine.stats().open, 0);
 
@@ -1288,4 +1290,5 @@ fn a_connection_to_a_silent_neighbour_asks_once_a_second_then_ends_unreachable()
     p.step_by(Duration::from_micros(10)); // the client answers; the SYN leaves
     let syn = sent_frames(&mut p).into_iter().find(|f| f[12..14] == [0x08, 0x00]).expect("a SYN");
     assert_eq!(&syn[..6], &[0x02, 0, 0, 0, 0, 1], "at the client's MAC");
+    assert_eq!((p.engine.stats().arp_requests, p.engine.stats().neighbors), (5, 1));
 }
