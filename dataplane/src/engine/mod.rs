@@ -691,12 +691,18 @@ impl Engine {
     }
 
     /// An ARP frame: learn its sender if it is aimed at us from our link, and answer a request
-    /// for one of our addresses (see [`neighbor`]).
+    /// for one of our addresses (see [`neighbor`]). An ARP frame about another address (a
+    /// gratuitous one, a request to another host) only moves a neighbour we already know, as
+    /// Linux does.
     fn arp<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D) {
         let arp = device.peek().and_then(neighbor::parse_arp);
         device.skip();
         let Some(a) = arp else { return };
-        if !self.addresses.contains(&a.target_ip) || a.sender_mac[0] & 1 == 1 || !self.on_link(a.sender_ip) {
+        if a.sender_mac[0] & 1 == 1 || !self.on_link(a.sender_ip) {
+            return;
+        }
+        if !self.addresses.contains(&a.target_ip) {
+            self.neighbors.update(a.sender_ip, a.sender_mac, now);
             return;
         }
         self.neighbors.learn(a.sender_ip, a.sender_mac, now);

@@ -79,6 +79,16 @@ impl Neighbors {
         news
     }
 
+    /// Notes that `ip` is at `mac` if `ip` has an answer already (an ARP frame not aimed at us:
+    /// it may say a known neighbour moved, and must not fill the table with every station that
+    /// speaks on the link); returns whether that is news.
+    pub fn update(&mut self, ip: Ipv4Addr, mac: [u8; 6], now: Instant) -> bool {
+        match self.map.get(&ip) {
+            Some(Entry { mac: Some(_), .. }) => self.learn(ip, mac, now),
+            _ => false,
+        }
+    }
+
     /// Where `ip` is, and whether to ask (which is then counted as done now).
     pub fn lookup(&mut self, ip: Ipv4Addr, now: Instant) -> Lookup {
         self.make_room(ip, now);
@@ -265,6 +275,18 @@ mod tests {
         assert!(!n.learn(PEER, [2, 0, 0, 0, 0, 1], t0 + Duration::from_secs(3)), "no news");
         assert_eq!(n.lookup(PEER, t0 + Duration::from_secs(3)), Lookup::Found { mac: [2, 0, 0, 0, 0, 1], ask: false });
         assert_eq!((n.asked, n.learned, n.len()), (2, 1, 1));
+    }
+
+    #[test]
+    fn arp_about_others_moves_known_neighbours_only() {
+        let mut n = Neighbors::default();
+        let t0 = Instant::from_secs(100);
+        assert!(!n.update(PEER, [2, 0, 0, 0, 0, 1], t0), "unknown: not added");
+        assert_eq!(n.len(), 0);
+        n.learn(PEER, [2, 0, 0, 0, 0, 1], t0);
+        assert!(n.update(PEER, [2, 0, 0, 0, 0, 9], t0), "known: moved");
+        assert_eq!(n.lookup(PEER, t0), Lookup::Found { mac: [2, 0, 0, 0, 0, 9], ask: false });
+        assert_eq!(n.len(), 1);
     }
 
     #[test]

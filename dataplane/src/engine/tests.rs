@@ -1292,3 +1292,33 @@ fn a_connection_to_a_silent_neighbour_asks_once_a_second_then_ends_unreachable()
     assert_eq!(&syn[..6], &[0x02, 0, 0, 0, 0, 1], "at the client's MAC");
     assert_eq!((p.engine.stats().arp_requests, p.engine.stats().neighbors), (5, 1));
 }
+
+/// A neighbour that moves and says so with a gratuitous ARP (its own address, asked of everyone)
+/// is followed: the engine's next connection to it goes to the new MAC, without asking. An ARP
+/// frame about a station the engine does not know adds nothing.
+#[test]
+fn a_gratuitous_arp_moves_a_known_neighbour() {
+    use crate::services::{LoadGen, LoadMode, Session};
+    let mut p = Pair::new(&config());
+    let h = p.connect(7, 48000); // the smoltcp client ARPs for the engine, which learns it
+    assert!(p.run_until(100, |p| p.sock(h).state() == tcp::State::Established));
+    assert_eq!(p.engine.stats().neighbors, 1);
+    let moved = [0x02, 0, 0, 0, 0, 0x99];
+    let mut garp = vec![0u8; neighbor::ARP_FRAME_LEN];
+    neighbor::write_arp(&mut garp, moved, CLIENT, CLIENT, None);
+    p.edev.inject(garp);
+    let mut other = vec![0u8; neighbor::ARP_FRAME_LEN];
+    neighbor::write_arp(&mut other, [0x02, 0, 0, 0, 0, 0x77], Ipv4Addr::new(198, 18, 0, 77), CLIENT, None);
+    p.edev.inject(other);
+    p.step_by(Duration::from_micros(10));
+    assert_eq!(p.engine.stats().neighbors, 1, "the other station was not added");
+    sent_frames(&mut p);
+    let (spec, _) = load(64, LoadMode::Short);
+    let remote = std::net::SocketAddrV4::new(CLIENT, 7);
+    p.engine.connect_from(p.now, None, remote, None, Session::LoadGen(LoadGen::new(spec))).unwrap();
+    p.step_by(Duration::from_micros(10));
+    let out = sent_frames(&mut p);
+    assert_eq!(out.len(), 1, "a SYN and no ARP");
+    assert_eq!(&out[0][..6], &moved, "at the new MAC");
+    assert_eq!(p.engine.stats().arp_requests, 0);
+}
