@@ -15,7 +15,8 @@
 //!   ARP request (at most once a second per address) and the connection waits for an ARP frame,
 //!   as it did in smoltcp. An answer older than [`LIFETIME`] is still used, and asked again.
 //! - **ARP**: the engine answers requests for its addresses and learns the sender of every ARP
-//!   frame aimed at it, from its own link.
+//!   frame aimed at it, from its own link. An ARP frame about another address (a gratuitous one)
+//!   only moves a neighbour the table knows already.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
