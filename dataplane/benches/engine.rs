@@ -4,7 +4,8 @@
 //! `cargo bench -p switchyard-dataplane --bench engine` (env: `MAX_CONNS`, default 1000000;
 //! `ROUNDS`, default 200; `REPEAT`, default 3; `CKSUM=offload`: the engine's device says the
 //! checksums are a NIC's work, as with offloads; `ONLY=requests` (with `ACTIVE`, default 1000) or
-//! `ONLY=short`: that figure alone, for profilers; `PORTS_PER_IP`, default 50000: client ports per
+//! `ONLY=short`: that figure alone, for profilers; `ONLY=loadgen`: a load-generating engine
+//! against the echo engine, each side's time per request; `PORTS_PER_IP`, default 50000: client ports per
 //! client address, 1 gives each connection its own; `ONLINK=1`: the client addresses are on the
 //! engine's link, each one a neighbour in smoltcp's cache, instead of behind the gateway).
 //!
@@ -421,6 +422,57 @@ impl Bench {
     }
 }
 
+/// A load generator engine (persistent requests on `active` connections from 8 addresses) against
+/// the echo engine over an in-memory link, until `requests` responses came back; returns the ns
+/// per request spent in each side's `poll` (client, server).
+fn loadgen_against_echo(active: u32, requests: u32) -> (f64, f64) {
+    use dataplane::services::{LoadGen, LoadMode, LoadSpec, LoadStats, Session};
+    let MemoryLink { a: mut cdev, b: mut sdev } = MemoryLink::new();
+    let mut now = EngineInstant::from_millis(0);
+    let mut s = EngineConfig::new(SERVER_MAC, SERVER, 24);
+    s.listeners = vec![ListenerSpec {
+        port: ECHO,
+        service: ServiceKind::Echo,
+        backlog: 4096,
+        policy: BacklogPolicy::Linux,
+        on_full: OnFull::Refuse,
+    }];
+    let mut server = Engine::new(&s, &mut sdev, now).unwrap();
+    let mut c = EngineConfig::new(CLIENT_MAC, GATEWAY, 24);
+    c.extra_addresses = (10..17).map(|i| Ipv4Addr::new(198, 18, 0, i)).collect();
+    let mut client = Engine::new(&c, &mut cdev, now).unwrap();
+    client.announce_to(now, &mut cdev, SERVER);
+    let stats = std::sync::Arc::new(LoadStats::default());
+    let spec = LoadSpec { size: 64, mode: LoadMode::Persistent, stats: stats.clone() };
+    for _ in 0..active {
+        client
+            .connect(std::net::SocketAddrV4::new(SERVER, ECHO), Session::LoadGen(LoadGen::new(spec.clone())))
+            .unwrap();
+    }
+    let (mut tc, mut ts) = (Duration::ZERO, Duration::ZERO);
+    let mut turn = |tc: &mut Duration, ts: &mut Duration, now: EngineInstant| {
+        cdev.refill();
+        let t = Clock::now();
+        client.poll(now, &mut cdev);
+        *tc += t.elapsed();
+        sdev.refill();
+        let t = Clock::now();
+        server.poll(now, &mut sdev);
+        *ts += t.elapsed();
+    };
+    while stats.get(&stats.completed) < u64::from(active) * 20 {
+        now += smoltcp::time::Duration::from_micros(10);
+        turn(&mut Duration::ZERO, &mut Duration::ZERO, now); // warm up: handshakes, first requests
+    }
+    let done0 = stats.get(&stats.completed);
+    while stats.get(&stats.completed) - done0 < u64::from(requests) {
+        now += smoltcp::time::Duration::from_micros(10);
+        turn(&mut tc, &mut ts, now);
+    }
+    let n = (stats.get(&stats.completed) - done0) as f64;
+    (tc.as_nanos() as f64 / n, ts.as_nanos() as f64 / n)
+}
+
 fn env(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -457,6 +509,17 @@ fn main() {
         b.exchange(active, 20);
         let v: Vec<f64> = (0..repeat).map(|_| b.exchange(active, rounds)).collect();
         println!("requests only: {active} connections, {rounds} rounds: ns/request {v:.0?}");
+        return;
+    }
+    if std::env::var("ONLY").as_deref() == Ok("loadgen") {
+        // Which side costs more per request: a load-generating engine (persistent mode, ACTIVE
+        // connections, default 64) against the echo engine, each side's poll timed on its own.
+        let active = env("ACTIVE", 64);
+        let v: Vec<(f64, f64)> = (0..repeat).map(|_| loadgen_against_echo(active, rounds * 1000)).collect();
+        println!(
+            "loadgen against echo, {active} connections, {} requests per run: ns/request client, server {v:.0?}",
+            rounds * 1000
+        );
         return;
     }
     if std::env::var("ONLY").as_deref() == Ok("short") {
