@@ -460,9 +460,10 @@ fn loadgen_against_echo(active: u32, requests: u32) -> (f64, f64) {
         server.poll(now, &mut sdev);
         *ts += t.elapsed();
     };
+    let (mut warm_c, mut warm_s) = (Duration::ZERO, Duration::ZERO); // handshakes, first requests
     while stats.get(&stats.completed) < u64::from(active) * 20 {
         now += smoltcp::time::Duration::from_micros(10);
-        turn(&mut Duration::ZERO, &mut Duration::ZERO, now); // warm up: handshakes, first requests
+        turn(&mut warm_c, &mut warm_s, now);
     }
     let done0 = stats.get(&stats.completed);
     while stats.get(&stats.completed) - done0 < u64::from(requests) {
