@@ -33,14 +33,14 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant as Clock};
 
-use dataplane::engine::flow::{tcp_frame_len, write_tcp_frame};
+use dataplane::engine::flow::{plain_tcp, tcp_frame_len, write_tcp_frame};
 use dataplane::engine::{BacklogPolicy, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull};
 use dataplane::phy::{BurstDevice, MemoryDevice, MemoryLink};
 use dataplane::services::ServiceKind;
 use smoltcp::phy::{Device, RxToken, TxToken};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Ipv4Packet,
-    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    TcpControl, TcpPacket,
 };
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -106,20 +106,8 @@ impl Client {
     fn send_tcp(&mut self, i: u32, control: TcpControl, ack: bool, payload: &[u8]) {
         let (ip, port) = endpoint(i);
         let c = self.conns[i as usize];
-        let tcp = TcpRepr {
-            src_port: port,
-            dst_port: self.dst_port,
-            control,
-            seq_number: TcpSeqNumber(c.snd_nxt as i32),
-            ack_number: ack.then_some(TcpSeqNumber(c.rcv_nxt as i32)),
-            window_len: 65535,
-            window_scale: None,
-            max_seg_size: (control == TcpControl::Syn).then_some(1460),
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload,
-        };
+        let mut tcp = plain_tcp((port, self.dst_port), control, c.snd_nxt, ack.then_some(c.rcv_nxt), 65535, payload);
+        tcp.max_seg_size = (control == TcpControl::Syn).then_some(1460);
         let len = tcp_frame_len(&tcp);
         let tok = self.dev.transmit(EngineInstant::from_millis(0)).expect("memory link never full");
         tok.consume(len, |buf| write_tcp_frame(buf, (CLIENT_MAC, ip), (SERVER_MAC, SERVER), &tcp));

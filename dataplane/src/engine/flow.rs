@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TcpPacket, TcpRepr,
+    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
 /// A TCP connection's identity, from this engine's side.
@@ -113,6 +113,32 @@ pub fn seq_after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
 }
 
+/// A TCP header with no options, from `ports` (source, destination): the segments the engine and
+/// its tests and bench write themselves.
+pub fn plain_tcp(
+    ports: (u16, u16),
+    control: TcpControl,
+    seq: u32,
+    ack: Option<u32>,
+    window_len: u16,
+    payload: &[u8],
+) -> TcpRepr<'_> {
+    TcpRepr {
+        src_port: ports.0,
+        dst_port: ports.1,
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+        window_len,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload,
+    }
+}
+
 /// Length of the Ethernet/IPv4/TCP frame [`write_tcp_frame`] builds for `tcp`.
 pub fn tcp_frame_len(tcp: &TcpRepr) -> usize {
     14 + 20 + tcp.buffer_len()
@@ -147,21 +173,7 @@ pub fn write_tcp_frame(buf: &mut [u8], src: ([u8; 6], Ipv4Addr), dst: ([u8; 6], 
 /// 02:00:00:00:00:02), checksums right: the frame tests of steering and devices start from.
 #[cfg(test)]
 pub(crate) fn test_syn_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
-    use smoltcp::wire::{TcpControl, TcpSeqNumber};
-    let tcp = TcpRepr {
-        src_port: sport,
-        dst_port: dport,
-        control: TcpControl::Syn,
-        seq_number: TcpSeqNumber(1),
-        ack_number: None,
-        window_len: 1000,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload: &[],
-    };
+    let tcp = plain_tcp((sport, dport), TcpControl::Syn, 1, None, 1000, &[]);
     let mut buf = vec![0u8; tcp_frame_len(&tcp)];
     write_tcp_frame(&mut buf, ([2, 0, 0, 0, 0, 1], src), ([2, 0, 0, 0, 0, 2], dst), &tcp);
     buf

@@ -709,11 +709,7 @@ impl Engine {
         self.wake_neighbor_waiters();
         if a.request {
             self.stats.arp_replies += 1;
-            if let Some(tok) = device.transmit(now) {
-                tok.consume(neighbor::ARP_FRAME_LEN, |buf| {
-                    neighbor::write_arp(buf, self.mac, a.target_ip, a.sender_ip, Some(a.sender_mac))
-                });
-            }
+            neighbor::send_arp(device, now, self.mac, a.target_ip, a.sender_ip, Some(a.sender_mac));
         }
     }
 
@@ -727,9 +723,7 @@ impl Engine {
             neighbor::Lookup::Missing { ask } => (None, ask),
         };
         if ask {
-            if let Some(tok) = device.transmit(now) {
-                tok.consume(neighbor::ARP_FRAME_LEN, |buf| neighbor::write_arp(buf, self.mac, t.local_ip, hop, None));
-            }
+            neighbor::send_arp(device, now, self.mac, t.local_ip, hop, None);
         }
         mac
     }
@@ -948,9 +942,8 @@ impl Engine {
     /// before opening connections from several addresses.
     pub fn announce_to<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, peer: Ipv4Addr) {
         for &ip in &self.addresses {
-            if let Some(tok) = device.transmit(now) {
+            if neighbor::send_arp(device, now, self.mac, ip, peer, None) {
                 self.neighbors.asked += 1;
-                tok.consume(neighbor::ARP_FRAME_LEN, |buf| neighbor::write_arp(buf, self.mac, ip, peer, None));
             }
         }
     }

@@ -176,6 +176,21 @@ pub fn write_arp(buf: &mut [u8], our_mac: [u8; 6], us: Ipv4Addr, peer: Ipv4Addr,
     .emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
 }
 
+/// Sends the ARP frame [`write_arp`] writes through `device`; `false` if it had no room.
+pub fn send_arp<D: phy::Device + ?Sized>(
+    device: &mut D,
+    now: Instant,
+    our_mac: [u8; 6],
+    us: Ipv4Addr,
+    peer: Ipv4Addr,
+    reply_to: Option<[u8; 6]>,
+) -> bool {
+    use phy::TxToken;
+    let Some(tok) = device.transmit(now) else { return false };
+    tok.consume(ARP_FRAME_LEN, |buf| write_arp(buf, our_mac, us, peer, reply_to));
+    true
+}
+
 /// Whether an Ethernet frame's destination is `mac`, broadcast or multicast (what smoltcp's
 /// Ethernet layer took).
 pub fn addressed_to(frame: &[u8], mac: [u8; 6]) -> bool {

@@ -1181,7 +1181,7 @@ fn sent_frames(p: &mut Pair) -> Vec<Vec<u8>> {
 /// sends no ARP at all. With smoltcp's cache, the echoes to the first ~1000 waited for ARP.
 #[test]
 fn two_thousand_peers_on_the_link_are_answered_at_their_own_mac() {
-    use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber};
+    use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpControl, TcpPacket};
     let mut cfg = config();
     cfg.prefix_len = 16;
     cfg.listeners[0].backlog = 4096;
@@ -1193,20 +1193,7 @@ fn two_thousand_peers_on_the_link_are_answered_at_their_own_mac() {
     };
     let server_mac = [0x02, 0, 0, 0, 0, 2];
     let frame = |i: u32, control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]| {
-        let tcp = TcpRepr {
-            src_port: 40000,
-            dst_port: 7,
-            control,
-            seq_number: TcpSeqNumber(seq as i32),
-            ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
-            window_len: 65535,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload,
-        };
+        let tcp = flow::plain_tcp((40000, 7), control, seq, ack, 65535, payload);
         let mut buf = vec![0u8; flow::tcp_frame_len(&tcp)];
         flow::write_tcp_frame(&mut buf, (peer(i).1, peer(i).0), (server_mac, SERVER), &tcp);
         buf

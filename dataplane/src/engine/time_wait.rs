@@ -20,9 +20,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use smoltcp::time::Instant;
-use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
+use smoltcp::wire::TcpControl;
 
-use super::flow::{seq_after, write_tcp_frame, FourTuple, Segment};
+use super::flow::{plain_tcp, seq_after, write_tcp_frame, FourTuple, Segment};
 
 /// The longest TIME_WAIT delay accepted (T1).
 pub const MAX_DELAY: Duration = Duration::from_secs(300);
@@ -205,20 +205,7 @@ pub const ACK_FRAME_LEN: usize = 14 + 20 + 20;
 /// acknowledges, ack = the end of its FIN.
 pub fn write_ack(buf: &mut [u8], our_mac: [u8; 6], seg: &Segment) {
     let t = seg.tuple;
-    let tcp = TcpRepr {
-        src_port: t.local_port,
-        dst_port: t.remote_port,
-        control: TcpControl::None,
-        seq_number: TcpSeqNumber(seg.ack as i32),
-        ack_number: Some(TcpSeqNumber(seg.seq_end() as i32)),
-        window_len: 0,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None; 3],
-        timestamp: None,
-        payload: &[],
-    };
+    let tcp = plain_tcp((t.local_port, t.remote_port), TcpControl::None, seg.ack, Some(seg.seq_end()), 0, &[]);
     write_tcp_frame(buf, (our_mac, t.local_ip), (seg.src_mac, t.remote_ip), &tcp);
 }
 
