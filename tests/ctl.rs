@@ -56,6 +56,9 @@ fn ctl_commands_show_the_traffic_the_test_made() {
             .collect();
         let held: Vec<TcpStream> = (0..4).map(|_| common::connect(9000)).collect();
         let refused = TcpStream::connect_timeout(&Fixture::addr(9000), Duration::from_secs(3)).is_err();
+        // A port with no listener: refused too, and counted as no_listener.
+        let closed = TcpStream::connect_timeout(&Fixture::addr(4444), Duration::from_secs(3)).map(|_| ());
+        assert_eq!(closed.map_err(|e| e.kind()), Err(std::io::ErrorKind::ConnectionRefused), "port 4444");
         (echo, held, refused) // kept open until the checks are done
     });
     assert!(refused, "the fifth hold client is refused");
@@ -120,6 +123,7 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     assert!(lane["arp_replies"].as_u64().unwrap() >= 1, "{stats}");
     assert!(lane["neighbors"].as_u64().unwrap() >= 1, "{stats}");
     assert!(lane["arp_requests"].as_u64().is_some(), "{stats}");
+    assert!(lane["no_listener"].as_u64().unwrap() >= 1, "the SYN to port 4444: {stats}");
     // The core's load: some of its time moved frames, never more than all of it.
     let core = &stats["cores"][0];
     let (busy, elapsed) = (core["busy_us"].as_u64().unwrap(), core["elapsed_us"].as_u64().unwrap());
@@ -171,6 +175,7 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     assert!(sample("switchyard_port_rx_packets_total", r#"port="0",device="net_tap0""#) > 10.0);
     assert!(sample("switchyard_arp_replies_total", lane0) >= 1.0);
     assert!(sample("switchyard_neighbors", lane0) >= 1.0);
+    assert!(sample("switchyard_no_listener_total", lane0) >= 1.0);
     assert!(metrics.contains("# TYPE switchyard_listener_refused_total counter"));
     let not_found = f.ns.run(|| {
         let mut s = TcpStream::connect("127.0.0.1:9464").unwrap();

@@ -7,18 +7,19 @@ mod common;
 use common::{echo, Appliance, NetNs};
 use sha2::{Digest, Sha256};
 
-/// `established=N` of each core's "port totals" line in the appliance log.
-fn established_per_core(log: &str) -> Vec<(u32, u64)> {
+/// Field `name` (`established`, `arp_replies`, ...) of each core's "port totals" line in the
+/// appliance log, as (core, value).
+fn totals_per_core(log: &str, name: &str) -> Vec<(u32, u64)> {
     log.lines()
         .filter(|l| l.contains("port totals"))
         .map(|l| {
             let field = |name: &str| {
                 l.split_whitespace()
-                    .find_map(|w| w.strip_prefix(name))
+                    .find_map(|w| w.strip_prefix(name).and_then(|w| w.strip_prefix('=')))
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or_else(|| panic!("no {name} in {l}"))
             };
-            (field("core=") as u32, field("established="))
+            (field("core") as u32, field(name))
         })
         .collect()
 }
@@ -46,12 +47,19 @@ fn two_cores_serve_one_address_coherently() {
     }
     let (status, log) = app.stop();
     assert!(status.success(), "exit {status}; log:\n{log}");
-    let per_core = established_per_core(&log);
+    let per_core = totals_per_core(&log, "established");
     assert_eq!(per_core.len(), 2, "one totals line per core; log:\n{log}");
     let total: u64 = per_core.iter().map(|&(_, n)| n).sum();
     assert!(total >= 41, "{per_core:?}");
     assert!(per_core.iter().all(|&(_, n)| n > 0), "both cores served connections: {per_core:?}");
     eprintln!("connections per core: {per_core:?}");
+    // Linux ARPs for the appliance; both cores see the request and learn Linux's MAC, and core 0
+    // alone answers, so Linux gets one reply, not one per core.
+    let replies = totals_per_core(&log, "arp_replies");
+    let of = |core: u32| replies.iter().find(|&&(c, _)| c == core).map(|&(_, n)| n);
+    assert!(of(0) >= Some(1) && of(1) == Some(0), "ARP replies per core: {replies:?}");
+    let learned = totals_per_core(&log, "neighbors");
+    assert!(learned.iter().all(|&(_, n)| n >= 1), "neighbours per core: {learned:?}");
     for l in log.lines().filter(|l| l.contains("port totals")) {
         eprintln!("{l}");
     }

@@ -284,6 +284,8 @@ pub fn run_with_switch(
                 // Flow affinity: outgoing connections use source ports whose replies this core
                 // receives (the same Toeplitz hash and table that steer incoming frames).
                 let (steer, me) = (ctx.steering.clone(), ctx.me);
+                // Every core sees every ARP frame and learns from it; core 0 alone answers.
+                engine.set_arp_replies(me == 0);
                 engine.set_affinity(move |t| {
                     steer.owner_of_reply(
                         SocketAddrV4::new(t.remote_ip, t.remote_port),
@@ -499,6 +501,10 @@ fn log_totals(core: usize, lanes: &[Lane<PortDevice>], stats: &LoopStats) {
             established = e.established,
             closed = e.closed,
             open = e.open,
+            no_listener = e.no_listener,
+            arp_requests = e.arp_requests,
+            arp_replies = e.arp_replies,
+            neighbors = e.neighbors,
             "port totals"
         );
     }

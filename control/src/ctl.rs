@@ -166,6 +166,8 @@ pub struct LaneStats {
     pub buffers_holding: usize,
     /// Times an idle slot's buffer pages were given back to the kernel.
     pub buffer_releases: u64,
+    /// TCP segments answered with an RST because no connection or listener wanted them.
+    pub no_listener: u64,
     /// ARP requests the engine sent (next hops of its own connections, announcements).
     pub arp_requests: u64,
     /// ARP requests for the engine's addresses it answered.
@@ -362,6 +364,7 @@ impl Context<'_> {
                             time_wait: l.time_wait.live,
                             buffers_holding: l.reclaim.holding,
                             buffer_releases: l.reclaim.releases,
+                            no_listener: l.engine.no_listener,
                             arp_requests: l.engine.arp_requests,
                             arp_replies: l.engine.arp_replies,
                             neighbors: l.engine.neighbors,
@@ -603,6 +606,12 @@ impl Context<'_> {
                 "Times an idle connection slot's buffer pages were given back to the kernel.",
                 |l| l.buffer_releases as f64,
             ),
+            (
+                "switchyard_no_listener_total",
+                "counter",
+                "TCP segments answered with an RST because no connection or listener wanted them.",
+                |l| l.no_listener as f64,
+            ),
             ("switchyard_arp_requests_total", "counter", "ARP requests the engine sent.", |l| l.arp_requests as f64),
             (
                 "switchyard_arp_replies_total",
@@ -724,6 +733,7 @@ impl Context<'_> {
                         ("steer_ring", l.steer_ring as u64),
                         ("buffers_holding", l.buffers_holding as u64),
                         ("buffer_releases", l.buffer_releases),
+                        ("no_listener", l.no_listener),
                         ("arp_requests", l.arp_requests),
                         ("arp_replies", l.arp_replies),
                         ("neighbors", l.neighbors as u64),

@@ -411,6 +411,8 @@ pub struct Engine {
     mask: u32,
     gateway: Option<Ipv4Addr>,
     neighbors: neighbor::Neighbors,
+    /// Whether this engine answers ARP requests for its addresses ([`Engine::set_arp_replies`]).
+    arp_replies: bool,
     arena: BufferArena,
     /// Bytes of buffers per slot (rx then tx; page-aligned when reclaim is on).
     buf_stride: usize,
@@ -533,6 +535,7 @@ impl Engine {
             mask: u32::MAX.checked_shl(32 - u32::from(cfg.prefix_len)).unwrap_or(0),
             gateway: cfg.gateway,
             neighbors: neighbor::Neighbors::default(),
+            arp_replies: true,
             arena: BufferArena::new(format!("engine {}", cfg.address)),
             buf_stride: match cfg.buffer_idle {
                 Some(_) => (cfg.tcp_rx_buffer + cfg.tcp_tx_buffer).next_multiple_of(mem::PAGE),
@@ -707,7 +710,7 @@ impl Engine {
         }
         self.neighbors.learn(a.sender_ip, a.sender_mac, now);
         self.wake_neighbor_waiters();
-        if a.request {
+        if a.request && self.arp_replies {
             self.stats.arp_replies += 1;
             neighbor::send_arp(device, now, self.mac, a.target_ip, a.sender_ip, Some(a.sender_mac));
         }
@@ -952,6 +955,13 @@ impl Engine {
     /// RSS (or software steering), the source port is chosen so that the replies reach this core.
     pub fn set_affinity(&mut self, mine: impl Fn(&FourTuple) -> bool + Send + 'static) {
         self.affinity = Some(Box::new(mine));
+    }
+
+    /// Whether this engine answers ARP requests for its addresses (the default). With several
+    /// cores on a port every core's engine sees every ARP frame, and learns from it; only one of
+    /// them should answer, or a peer gets one reply per core.
+    pub fn set_arp_replies(&mut self, answer: bool) {
+        self.arp_replies = answer;
     }
 
     /// Opens a connection to `remote` (SEMANTICS C1), run by `session` once established. The source

@@ -1309,3 +1309,32 @@ fn a_gratuitous_arp_moves_a_known_neighbour() {
     assert_eq!(&out[0][..6], &moved, "at the new MAC");
     assert_eq!(p.engine.stats().arp_requests, 0);
 }
+
+/// With several cores on a port every engine sees every ARP frame. One that was told not to answer
+/// ([`Engine::set_arp_replies`]) stays silent on a request for its address, and still learns the
+/// asker; the same request to an engine that answers gets one reply, at the asker's MAC.
+#[test]
+fn an_engine_told_not_to_answer_arp_learns_the_asker_and_stays_silent() {
+    let asker = [0x02, 0, 0, 0, 0, 0x42];
+    let request = || {
+        let mut f = vec![0u8; neighbor::ARP_FRAME_LEN];
+        neighbor::write_arp(&mut f, asker, CLIENT, SERVER, None);
+        f
+    };
+    let mut p = Pair::new(&config());
+    p.engine.set_arp_replies(false);
+    p.edev.inject(request());
+    p.step_by(Duration::from_micros(10));
+    assert!(sent_frames(&mut p).is_empty(), "no reply");
+    assert_eq!((p.engine.stats().arp_replies, p.engine.stats().neighbors), (0, 1));
+
+    p.engine.set_arp_replies(true);
+    p.edev.inject(request());
+    p.step_by(Duration::from_micros(10));
+    let out = sent_frames(&mut p);
+    assert_eq!(out.len(), 1, "one reply");
+    let a = neighbor::parse_arp(&out[0]).expect("an ARP reply");
+    assert_eq!((a.request, a.sender_ip, a.target_ip), (false, SERVER, CLIENT));
+    assert_eq!(&out[0][..6], &asker, "at the asker's MAC");
+    assert_eq!(p.engine.stats().arp_replies, 1);
+}
