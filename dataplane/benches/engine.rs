@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p switchyard-dataplane --bench engine` (env: `MAX_CONNS`, default 1000000;
 //! `ROUNDS`, default 200; `REPEAT`, default 3; `CKSUM=offload`: the engine's device says the
-//! checksums are a NIC's work, as with offloads; `ONLY=requests` (with `ACTIVE`, default 1000) or
+//! checksums are a NIC's work, as with offloads; `ONLY=requests` (with `ACTIVE`, default 1000, of `OPEN` held open, default `ACTIVE`) or
 //! `ONLY=short`: that figure alone, for profilers; `ONLY=loadgen`: a load-generating engine
 //! against the echo engine, each side's time per request; `PORTS_PER_IP`, default 50000: client ports per
 //! client address, 1 gives each connection its own; `ONLINK=1`: the client addresses are on the
@@ -491,13 +491,14 @@ fn main() {
     println!("engine in memory, server time only (MAX_CONNS={max_conns} ROUNDS={rounds} REPEAT={repeat})");
     if std::env::var("ONLY").as_deref() == Ok("requests") {
         // For profilers (callgrind, perf) and A/B runs: only the request/echo exchange on ACTIVE
-        // connections (default 1000).
+        // connections (default 1000), out of OPEN held open (default ACTIVE).
         let active = env("ACTIVE", active);
-        let mut b = Bench::new(active);
-        b.open(0, active);
+        let open = env("OPEN", active).max(active);
+        let mut b = Bench::new(open);
+        b.open(0, open);
         b.exchange(active, 20);
         let v: Vec<f64> = (0..repeat).map(|_| b.exchange(active, rounds)).collect();
-        println!("requests only: {active} connections, {rounds} rounds: ns/request {v:.0?}");
+        println!("requests only: {active} of {open} connections, {rounds} rounds: ns/request {v:.0?}");
         return;
     }
     if std::env::var("ONLY").as_deref() == Ok("loadgen") {
