@@ -3,11 +3,12 @@
 //!
 //! `cargo bench -p switchyard-dataplane --bench engine` (env: `MAX_CONNS`, default 1000000;
 //! `ROUNDS`, default 200; `REPEAT`, default 3; `CKSUM=offload`: the engine's device says the
-//! checksums are a NIC's work, as with offloads; `ONLY=requests` (with `ACTIVE`, default 1000, of `OPEN` held open, default `ACTIVE`) or
-//! `ONLY=short`: that figure alone, for profilers; `ONLY=loadgen`: a load-generating engine
-//! against the echo engine, each side's time per request; `PORTS_PER_IP`, default 50000: client ports per
-//! client address, 1 gives each connection its own; `ONLINK=1`: the client addresses are on the
-//! engine's link, each one a neighbour in smoltcp's cache, instead of behind the gateway).
+//! checksums are a NIC's work, as with offloads; `ONLY=requests` (`ACTIVE` busy connections,
+//! default 1000, of `OPEN` held open, default `ACTIVE`) or `ONLY=short`: that figure alone, for
+//! profilers; `ONLY=loadgen`: a load-generating engine against the echo engine, each side's time
+//! per request; `PORTS_PER_IP`, default 50000: client ports per client address, 1 gives each
+//! connection its own; `ONLINK=1`: the client addresses are on the engine's link, each one a
+//! neighbour, instead of behind the gateway).
 //!
 //! A raw packet client (not smoltcp: its socket scan would be the bottleneck) speaks TCP to one
 //! [`Engine`] over an in-memory link. Client addresses are 198.19.x.y, off the engine's
