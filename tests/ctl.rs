@@ -6,29 +6,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Appliance, Fixture, NetNs};
+use common::{ctl, ctl_json, Appliance, Fixture, NetNs};
 use serde_json::Value;
-
-fn ctl(socket: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("ctl")
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .expect("running switchyard ctl");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
-fn ctl_json(socket: &Path, cmd: &str) -> Value {
-    let (ok, out, err) = ctl(socket, &["--json", cmd]);
-    assert!(ok, "ctl --json {cmd} failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ctl --json {cmd}: not JSON ({e}):\n{out}"))
-}
 
 #[test]
 fn ctl_commands_show_the_traffic_the_test_made() {

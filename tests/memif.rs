@@ -1,14 +1,15 @@
 //! The load generator on the engine against the appliance in another process, over a net_memif
 //! wire (shared memory: no network traffic leaves the processes). Both are `switchyard` processes:
-//! `run` with a memif server port and the echo service, `loadgen` with the client port.
+//! `run` with a memif server port and the echo service, `loadgen` with the client port. When the
+//! load generator is done, the appliance holds no connection and no more mbufs than before it came.
 
 mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::Process;
+use common::{ctl_json, Process};
 
 /// Files this test writes, removed at the end whatever happens.
 struct Files(Vec<PathBuf>);
@@ -35,10 +36,12 @@ fn loadgen_drives_the_appliance_over_memif() {
     let id = std::process::id();
     let tmp = std::env::temp_dir();
     let sock = tmp.join(format!("sy-memif-{id}.sock"));
+    let ctl_sock = tmp.join(format!("sy-memif-{id}.ctl"));
     let (srv_cfg, cli_cfg) = (tmp.join(format!("sy-memif-srv-{id}.toml")), tmp.join(format!("sy-memif-cli-{id}.toml")));
     let (srv_prefix, cli_prefix) = (format!("sy-memif-srv-{id}"), format!("sy-memif-cli-{id}"));
     let _files = Files(vec![
         sock.clone(),
+        ctl_sock.clone(),
         srv_cfg.clone(),
         cli_cfg.clone(),
         PathBuf::from("/var/run/dpdk").join(&srv_prefix),
@@ -53,8 +56,10 @@ fn loadgen_drives_the_appliance_over_memif() {
     std::fs::write(
         &srv_cfg,
         format!(
-            "[eal]\nlcores = \"0@(0-1)\"\nmemory_mb = 256\nfile_prefix = \"{srv_prefix}\"\n{}[[service]]\nkind = \"echo\"\nport = 7\n",
-            port("server", "198.18.0.2/24")
+            "[eal]\nlcores = \"0@(0-1)\"\nmemory_mb = 256\nfile_prefix = \"{srv_prefix}\"\n{}[[service]]\nkind = \"echo\"\nport = 7\n\
+             [control]\nsocket = \"{}\"\n[metrics]\nlisten = \"\"\n",
+            port("server", "198.18.0.2/24"),
+            ctl_sock.display()
         ),
     )
     .unwrap();
@@ -71,12 +76,17 @@ fn loadgen_drives_the_appliance_over_memif() {
     cmd.args(["run", "--config"]).arg(&srv_cfg);
     let mut server = Process::spawn(cmd, tmp.join(format!("sy-memif-srv-{id}.log")));
     server.wait_for_log("switchyard ready", Duration::from_secs(30));
+    // Mbufs the appliance holds at rest (none in flight): what it must come back to.
+    let mbufs = |stats: &serde_json::Value| stats["ports"][0]["mbufs_in_use"].as_u64().expect("mbufs_in_use");
+    let at_rest = mbufs(&ctl_json(&ctl_sock, "stats"));
 
-    for (mode, conns) in [("short", "32"), ("persistent", "16")] {
+    // Short connections for 5 s (thousands of them, each its own handshake, echo and close), then
+    // persistent ones.
+    for (mode, conns, secs) in [("short", "32", "5"), ("persistent", "16", "1")] {
         let out = Command::new(bin)
             .args(["loadgen", "--config"])
             .arg(&cli_cfg)
-            .args(["--target", "198.18.0.2:7", "--mode", mode, "--conns", conns, "--secs", "1", "--sources", "4"])
+            .args(["--target", "198.18.0.2:7", "--mode", mode, "--conns", conns, "--secs", secs, "--sources", "4"])
             .output()
             .expect("running switchyard loadgen");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -85,6 +95,26 @@ fn loadgen_drives_the_appliance_over_memif() {
         eprintln!("{line}");
         assert!(field(line, "completed") > 100, "{mode}: {line}");
         assert_eq!((field(line, "failed"), field(line, "cut")), (0, 0), "{mode}: {line}");
+    }
+    // Every connection ended (the client closed first: no TIME_WAIT on the appliance) and every
+    // mbuf went back to the pool.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = ctl_json(&ctl_sock, "stats");
+        let lane = &stats["cores"][0]["lanes"][0];
+        let (open, time_wait) = (lane["open"].as_u64().unwrap(), lane["time_wait"].as_u64().unwrap());
+        let closed = lane["closed"].as_u64().unwrap();
+        if open == 0 && time_wait == 0 && mbufs(&stats) == at_rest {
+            eprintln!("{closed} connections closed; mbufs in use {at_rest} before, {} after", mbufs(&stats));
+            assert!(closed > 1000, "{stats}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "10 s after the load: {open} open, {time_wait} in TIME_WAIT, mbufs {} (at rest {at_rest}):\n{stats}",
+            mbufs(&stats)
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
     let (status, log) = server.stop();
     assert!(status.success(), "appliance exit {status}:\n{log}");

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -389,4 +389,23 @@ impl Drop for Process {
         }
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// Runs `switchyard ctl --socket SOCKET ARGS...`: (success, stdout, stderr).
+pub fn ctl(socket: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("ctl")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("running switchyard ctl");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// `switchyard ctl --json CMD`, parsed; fails the test if it fails or is not JSON.
+pub fn ctl_json(socket: &Path, cmd: &str) -> serde_json::Value {
+    let (ok, out, err) = ctl(socket, &["--json", cmd]);
+    assert!(ok, "ctl --json {cmd} failed: {err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ctl --json {cmd}: not JSON ({e}):\n{out}"))
 }
