@@ -27,9 +27,11 @@ void sy_rte_pktmbuf_free_bulk(struct rte_mbuf **mbufs, unsigned int count)
 
 char *sy_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_append(m, len); }
 
-void *sy_rte_pktmbuf_mtod(const struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, void *); }
-
-uint16_t sy_rte_pktmbuf_data_len(const struct rte_mbuf *m) { return rte_pktmbuf_data_len(m); }
+void *sy_rte_pktmbuf_first_seg(const struct rte_mbuf *m, uint16_t *data_len)
+{
+	*data_len = rte_pktmbuf_data_len(m);
+	return rte_pktmbuf_mtod(m, void *);
+}
 
 uint32_t sy_rte_pktmbuf_pkt_len(const struct rte_mbuf *m) { return rte_pktmbuf_pkt_len(m); }
 

@@ -31,10 +31,9 @@ struct rte_mbuf *sy_rte_pktmbuf_alloc(struct rte_mempool *mp);
 void sy_rte_pktmbuf_free(struct rte_mbuf *m);
 void sy_rte_pktmbuf_free_bulk(struct rte_mbuf **mbufs, unsigned int count);
 char *sy_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
-/* rte_pktmbuf_mtod(m, void *) */
-void *sy_rte_pktmbuf_mtod(const struct rte_mbuf *m);
-/* rte_pktmbuf_data_len(m) */
-uint16_t sy_rte_pktmbuf_data_len(const struct rte_mbuf *m);
+/* The first segment in one call: returns rte_pktmbuf_mtod(m, void *) and sets *data_len to
+ * rte_pktmbuf_data_len(m). */
+void *sy_rte_pktmbuf_first_seg(const struct rte_mbuf *m, uint16_t *data_len);
 /* rte_pktmbuf_pkt_len(m) */
 uint32_t sy_rte_pktmbuf_pkt_len(const struct rte_mbuf *m);
 int sy_rte_pktmbuf_is_contiguous(const struct rte_mbuf *m);

@@ -36,12 +36,8 @@ impl Mbuf {
     /// The first segment's data.
     #[inline]
     pub fn data(&self) -> &[u8] {
-        // SAFETY: mtod points at data_len initialised bytes of the first segment, valid while we
-        // own the mbuf.
-        unsafe {
-            let len = dpdk_sys::rte_pktmbuf_data_len(self.0.as_ptr());
-            std::slice::from_raw_parts(dpdk_sys::rte_pktmbuf_mtod(self.0.as_ptr()) as *const u8, usize::from(len))
-        }
+        // SAFETY: the mbuf is valid and ours while self is borrowed.
+        unsafe { first_seg(self.0.as_ptr()) }
     }
 
     /// Total packet length over all segments.
@@ -70,6 +66,21 @@ impl Mbuf {
         // exclusively. Data rooms live in memory DPDK mapped from the OS zero-filled and has only
         // written since, so the bytes are initialised.
         Some(unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), len) })
+    }
+}
+
+/// The first segment's data of `m`, in one call into the shim (start and length together).
+///
+/// # Safety
+/// `m` must be a valid mbuf that stays alive, and unmodified, for `'a`.
+#[inline]
+unsafe fn first_seg<'a>(m: *const rte_mbuf) -> &'a [u8] {
+    let mut len = 0u16;
+    // SAFETY: m is valid (the caller's promise); the shim writes len and returns mtod, which points
+    // at len initialised bytes of the first segment, alive for 'a.
+    unsafe {
+        let p = dpdk_sys::rte_pktmbuf_first_seg(m, &mut len);
+        std::slice::from_raw_parts(p as *const u8, usize::from(len))
     }
 }
 
@@ -220,13 +231,9 @@ impl Burst {
         if self.is_empty() {
             return None;
         }
-        let m = self.bufs[self.head];
-        // SAFETY: m is an owned, valid mbuf that stays in the burst (and alive) for the life of the
-        // returned borrow of self; mtod points at data_len initialised bytes.
-        unsafe {
-            let len = dpdk_sys::rte_pktmbuf_data_len(m);
-            Some(std::slice::from_raw_parts(dpdk_sys::rte_pktmbuf_mtod(m) as *const u8, usize::from(len)))
-        }
+        // SAFETY: the mbuf is owned, valid, and stays in the burst (and alive) for the life of the
+        // returned borrow of self.
+        Some(unsafe { first_seg(self.bufs[self.head]) })
     }
 
     /// Appends an mbuf; gives it back if the burst is full.

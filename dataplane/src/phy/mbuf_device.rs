@@ -160,8 +160,9 @@ impl<'p> MbufDevice<'p> {
     }
 
     /// Queues a received frame for the engine's next poll. Gives it back when [`RX_QUEUE`]
-    /// frames wait already (poll the engine, or drop it). With receive offloads, a frame whose
-    /// checksum is wrong is dropped here and counted (`rx_bad_checksum`).
+    /// frames wait already (poll the engine, or drop it). A frame that spans several mbufs is
+    /// dropped here and counted (`rx_multiseg_dropped`), and so is, with receive offloads, a frame
+    /// whose checksum is wrong (`rx_bad_checksum`).
     #[inline]
     pub fn handle(&mut self, m: Mbuf) -> Result<(), Mbuf> {
         if self.rx.len() >= RX_QUEUE {
@@ -169,6 +170,10 @@ impl<'p> MbufDevice<'p> {
             return Err(m);
         }
         self.stats.handled += 1;
+        if !m.is_contiguous() {
+            self.stats.rx_multiseg_dropped += 1;
+            return Ok(()); // freed here
+        }
         if self.offload.rx() && !self.rx_checksums_ok(&m) {
             self.stats.rx_bad_checksum += 1;
             return Ok(()); // freed here
@@ -205,8 +210,7 @@ impl<'p> MbufDevice<'p> {
     }
 
     /// With receive offloads on (smoltcp does not verify): what the port found, and for what it
-    /// did not check, our own verification. A multi-segment frame passes ([`BurstDevice::peek`]
-    /// drops it).
+    /// did not check, our own verification. `m` is a single segment ([`MbufDevice::handle`]).
     fn rx_checksums_ok(&self, m: &Mbuf) -> bool {
         let (ip, l4) = m.rx_checksums();
         if ip == RxChecksum::Bad || l4 == RxChecksum::Bad {
@@ -214,7 +218,7 @@ impl<'p> MbufDevice<'p> {
         }
         let check_ip = self.offload.rx_ipv4 && ip == RxChecksum::Unknown;
         let check_tcp = self.offload.rx_tcp && l4 == RxChecksum::Unknown;
-        !(check_ip || check_tcp) || !m.is_contiguous() || checksums_ok(m.data(), check_ip, check_tcp)
+        !(check_ip || check_tcp) || checksums_ok(m.data(), check_ip, check_tcp)
     }
 
     fn queue_tx(&mut self, m: Mbuf) {
@@ -240,16 +244,9 @@ impl BurstDevice for MbufDevice<'_> {
         0
     }
 
+    /// Frames are single segments: [`MbufDevice::handle`] dropped the others.
     #[inline]
     fn peek(&mut self) -> Option<&[u8]> {
-        loop {
-            let front = self.rx.front()?;
-            if front.is_contiguous() {
-                break;
-            }
-            drop(self.rx.pop_front());
-            self.stats.rx_multiseg_dropped += 1;
-        }
         self.rx.front().map(Mbuf::data)
     }
 
@@ -271,13 +268,7 @@ impl<'p> phy::Device for MbufDevice<'p> {
 
     #[inline]
     fn receive(&mut self, _now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let mbuf = loop {
-            let m = self.rx.pop_front()?;
-            if m.is_contiguous() {
-                break m;
-            }
-            self.stats.rx_multiseg_dropped += 1;
-        };
+        let mbuf = self.rx.pop_front()?; // a single segment (`handle`)
         Some((RxToken { mbuf }, TxToken { dev: self, mbuf: None }))
     }
 
