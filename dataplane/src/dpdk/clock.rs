@@ -14,7 +14,7 @@ pub struct TscClock {
 }
 
 /// Fraction bits of [`TscClock`]'s multiplier: at 3 GHz it is exact to 3 parts in 10^9 (10 µs an
-/// hour), far inside the TSC's own drift.
+/// hour), far below the error of the TSC rate EAL measured at init.
 const SHIFT: u32 = 40;
 
 impl TscClock {
