@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use dataplane::dpdk::{Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId, BURST};
-use dataplane::phy::{BurstDevice, PortDevice};
+use dataplane::phy::{BurstDevice, MbufDevice, PortDevice};
 use smoltcp::phy::{Device, RxToken, TxToken};
 use smoltcp::time::Instant;
 
@@ -87,6 +87,19 @@ fn port_device_over_a_dpdk_ring_port() {
         drop(held);
         assert!(dev.transmit(now).is_some());
         assert_eq!(pool.in_use(), baseline, "exhausted pool: mbufs back");
+    }
+    // A frame that spans two mbufs: the device drops it on the way in and counts it, and both
+    // segments go back to the pool.
+    {
+        let mut md = MbufDevice::new(&pool);
+        let mut head = pool.alloc_copy(&frame(0, 60)).unwrap();
+        head.chain(pool.alloc_copy(&frame(1, 60)).unwrap()).unwrap_or_else(|_| panic!("chained"));
+        assert_eq!((head.pkt_len(), head.is_contiguous()), (120, false));
+        assert_eq!(pool.in_use(), baseline + 2);
+        assert!(md.handle(head).is_ok());
+        assert_eq!(md.stats().rx_multiseg_dropped, 1);
+        assert!(md.peek().is_none(), "nothing for the engine");
+        assert_eq!(pool.in_use(), baseline, "multi-segment frame: both mbufs freed");
     }
     drop(dev);
     drop(port);

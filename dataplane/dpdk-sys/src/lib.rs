@@ -15,7 +15,8 @@ pub use self::{
     sy_rte_eth_tx_prepare as rte_eth_tx_prepare, sy_rte_lcore_id as rte_lcore_id,
     sy_rte_mbuf_ol_flags as rte_mbuf_ol_flags, sy_rte_mbuf_tx_offload as rte_mbuf_tx_offload,
     sy_rte_pktmbuf_alloc as rte_pktmbuf_alloc, sy_rte_pktmbuf_append as rte_pktmbuf_append,
-    sy_rte_pktmbuf_first_seg as rte_pktmbuf_first_seg, sy_rte_pktmbuf_free as rte_pktmbuf_free,
-    sy_rte_pktmbuf_free_bulk as rte_pktmbuf_free_bulk, sy_rte_pktmbuf_is_contiguous as rte_pktmbuf_is_contiguous,
-    sy_rte_pktmbuf_pkt_len as rte_pktmbuf_pkt_len, sy_rte_rdtsc as rte_rdtsc, sy_rte_softrss as rte_softrss,
+    sy_rte_pktmbuf_chain as rte_pktmbuf_chain, sy_rte_pktmbuf_first_seg as rte_pktmbuf_first_seg,
+    sy_rte_pktmbuf_free as rte_pktmbuf_free, sy_rte_pktmbuf_free_bulk as rte_pktmbuf_free_bulk,
+    sy_rte_pktmbuf_is_contiguous as rte_pktmbuf_is_contiguous, sy_rte_pktmbuf_pkt_len as rte_pktmbuf_pkt_len,
+    sy_rte_rdtsc as rte_rdtsc, sy_rte_softrss as rte_softrss,
 };

@@ -33,6 +33,11 @@ void *sy_rte_pktmbuf_first_seg(const struct rte_mbuf *m, uint16_t *data_len)
 	return rte_pktmbuf_mtod(m, void *);
 }
 
+int sy_rte_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail)
+{
+	return rte_pktmbuf_chain(head, tail);
+}
+
 uint32_t sy_rte_pktmbuf_pkt_len(const struct rte_mbuf *m) { return rte_pktmbuf_pkt_len(m); }
 
 int sy_rte_pktmbuf_is_contiguous(const struct rte_mbuf *m) { return rte_pktmbuf_is_contiguous(m); }

@@ -34,6 +34,7 @@ char *sy_rte_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 /* The first segment in one call: returns rte_pktmbuf_mtod(m, void *) and sets *data_len to
  * rte_pktmbuf_data_len(m). */
 void *sy_rte_pktmbuf_first_seg(const struct rte_mbuf *m, uint16_t *data_len);
+int sy_rte_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail);
 /* rte_pktmbuf_pkt_len(m) */
 uint32_t sy_rte_pktmbuf_pkt_len(const struct rte_mbuf *m);
 int sy_rte_pktmbuf_is_contiguous(const struct rte_mbuf *m);

@@ -54,6 +54,20 @@ impl Mbuf {
         unsafe { dpdk_sys::rte_pktmbuf_is_contiguous(self.0.as_ptr()) != 0 }
     }
 
+    /// Appends `tail`'s segments after this packet's (`rte_pktmbuf_chain`), making one packet of
+    /// several segments. Gives `tail` back if the packet would have more segments than an mbuf
+    /// can count.
+    pub fn chain(&mut self, tail: Mbuf) -> Result<(), Mbuf> {
+        // SAFETY: both mbufs are valid and owned; on success the head owns the tail's segments
+        // (freeing the head frees them), so the tail's owner is given up below.
+        if unsafe { dpdk_sys::rte_pktmbuf_chain(self.as_raw(), tail.as_raw()) } == 0 {
+            let _ = tail.into_raw();
+            Ok(())
+        } else {
+            Err(tail)
+        }
+    }
+
     /// Extends the data by `len` bytes at the tail and returns them for writing, or `None` if
     /// the tailroom is too small. They hold whatever the buffer held before (not zeroed).
     #[inline]
