@@ -156,33 +156,19 @@ fn sigterm_stops_cleanly_and_removes_the_tap() {
     assert!(!out.status.success(), "the tap is still there after the appliance stopped");
 }
 
-/// The ones' complement sum of `data` (RFC 1071), folded, not inverted.
-fn ones_sum(data: &[u8], mut sum: u32) -> u32 {
-    for c in data.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum
-}
-
-/// A TCP SYN from `198.18.0.1:src_port` to the appliance's echo port, its checksum right or not.
+/// A TCP SYN from `198.18.0.1:src_port` to the appliance's echo port, its checksum right or not
+/// (written by the engine's own frame writer; the raw socket takes the TCP segment alone).
 fn syn_segment(src_port: u16, checksum_right: bool) -> Vec<u8> {
-    let mut seg = vec![0u8; 20];
-    seg[0..2].copy_from_slice(&src_port.to_be_bytes());
-    seg[2..4].copy_from_slice(&7u16.to_be_bytes());
-    seg[4..8].copy_from_slice(&0x1234_5678u32.to_be_bytes());
-    seg[12] = 5 << 4; // 20-byte header
-    seg[13] = 0x02; // SYN
-    seg[14..16].copy_from_slice(&64240u16.to_be_bytes());
-    let mut pseudo = Vec::new();
-    pseudo.extend_from_slice(&[198, 18, 0, 1]);
-    pseudo.extend_from_slice(&common::APPLIANCE);
-    pseudo.extend_from_slice(&[0, 6, 0, 20]);
-    let sum = !(ones_sum(&seg, ones_sum(&pseudo, 0)) as u16);
-    let sum = if checksum_right { sum } else { sum ^ 0x5a5a };
-    seg[16..18].copy_from_slice(&sum.to_be_bytes());
+    use dataplane::engine::flow::{plain_tcp, tcp_frame_len, write_tcp_frame};
+    let tcp = plain_tcp((src_port, 7), smoltcp::wire::TcpControl::Syn, 0x1234_5678, None, 64240, &[]);
+    let mut frame = vec![0u8; tcp_frame_len(&tcp)];
+    let (host, appliance) = (std::net::Ipv4Addr::new(198, 18, 0, 1), std::net::Ipv4Addr::from(common::APPLIANCE));
+    write_tcp_frame(&mut frame, ([0; 6], host), ([0; 6], appliance), &tcp);
+    let mut seg = frame.split_off(14 + 20);
+    if !checksum_right {
+        seg[16] ^= 0x5a;
+        seg[17] ^= 0x5a;
+    }
     seg
 }
 

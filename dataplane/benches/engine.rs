@@ -35,14 +35,11 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant as Clock};
 
 use dataplane::engine::flow::{plain_tcp, tcp_frame_len, write_tcp_frame};
-use dataplane::engine::{BacklogPolicy, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull};
+use dataplane::engine::{neighbor, BacklogPolicy, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull};
 use dataplane::phy::{BurstDevice, MemoryDevice, MemoryLink};
 use dataplane::services::ServiceKind;
 use smoltcp::phy::{Device, RxToken, TxToken};
-use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Ipv4Packet,
-    TcpControl, TcpPacket,
-};
+use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet, TcpControl, TcpPacket};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -141,18 +138,9 @@ impl Client {
     fn handle(&mut self, frame: &[u8]) {
         let eth = EthernetFrame::new_checked(frame).expect("engine frames are well formed");
         if eth.ethertype() == EthernetProtocol::Arp {
-            let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
-            if let ArpRepr::EthernetIpv4 {
-                operation: ArpOperation::Request,
-                source_hardware_addr,
-                source_protocol_addr,
-                target_protocol_addr,
-                ..
-            } = arp
-            {
-                if target_protocol_addr == GATEWAY {
-                    self.arp_reply(source_hardware_addr, source_protocol_addr);
-                }
+            let a = neighbor::parse_arp(frame).expect("engine ARP frames are well formed");
+            if a.request && a.target_ip == GATEWAY {
+                self.arp(Some(a.sender_mac), a.sender_ip);
             }
             return;
         }
@@ -208,31 +196,16 @@ impl Client {
         }
     }
 
-    fn arp_reply(&mut self, to_mac: EthernetAddress, to_ip: Ipv4Addr) {
-        self.arp(ArpOperation::Reply, to_mac, to_ip);
-    }
-
     /// The gateway asks for the engine's address, as a router would before forwarding to it; the
     /// engine learns the gateway's MAC from the request.
     fn announce(&mut self) {
-        self.arp(ArpOperation::Request, EthernetAddress([0xff; 6]), SERVER);
+        self.arp(None, SERVER);
     }
 
-    fn arp(&mut self, operation: ArpOperation, to_mac: EthernetAddress, to_ip: Ipv4Addr) {
-        let repr = ArpRepr::EthernetIpv4 {
-            operation,
-            source_hardware_addr: EthernetAddress(CLIENT_MAC),
-            source_protocol_addr: GATEWAY,
-            target_hardware_addr: if operation == ArpOperation::Request { EthernetAddress([0; 6]) } else { to_mac },
-            target_protocol_addr: to_ip,
-        };
-        let tok = self.dev.transmit(EngineInstant::from_millis(0)).unwrap();
-        tok.consume(14 + repr.buffer_len(), |buf| {
-            let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-            EthernetRepr { src_addr: EthernetAddress(CLIENT_MAC), dst_addr: to_mac, ethertype: EthernetProtocol::Arp }
-                .emit(&mut eth);
-            repr.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
-        });
+    /// An ARP frame from the gateway: a request for `to_ip`, or the reply to `reply_to`'s request.
+    fn arp(&mut self, reply_to: Option<[u8; 6]>, to_ip: Ipv4Addr) {
+        let now = EngineInstant::from_millis(0);
+        assert!(neighbor::send_arp(&mut self.dev, now, CLIENT_MAC, GATEWAY, to_ip, reply_to), "room to send");
     }
 }
 

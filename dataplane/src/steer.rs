@@ -123,7 +123,7 @@ impl SteerCtx {
 mod tests {
     use super::*;
     use crate::engine::flow::test_syn_frame as tcp_frame;
-    use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetRepr};
+    use crate::engine::neighbor::{write_arp, ARP_FRAME_LEN};
     use std::net::Ipv4Addr;
 
     #[test]
@@ -190,22 +190,8 @@ mod tests {
 
     #[test]
     fn arp_goes_to_every_core() {
-        let repr = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Request,
-            source_hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
-            source_protocol_addr: Ipv4Addr::new(198, 18, 0, 1),
-            target_hardware_addr: EthernetAddress([0; 6]),
-            target_protocol_addr: Ipv4Addr::new(198, 18, 0, 2),
-        };
-        let mut buf = vec![0u8; 14 + repr.buffer_len()];
-        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-        EthernetRepr {
-            src_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
-            dst_addr: EthernetAddress([0xff; 6]),
-            ethertype: EthernetProtocol::Arp,
-        }
-        .emit(&mut eth);
-        repr.emit(&mut ArpPacket::new_unchecked(eth.payload_mut()));
+        let mut buf = vec![0u8; ARP_FRAME_LEN];
+        write_arp(&mut buf, [2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2), None);
         assert_eq!(Steering::new(2).target(&buf), Target::All);
     }
 }

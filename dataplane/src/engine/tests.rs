@@ -879,7 +879,6 @@ fn bridge_l4_queued_until_taken_then_refused_and_unlisten_resets_the_queue() {
 /// The frames a gateway would ask about, built by the client's smoltcp and by hand.
 #[test]
 fn classify_tells_a_gateway_which_frames_are_the_engines() {
-    use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr};
     let mut p = Pair::new(&config());
     let client_poll = |p: &mut Pair| {
         p.now += Duration::from_millis(1);
@@ -909,22 +908,9 @@ fn classify_tells_a_gateway_which_frames_are_the_engines() {
     p.step();
     let _ = h3;
     // ARP about someone else, and IPv4 for another address, are not the engine's.
-    let other = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Request,
-        source_hardware_addr: EthernetAddress([2, 0, 0, 0, 0, 9]),
-        source_protocol_addr: Ipv4Address::new(198, 18, 0, 9),
-        target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: Ipv4Address::new(198, 18, 0, 3),
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([2, 0, 0, 0, 0, 9]),
-        dst_addr: EthernetAddress::BROADCAST,
-        ethertype: EthernetProtocol::Arp,
-    };
-    let mut buf = vec![0u8; eth.buffer_len() + other.buffer_len()];
-    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
-    eth.emit(&mut f);
-    other.emit(&mut ArpPacket::new_unchecked(f.payload_mut()));
+    let mut buf = vec![0u8; neighbor::ARP_FRAME_LEN];
+    let (asker, asked) = (Ipv4Addr::new(198, 18, 0, 9), Ipv4Addr::new(198, 18, 0, 3));
+    neighbor::write_arp(&mut buf, [2, 0, 0, 0, 0, 9], asker, asked, None);
     assert_eq!(p.engine.classify(&buf), Verdict::NotOurs);
     let mut ip_other = seg.clone();
     ip_other[14 + 16..14 + 20].copy_from_slice(&[198, 18, 0, 3]); // destination address

@@ -27,24 +27,7 @@ impl MemoryLink {
         let ab: Wire = Rc::default();
         let ba: Wire = Rc::default();
         let pool: Pool = Rc::default();
-        MemoryLink {
-            a: MemoryDevice {
-                inbound: ba.clone(),
-                outbound: ab.clone(),
-                staged: VecDeque::new(),
-                drop_next: 0,
-                pool: pool.clone(),
-                no_checksums: false,
-            },
-            b: MemoryDevice {
-                inbound: ab,
-                outbound: ba,
-                staged: VecDeque::new(),
-                drop_next: 0,
-                pool: pool.clone(),
-                no_checksums: false,
-            },
-        }
+        MemoryLink { a: MemoryDevice::end(ba.clone(), ab.clone(), pool.clone()), b: MemoryDevice::end(ab, ba, pool) }
     }
 }
 
@@ -67,6 +50,11 @@ pub struct MemoryDevice {
 }
 
 impl MemoryDevice {
+    /// One end of a link: it receives from `inbound` and sends on `outbound`.
+    fn end(inbound: Wire, outbound: Wire, pool: Pool) -> Self {
+        MemoryDevice { inbound, outbound, staged: VecDeque::new(), drop_next: 0, pool, no_checksums: false }
+    }
+
     /// Says the IPv4 and TCP checksums are done elsewhere, as a NIC with checksum offloads does:
     /// smoltcp on this device then neither computes nor verifies them (the in-memory wire loses
     /// nothing). Call it before the engine is made over the device. For measuring what offload
