@@ -110,9 +110,11 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
 
     let stats = Arc::new(LoadStats::default());
     let spec = LoadSpec { size: args.size, mode: args.mode, stats: stats.clone() };
-    let start = Instant::now();
-    let warm = Duration::from_millis(500);
-    let mut window: Option<(Instant, u64)> = None;
+    // One clock read per loop turn, the engine's (the TSC), also for the run's window.
+    let start = now().total_micros();
+    let warm: i64 = 500_000;
+    let end = warm + i64::try_from(args.secs).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000);
+    let mut window: Option<(i64, u64)> = None;
     let mut rate = 0.0;
     loop {
         let open = engine.stats().open;
@@ -121,16 +123,17 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
                 break;
             }
         }
+        let t = now();
         dev.refill();
-        engine.poll(now(), &mut dev);
+        engine.poll(t, &mut dev);
         dev.flush();
-        let elapsed = start.elapsed();
+        let elapsed = t.total_micros() - start;
         if window.is_none() && elapsed >= warm {
-            window = Some((Instant::now(), stats.get(&stats.completed)));
+            window = Some((elapsed, stats.get(&stats.completed)));
         }
-        if elapsed >= warm + Duration::from_secs(args.secs) || stop.load(Ordering::Relaxed) {
+        if elapsed >= end || stop.load(Ordering::Relaxed) {
             if let Some((t0, n0)) = window {
-                rate = (stats.get(&stats.completed) - n0) as f64 / t0.elapsed().as_secs_f64();
+                rate = (stats.get(&stats.completed) - n0) as f64 / ((elapsed - t0).max(1) as f64 / 1e6);
             }
             break;
         }
