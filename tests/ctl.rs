@@ -118,6 +118,7 @@ fn ctl_commands_show_the_traffic_the_test_made() {
         ("conns", "REMOTE"),
         ("stats", "BUSY_%"),
         ("stats", "RX_FRAMES"),
+        ("stats", "NO_LISTENER"),
     ] {
         let (ok, out, err) = ctl(&socket, &[cmd]);
         assert!(ok && out.contains(header), "ctl {cmd}: {out}{err}");
@@ -198,7 +199,12 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     assert!(get("/switchyard/listeners").as_array().unwrap().iter().any(|a| a == "198.18.0.2:9000"));
     let tl = get("/switchyard/listener");
     assert_eq!((tl["service"].as_str(), tl["queued"].as_u64()), (Some("hold"), Some(held as u64)), "{tl}");
-    assert!(get("/switchyard/core")["port0_rx_frames"].as_u64().unwrap() > 10);
+    let core = get("/switchyard/core");
+    assert!(core["port0_rx_frames"].as_u64().unwrap() > 10, "{core}");
+    assert!(core["port0_no_listener"].as_u64().unwrap() >= 1, "the SYN to port 4444: {core}");
+    for key in ["port0_rx_bad_checksum", "port0_rx_multiseg_dropped", "port0_arp_replies"] {
+        assert!(core[key].as_u64().is_some(), "{key}: {core}");
+    }
     assert_eq!(get("/ethdev/list"), serde_json::json!([0]), "DPDK's own commands beside ours");
 
     // Stopped: the socket goes, and ctl says what to do.

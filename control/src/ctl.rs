@@ -733,6 +733,8 @@ impl Context<'_> {
                         ("steer_ring", l.steer_ring as u64),
                         ("buffers_holding", l.buffers_holding as u64),
                         ("buffer_releases", l.buffer_releases),
+                        ("rx_multiseg_dropped", l.rx_multiseg_dropped),
+                        ("rx_bad_checksum", l.rx_bad_checksum),
                         ("no_listener", l.no_listener),
                         ("arp_requests", l.arp_requests),
                         ("arp_replies", l.arp_replies),
@@ -1059,6 +1061,8 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                             l.established.to_string(),
                             l.time_wait.to_string(),
                             l.steer_ring.to_string(),
+                            l.no_listener.to_string(),
+                            l.neighbors.to_string(),
                         ]
                     })
                 })
@@ -1096,7 +1100,9 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                         "OPEN",
                         "ESTABLISHED",
                         "TIME_WAIT",
-                        "RING"
+                        "RING",
+                        "NO_LISTENER",
+                        "NEIGHBORS"
                     ],
                     &lanes
                 ),
