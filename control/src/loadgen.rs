@@ -113,7 +113,7 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
     // One clock read per loop turn, the engine's (the TSC), also for the run's window.
     let start = now().total_micros();
     let warm: i64 = 500_000;
-    let end = warm + i64::try_from(args.secs).unwrap_or(i64::MAX / 2).saturating_mul(1_000_000);
+    let end = warm.saturating_add(i64::try_from(args.secs).unwrap_or(i64::MAX).saturating_mul(1_000_000));
     let mut window: Option<(i64, u64)> = None;
     let mut rate = 0.0;
     loop {
