@@ -455,6 +455,18 @@ pub struct ConnectionInfo {
     pub bytes_out: u64,
 }
 
+/// The earlier of two optional deadlines (`None`: never). Written out rather than as a `min` over
+/// an array of options, which the compiler builds in memory and reads back with wider loads than
+/// it wrote (a stall on every connection serviced).
+#[inline]
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 fn tcp_state_name(s: tcp::State) -> &'static str {
     match s {
         tcp::State::Closed => "CLOSED",
@@ -647,10 +659,8 @@ impl Engine {
             return Some(now);
         }
         let deferred = self.deferred.iter().map(|d| d.0).min();
-        [self.timers.next_deadline(now), self.time_wait.next_expiry(now), deferred, self.reclaim.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        let timers = earliest(self.timers.next_deadline(now), self.time_wait.next_expiry(now));
+        earliest(timers, earliest(deferred, self.reclaim.next_deadline()))
     }
 
     /// Says whether `frame` is for this engine, reading only its headers and the engine's tables
@@ -1331,7 +1341,8 @@ impl Engine {
             slot.ended_by_engine = Some(End::Aborted);
             slot.socket().abort();
         }
-        let state = slot.socket().state();
+        // Every abort above says why in `ended_by_engine`: without one, the state is as read.
+        let state = if slot.ended_by_engine.is_some() { slot.socket().state() } else { state };
         let handshaking = matches!(state, tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived);
         if !slot.closing && !handshaking && !matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
             let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
@@ -1398,7 +1409,7 @@ impl Engine {
         };
         let give_up = slot.waiting_since.map(|since| since.max(slot.heard_at) + self.tcp_timeout);
         let poll_at = poll_at.unwrap_or_else(|| self.iface.poll_at(now, &slot.set));
-        let at = [poll_at, slot.connect_deadline, give_up].into_iter().flatten().min();
+        let at = earliest(earliest(poll_at, slot.connect_deadline), give_up);
         if !emitted && wants_to_send && !slot.neighbor_wait {
             // Maybe blocked on ARP: poll it again when an ARP frame arrives.
             slot.neighbor_wait = true;
