@@ -170,7 +170,7 @@ pub struct LaneStats {
     pub no_listener: u64,
     /// ARP requests the engine sent (next hops of its own connections, announcements).
     pub arp_requests: u64,
-    /// ARP requests for the engine's addresses it answered.
+    /// ARP requests for the engine's addresses it answered (replies that left).
     pub arp_replies: u64,
     /// Addresses in the engine's neighbour table with an answer.
     pub neighbors: usize,

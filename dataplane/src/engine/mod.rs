@@ -243,7 +243,7 @@ pub struct EngineStats {
     /// ARP requests sent: for next hops of outgoing connections ([`neighbor`]), and by
     /// [`Engine::announce_to`].
     pub arp_requests: u64,
-    /// ARP requests for the engine's addresses that it answered.
+    /// ARP requests for the engine's addresses that it answered (replies that left).
     pub arp_replies: u64,
     /// Addresses in the neighbour table with an answer.
     pub neighbors: usize,
@@ -720,9 +720,12 @@ impl Engine {
         }
         self.neighbors.learn(a.sender_ip, a.sender_mac, now);
         self.wake_neighbor_waiters();
-        if a.request && self.arp_replies {
+        // Counted once it has left, as every ARP frame the engine sends.
+        if a.request
+            && self.arp_replies
+            && neighbor::send_arp(device, now, self.mac, a.target_ip, a.sender_ip, Some(a.sender_mac))
+        {
             self.stats.arp_replies += 1;
-            neighbor::send_arp(device, now, self.mac, a.target_ip, a.sender_ip, Some(a.sender_mac));
         }
     }
 
@@ -735,8 +738,8 @@ impl Engine {
             neighbor::Lookup::Found { mac, ask } => (Some(mac), ask),
             neighbor::Lookup::Missing { ask } => (None, ask),
         };
-        if ask {
-            neighbor::send_arp(device, now, self.mac, t.local_ip, hop, None);
+        if ask && neighbor::send_arp(device, now, self.mac, t.local_ip, hop, None) {
+            self.neighbors.note_asked(hop, now);
         }
         mac
     }
@@ -956,7 +959,7 @@ impl Engine {
     pub fn announce_to<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, peer: Ipv4Addr) {
         for &ip in &self.addresses {
             if neighbor::send_arp(device, now, self.mac, ip, peer, None) {
-                self.neighbors.asked += 1;
+                self.neighbors.note_asked(peer, now);
             }
         }
     }

@@ -59,7 +59,7 @@ pub enum Lookup {
 #[derive(Default)]
 pub struct Neighbors {
     map: HashMap<Ipv4Addr, Entry, foldhash::fast::RandomState>,
-    /// ARP requests sent for addresses.
+    /// ARP requests that left (counted by [`Neighbors::note_asked`]).
     pub asked: u64,
     /// Answers learned (new or changed MACs).
     pub learned: u64,
@@ -90,20 +90,25 @@ impl Neighbors {
         }
     }
 
-    /// Where `ip` is, and whether to ask (which is then counted as done now).
+    /// Where `ip` is, and whether to ask. An ask counts once the request has left
+    /// ([`Neighbors::note_asked`]): one that found no room is asked again on the next lookup.
     pub fn lookup(&mut self, ip: Ipv4Addr, now: Instant) -> Lookup {
         self.make_room(ip, now);
         let e = self.map.entry(ip).or_insert(Entry { mac: None, asked: None });
         let old = e.mac.is_none_or(|(_, at)| now >= at + LIFETIME);
         let ask = old && e.asked.is_none_or(|t| now >= t + ASK_EVERY);
-        if ask {
-            e.asked = Some(now);
-            self.asked += 1;
-        }
         match e.mac {
             Some((mac, _)) => Lookup::Found { mac, ask },
             None => Lookup::Missing { ask },
         }
+    }
+
+    /// Notes that an ARP request for `ip` left now: the next is not sent before [`ASK_EVERY`].
+    pub fn note_asked(&mut self, ip: Ipv4Addr, now: Instant) {
+        if let Some(e) = self.map.get_mut(&ip) {
+            e.asked = Some(now);
+        }
+        self.asked += 1;
     }
 
     /// Before `ip` is added to a full table: forget what is unanswered or older than
@@ -285,8 +290,11 @@ mod tests {
         let mut n = Neighbors::default();
         let t0 = Instant::from_secs(100);
         assert_eq!(n.lookup(PEER, t0), Lookup::Missing { ask: true });
+        assert_eq!(n.lookup(PEER, t0), Lookup::Missing { ask: true }, "not asked until it left");
+        n.note_asked(PEER, t0);
         assert_eq!(n.lookup(PEER, t0 + Duration::from_millis(999)), Lookup::Missing { ask: false });
         assert_eq!(n.lookup(PEER, t0 + Duration::from_secs(1)), Lookup::Missing { ask: true });
+        n.note_asked(PEER, t0 + Duration::from_secs(1));
         assert!(n.learn(PEER, [2, 0, 0, 0, 0, 1], t0 + Duration::from_secs(2)));
         assert!(!n.learn(PEER, [2, 0, 0, 0, 0, 1], t0 + Duration::from_secs(3)), "no news");
         assert_eq!(n.lookup(PEER, t0 + Duration::from_secs(3)), Lookup::Found { mac: [2, 0, 0, 0, 0, 1], ask: false });
@@ -312,6 +320,7 @@ mod tests {
         n.learn(PEER, [2, 0, 0, 0, 0, 1], t0);
         let later = t0 + LIFETIME;
         assert_eq!(n.lookup(PEER, later), Lookup::Found { mac: [2, 0, 0, 0, 0, 1], ask: true });
+        n.note_asked(PEER, later);
         assert_eq!(n.lookup(PEER, later), Lookup::Found { mac: [2, 0, 0, 0, 0, 1], ask: false });
         assert!(n.learn(PEER, [2, 0, 0, 0, 0, 9], later + Duration::from_millis(5)), "the peer moved");
         assert_eq!(n.lookup(PEER, later), Lookup::Found { mac: [2, 0, 0, 0, 0, 9], ask: false });

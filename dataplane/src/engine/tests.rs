@@ -1324,3 +1324,44 @@ fn an_engine_told_not_to_answer_arp_learns_the_asker_and_stays_silent() {
     assert_eq!(&out[0][..6], &asker, "at the asker's MAC");
     assert_eq!(p.engine.stats().arp_replies, 1);
 }
+
+/// Every ARP frame the engine sends counts once it has left. With no room to send, a request for
+/// the engine's address gets no reply and counts none (the asker is still learned), and neither
+/// the ARP request for a connection's next hop nor one of [`Engine::announce_to`] counts. With room
+/// again, the connection's next try asks, and each frame that leaves counts once.
+#[test]
+fn arp_frames_count_when_they_leave() {
+    use crate::services::{LoadGen, LoadMode, Session};
+    let asker = [0x02, 0, 0, 0, 0, 0x42];
+    let mut request = vec![0u8; neighbor::ARP_FRAME_LEN];
+    neighbor::write_arp(&mut request, asker, CLIENT, SERVER, None);
+    let silent = std::net::SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 77), 7);
+    let mut p = Pair::new(&config());
+    p.edev.set_full(true);
+    p.edev.inject(request.clone());
+    p.step_by(Duration::from_micros(10));
+    assert!(sent_frames(&mut p).is_empty(), "no room for the reply");
+    let (spec, _) = load(64, LoadMode::Short);
+    p.engine.connect_from(p.now, None, silent, None, Session::LoadGen(LoadGen::new(spec))).unwrap();
+    p.step_by(Duration::from_micros(10));
+    assert!(sent_frames(&mut p).is_empty(), "no room for the next hop's ARP request");
+    p.engine.announce_to(p.now, &mut p.edev, *silent.ip());
+    assert!(sent_frames(&mut p).is_empty(), "no room for the announcement");
+    let s = p.engine.stats();
+    assert_eq!((s.arp_replies, s.arp_requests, s.neighbors), (0, 0, 1), "the asker learned, nothing counted");
+
+    p.edev.set_full(false);
+    p.step_by(Duration::from_millis(1002)); // the connection's next try, a second later
+    let asked: Vec<_> = sent_frames(&mut p).iter().filter_map(|f| neighbor::parse_arp(f)).collect();
+    assert_eq!(asked.iter().map(|a| (a.request, a.target_ip)).collect::<Vec<_>>(), [(true, *silent.ip())]);
+    assert_eq!(p.engine.stats().arp_requests, 1);
+    p.engine.announce_to(p.now, &mut p.edev, *silent.ip());
+    let announced: Vec<_> = sent_frames(&mut p).iter().filter_map(|f| neighbor::parse_arp(f)).collect();
+    assert_eq!(announced.iter().map(|a| (a.request, a.target_ip)).collect::<Vec<_>>(), [(true, *silent.ip())]);
+    p.edev.inject(request);
+    p.step_by(Duration::from_micros(10));
+    let replied: Vec<_> = sent_frames(&mut p).iter().filter_map(|f| neighbor::parse_arp(f)).collect();
+    assert_eq!(replied.iter().map(|a| (a.request, a.target_ip)).collect::<Vec<_>>(), [(false, CLIENT)]);
+    let s = p.engine.stats();
+    assert_eq!((s.arp_replies, s.arp_requests), (1, 2));
+}

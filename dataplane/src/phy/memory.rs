@@ -43,6 +43,8 @@ pub struct MemoryDevice {
     outbound: Wire,
     staged: VecDeque<Vec<u8>>,
     drop_next: u64,
+    /// No room to send: [`phy::Device::transmit`] gives no token ([`MemoryDevice::set_full`]).
+    full: bool,
     pool: Pool,
     /// IPv4 and TCP checksums are the port's work (as with a NIC's offloads): smoltcp neither
     /// computes nor verifies them.
@@ -52,7 +54,15 @@ pub struct MemoryDevice {
 impl MemoryDevice {
     /// One end of a link: it receives from `inbound` and sends on `outbound`.
     fn end(inbound: Wire, outbound: Wire, pool: Pool) -> Self {
-        MemoryDevice { inbound, outbound, staged: VecDeque::new(), drop_next: 0, pool, no_checksums: false }
+        MemoryDevice {
+            inbound,
+            outbound,
+            staged: VecDeque::new(),
+            drop_next: 0,
+            full: false,
+            pool,
+            no_checksums: false,
+        }
     }
 
     /// Says the IPv4 and TCP checksums are done elsewhere, as a NIC with checksum offloads does:
@@ -66,6 +76,12 @@ impl MemoryDevice {
     /// Drops the next `n` frames this end sends.
     pub fn drop_next(&mut self, n: u64) {
         self.drop_next = n;
+    }
+
+    /// While `full`, this end has no room to send, as a port whose transmit burst is full: tests
+    /// of what the engine does (and counts) when a frame cannot leave.
+    pub fn set_full(&mut self, full: bool) {
+        self.full = full;
     }
 
     /// Puts a frame on this end's inbound wire, as if the other end had sent it (tests of hostile
@@ -133,7 +149,7 @@ impl phy::Device for MemoryDevice {
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<Self::TxToken<'_>> {
-        Some(MemTxToken(self))
+        (!self.full).then_some(MemTxToken(self))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
