@@ -363,6 +363,28 @@ impl Slot {
     fn socket(&mut self) -> &mut tcp::Socket<'static> {
         self.set.get_mut::<tcp::Socket>(self.handle)
     }
+
+    /// The next in-order byte the connection expects from its peer: the ISN, one for the SYN, and
+    /// every byte received in order (read by the session, or waiting).
+    fn rcv_nxt(&mut self) -> u32 {
+        let waiting = self.socket().recv_queue();
+        self.irs.wrapping_add(1).wrapping_add(self.bytes[0] as u32).wrapping_add(waiting as u32)
+    }
+
+    /// Whether a segment that came from `seg.src_mac`, another MAC than the connection's peer's,
+    /// says the peer is there now: any segment of the handshake, after it only one whose sequence
+    /// numbers fall in the receive window (`rx_capacity` from the next in-order byte), which a
+    /// sender that cannot see the connection's segments can only guess (RFC 5961's reasoning).
+    /// Anything else, whoever sent it, neither moves the connection's traffic nor gets smoltcp's
+    /// answer (a challenge ACK, which carries the numbers to guess).
+    fn peer_moved_to(&mut self, seg: &Segment, rx_capacity: usize) -> bool {
+        if matches!(self.phase, Phase::HalfOpen | Phase::Client { established: false, .. }) {
+            return true;
+        }
+        let start = i64::from(seg.seq.wrapping_sub(self.rcv_nxt()) as i32);
+        let end = start + i64::from(seg.seq_len);
+        (end > 0 || (seg.seq_len == 0 && start == 0)) && start < rx_capacity as i64
+    }
 }
 
 struct Listener {
@@ -756,7 +778,9 @@ impl Engine {
                     if seg.flags.fin {
                         slot.peer_fin_end = Some(seg.seq_end());
                     }
-                    slot.peer_mac = seg.src_mac; // where the peer is now (the router's, off the link)
+                    if seg.src_mac != slot.peer_mac && slot.peer_moved_to(&seg, self.rx_buffer) {
+                        slot.peer_mac = seg.src_mac; // where the peer is now (the router's, off the link)
+                    }
                     slot.rst_seen |= seg.flags.rst;
                     slot.heard_at = now;
                     if seg.flags.syn && !seg.flags.rst {
@@ -767,7 +791,10 @@ impl Engine {
                         reclaim::note_segment(slot, &seg, self.rx_buffer);
                     }
                 }
-                self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, src), &mut slot.set);
+                // What smoltcp answers at once goes where the connection's peer is, not to whoever
+                // sent this frame.
+                let dst = if slot.peer_mac == [0; 6] { src } else { slot.peer_mac };
+                self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, dst), &mut slot.set);
                 self.mark_dirty(id);
             }
             Demux::Listener(li) => {

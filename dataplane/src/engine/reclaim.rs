@@ -80,13 +80,6 @@ impl Reclaim {
     }
 }
 
-/// The next in-order byte the connection expects from its peer: the ISN, one for the SYN, and
-/// every byte received in order (read by the session, or waiting).
-fn rcv_nxt(slot: &mut Slot) -> u32 {
-    let waiting = slot.socket().recv_queue();
-    slot.irs.wrapping_add(1).wrapping_add(slot.bytes[0] as u32).wrapping_add(waiting as u32)
-}
-
 /// `a` is after `b` in sequence space.
 fn seq_after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
@@ -101,7 +94,7 @@ pub(super) fn note_segment(slot: &mut Slot, seg: &Segment, rx_capacity: usize) {
         return;
     }
     let start = seg.seq.wrapping_add(syn);
-    let nxt = rcv_nxt(slot);
+    let nxt = slot.rcv_nxt();
     let ahead = start.wrapping_sub(nxt) as i32;
     if ahead <= 0 || ahead as usize >= rx_capacity {
         // In order (or a retransmission): smoltcp appends it, nothing stays beyond a hole. Or
@@ -132,7 +125,7 @@ fn drained(slot: &mut Slot) -> bool {
             match slot.ooo_until {
                 None => true,
                 Some(end) => {
-                    let caught_up = !seq_after(end, rcv_nxt(slot));
+                    let caught_up = !seq_after(end, slot.rcv_nxt());
                     if caught_up {
                         slot.ooo_until = None;
                     }

@@ -1365,3 +1365,49 @@ fn arp_frames_count_when_they_leave() {
     let s = p.engine.stats();
     assert_eq!((s.arp_replies, s.arp_requests), (1, 2));
 }
+
+/// A connection's traffic follows its peer to another MAC only on a segment in its receive window
+/// (or during the handshake). A segment with the connection's 4-tuple from another MAC and
+/// sequence numbers outside the window moves nothing, and smoltcp's challenge ACK to it goes to
+/// the peer, not to that sender (it carries the numbers a blind sender would need). The peer's own
+/// segment from a new MAC, in the window, moves the connection's traffic there.
+#[test]
+fn only_an_in_window_segment_moves_a_connection_to_another_mac() {
+    use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpControl, TcpPacket};
+    let mut p = Pair::new(&config());
+    let peer_ip = Ipv4Addr::new(198, 18, 0, 50);
+    let (peer, other) = ([0x02, 1, 0, 0, 0, 1], [0x02, 1, 0, 0, 0, 0x66]);
+    let server_mac = [0x02, 0, 0, 0, 0, 2];
+    let frame = |mac: [u8; 6], control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]| {
+        let tcp = flow::plain_tcp((40000, 7), control, seq, ack, 65535, payload);
+        let mut buf = vec![0u8; flow::tcp_frame_len(&tcp)];
+        flow::write_tcp_frame(&mut buf, (mac, peer_ip), (server_mac, SERVER), &tcp);
+        buf
+    };
+    // (destination MAC, sequence number, payload length) of each segment the engine sent.
+    let sent = |p: &mut Pair, f: Vec<u8>| {
+        p.edev.inject(f);
+        p.step();
+        sent_frames(p)
+            .iter()
+            .map(|f| {
+                let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+                (eth.dst_addr().0, tcp.seq_number().0 as u32, tcp.payload().len())
+            })
+            .collect::<Vec<_>>()
+    };
+    let synack = sent(&mut p, frame(peer, TcpControl::Syn, 1000, None, &[]));
+    assert_eq!(synack.len(), 1);
+    let iss = synack[0].1;
+    assert!(sent(&mut p, frame(peer, TcpControl::None, 1001, Some(iss + 1), &[])).is_empty());
+
+    let blind = sent(&mut p, frame(other, TcpControl::Psh, 1001 + 1_000_000, Some(iss + 1), &[0x5a; 8]));
+    assert_eq!(blind.iter().map(|s| s.0).collect::<Vec<_>>(), [peer], "the challenge ACK went to the peer");
+    let echo = sent(&mut p, frame(peer, TcpControl::Psh, 1001, Some(iss + 1), &[0x5a; 64]));
+    assert_eq!(echo, [(peer, iss + 1, 64)], "the connection stayed with its peer");
+
+    let moved = sent(&mut p, frame(other, TcpControl::Psh, 1065, Some(iss + 65), &[0x5a; 64]));
+    assert_eq!(moved, [(other, iss + 65, 64)], "the peer's in-window segment from its new MAC moved it");
+}
