@@ -774,27 +774,37 @@ impl Engine {
         match self.demux(&class, device) {
             Demux::Flow(id) => {
                 let slot = &mut self.slots[id as usize];
-                if let Frame::Tcp(seg) = class {
-                    if seg.flags.fin {
-                        slot.peer_fin_end = Some(seg.seq_end());
-                    }
-                    if seg.src_mac != slot.peer_mac && slot.peer_moved_to(&seg, self.rx_buffer) {
-                        slot.peer_mac = seg.src_mac; // where the peer is now (the router's, off the link)
-                    }
-                    slot.rst_seen |= seg.flags.rst;
-                    slot.heard_at = now;
-                    if seg.flags.syn && !seg.flags.rst {
-                        slot.irs = seg.seq; // a SYN-ACK (or a retransmitted SYN: the same)
-                        slot.ooo_until = None;
-                    }
-                    if slot.buf != 0 {
-                        reclaim::note_segment(slot, &seg, self.rx_buffer);
-                    }
+                let Frame::Tcp(seg) = class else { unreachable!("only TCP segments have a flow") };
+                if seg.src_mac != slot.peer_mac && slot.peer_moved_to(&seg, self.rx_buffer) {
+                    slot.peer_mac = seg.src_mac; // where the peer is now (the router's, off the link)
+                }
+                slot.heard_at = now;
+                let handshake = matches!(slot.phase, Phase::HalfOpen | Phase::Client { established: false, .. });
+                if seg.flags.syn && !seg.flags.rst && handshake {
+                    slot.irs = seg.seq; // a SYN-ACK (or a retransmitted SYN: the same)
+                    slot.ooo_until = None;
+                }
+                if slot.buf != 0 {
+                    reclaim::note_segment(slot, &seg, self.rx_buffer);
                 }
                 // What smoltcp answers at once goes where the connection's peer is, not to whoever
                 // sent this frame.
                 let dst = if slot.peer_mac == [0; 6] { src } else { slot.peer_mac };
                 self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, dst), &mut slot.set);
+                if seg.flags.rst || seg.flags.fin {
+                    // Noted only when smoltcp took it (its state says so): one with numbers it
+                    // refused, whoever sent it, neither makes a clean close look reset nor sets
+                    // what TIME_WAIT re-ACKs.
+                    let state = slot.socket().state();
+                    slot.rst_seen |= seg.flags.rst && state == tcp::State::Closed;
+                    let fin_taken = matches!(
+                        state,
+                        tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+                    );
+                    if seg.flags.fin && fin_taken && slot.peer_fin_end.is_none() {
+                        slot.peer_fin_end = Some(seg.seq_end());
+                    }
+                }
                 self.mark_dirty(id);
             }
             Demux::Listener(li) => {

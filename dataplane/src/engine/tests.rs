@@ -1366,13 +1366,14 @@ fn arp_frames_count_when_they_leave() {
     assert_eq!((s.arp_replies, s.arp_requests), (1, 2));
 }
 
-/// A connection's traffic follows its peer to another MAC only on a segment in its receive window
-/// (or during the handshake). A segment with the connection's 4-tuple from another MAC and
-/// sequence numbers outside the window moves nothing, and smoltcp's challenge ACK to it goes to
-/// the peer, not to that sender (it carries the numbers a blind sender would need). The peer's own
-/// segment from a new MAC, in the window, moves the connection's traffic there.
+/// A sender that has a connection's 4-tuple but not its sequence numbers changes nothing. Its
+/// segments (data, RST, FIN, SYN) from another MAC, outside the receive window, do not move the
+/// connection's traffic there, do not mark it reset, do not set the FIN end TIME_WAIT would use,
+/// and do not change the peer's initial sequence number; smoltcp's challenge ACKs to them go to
+/// the peer, not to that sender (they carry the numbers it lacks). The peer's own segment from a
+/// new MAC, in the window, moves the connection's traffic there.
 #[test]
-fn only_an_in_window_segment_moves_a_connection_to_another_mac() {
+fn a_blind_sender_with_the_four_tuple_moves_nothing() {
     use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpControl, TcpPacket};
     let mut p = Pair::new(&config());
     let peer_ip = Ipv4Addr::new(198, 18, 0, 50);
@@ -1403,8 +1404,14 @@ fn only_an_in_window_segment_moves_a_connection_to_another_mac() {
     let iss = synack[0].1;
     assert!(sent(&mut p, frame(peer, TcpControl::None, 1001, Some(iss + 1), &[])).is_empty());
 
-    let blind = sent(&mut p, frame(other, TcpControl::Psh, 1001 + 1_000_000, Some(iss + 1), &[0x5a; 8]));
-    assert_eq!(blind.iter().map(|s| s.0).collect::<Vec<_>>(), [peer], "the challenge ACK went to the peer");
+    let far = 1001 + 1_000_000;
+    for control in [TcpControl::Psh, TcpControl::Rst, TcpControl::Fin, TcpControl::Syn] {
+        let blind = sent(&mut p, frame(other, control, far, Some(iss + 1), &[0x5a; 8]));
+        assert!(blind.iter().all(|s| s.0 == peer), "{control:?}: answered at the peer's MAC: {blind:?}");
+    }
+    let slot = p.engine.slots.iter().find(|s| s.tuple.is_some()).expect("the connection");
+    assert_eq!((slot.rst_seen, slot.peer_fin_end, slot.irs), (false, None, 1000));
+    assert_eq!(p.engine.stats().open, 1);
     let echo = sent(&mut p, frame(peer, TcpControl::Psh, 1001, Some(iss + 1), &[0x5a; 64]));
     assert_eq!(echo, [(peer, iss + 1, 64)], "the connection stayed with its peer");
 
