@@ -768,8 +768,9 @@ impl Engine {
 
     /// Decides about one frame and hands it on.
     ///
-    /// `src` is the frame's source MAC: what smoltcp sends while it takes the frame (an RST, an
-    /// ICMP echo reply) goes back there.
+    /// `src` is the frame's source MAC: what smoltcp sends while it takes a frame no connection owns
+    /// (an RST, an ICMP echo reply) goes back there; its answer to a connection's segment goes to
+    /// that connection's peer.
     fn ingress<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, class: Frame, src: [u8; 6]) {
         match self.demux(&class, device) {
             Demux::Flow(id) => {

@@ -78,8 +78,9 @@ impl MemoryDevice {
         self.drop_next = n;
     }
 
-    /// While `full`, this end has no room to send, as a port whose transmit burst is full: tests
-    /// of what the engine does (and counts) when a frame cannot leave.
+    /// While `full`, [`phy::Device::transmit`] gives no token, as a port whose transmit burst is
+    /// full: tests of what the engine does (and counts) when a frame it sends of its own cannot
+    /// leave. The token that comes with a received frame still sends.
     pub fn set_full(&mut self, full: bool) {
         self.full = full;
     }
