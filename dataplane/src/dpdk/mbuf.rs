@@ -229,27 +229,6 @@ impl Burst {
         Some(unsafe { Mbuf::from_raw(NonNull::new_unchecked(m)) })
     }
 
-    /// Whether the oldest mbuf holds its whole packet in one segment (`None`: empty burst).
-    #[inline]
-    pub fn front_is_contiguous(&self) -> Option<bool> {
-        if self.is_empty() {
-            return None;
-        }
-        // SAFETY: slots between head and tail hold owned, valid mbufs.
-        Some(unsafe { dpdk_sys::rte_pktmbuf_is_contiguous(self.bufs[self.head]) != 0 })
-    }
-
-    /// The oldest mbuf's first-segment data, without taking it.
-    #[inline]
-    pub fn front_data(&self) -> Option<&[u8]> {
-        if self.is_empty() {
-            return None;
-        }
-        // SAFETY: the mbuf is owned, valid, and stays in the burst (and alive) for the life of the
-        // returned borrow of self.
-        Some(unsafe { first_seg(self.bufs[self.head]) })
-    }
-
     /// Appends an mbuf; gives it back if the burst is full.
     #[inline]
     pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
