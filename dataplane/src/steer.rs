@@ -123,7 +123,7 @@ impl SteerCtx {
 mod tests {
     use super::*;
     use crate::engine::flow::test_syn_frame as tcp_frame;
-    use crate::engine::neighbor::{write_arp, ARP_FRAME_LEN};
+    use crate::engine::neighbor::test_arp_frame;
     use std::net::Ipv4Addr;
 
     #[test]
@@ -190,8 +190,7 @@ mod tests {
 
     #[test]
     fn arp_goes_to_every_core() {
-        let mut buf = vec![0u8; ARP_FRAME_LEN];
-        write_arp(&mut buf, [2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2), None);
+        let buf = test_arp_frame([2, 0, 0, 0, 0, 1], Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2), None);
         assert_eq!(Steering::new(2).target(&buf), Target::All);
     }
 }

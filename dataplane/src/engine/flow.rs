@@ -181,7 +181,13 @@ pub fn write_tcp_frame(buf: &mut [u8], src: ([u8; 6], Ipv4Addr), dst: ([u8; 6], 
 #[cfg(test)]
 pub(crate) fn test_syn_frame(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
     let tcp = plain_tcp((sport, dport), TcpControl::Syn, 1, None, 1000, &[]);
-    let mut buf = vec![0u8; tcp_frame_len(&tcp)];
-    write_tcp_frame(&mut buf, ([2, 0, 0, 0, 0, 1], src), ([2, 0, 0, 0, 0, 2], dst), &tcp);
+    test_tcp_frame(([2, 0, 0, 0, 0, 1], src), ([2, 0, 0, 0, 0, 2], dst), &tcp)
+}
+
+/// The frame [`write_tcp_frame`] writes, in a vector of its own (tests).
+#[cfg(test)]
+pub(crate) fn test_tcp_frame(src: ([u8; 6], Ipv4Addr), dst: ([u8; 6], Ipv4Addr), tcp: &TcpRepr) -> Vec<u8> {
+    let mut buf = vec![0u8; tcp_frame_len(tcp)];
+    write_tcp_frame(&mut buf, src, dst, tcp);
     buf
 }

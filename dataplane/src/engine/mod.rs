@@ -371,14 +371,17 @@ impl Slot {
         self.irs.wrapping_add(1).wrapping_add(self.bytes[0] as u32).wrapping_add(waiting as u32)
     }
 
+    /// Its handshake is in progress (passive or active open).
+    fn in_handshake(&self) -> bool {
+        matches!(self.phase, Phase::HalfOpen | Phase::Client { established: false, .. })
+    }
+
     /// Whether a segment that came from `seg.src_mac`, another MAC than the connection's peer's,
     /// says the peer is there now: any segment of the handshake, after it only one whose sequence
     /// numbers fall in the receive window (`rx_capacity` from the next in-order byte), which a
     /// sender that cannot see the connection's segments can only guess (RFC 5961's reasoning).
-    /// Anything else, whoever sent it, neither moves the connection's traffic nor gets smoltcp's
-    /// answer (a challenge ACK, which carries the numbers to guess).
     fn peer_moved_to(&mut self, seg: &Segment, rx_capacity: usize) -> bool {
-        if matches!(self.phase, Phase::HalfOpen | Phase::Client { established: false, .. }) {
+        if self.in_handshake() {
             return true;
         }
         let start = i64::from(seg.seq.wrapping_sub(self.rcv_nxt()) as i32);
@@ -780,8 +783,7 @@ impl Engine {
                     slot.peer_mac = seg.src_mac; // where the peer is now (the router's, off the link)
                 }
                 slot.heard_at = now;
-                let handshake = matches!(slot.phase, Phase::HalfOpen | Phase::Client { established: false, .. });
-                if seg.flags.syn && !seg.flags.rst && handshake {
+                if seg.flags.syn && !seg.flags.rst && slot.in_handshake() {
                     slot.irs = seg.seq; // a SYN-ACK (or a retransmitted SYN: the same)
                     slot.ooo_until = None;
                 }

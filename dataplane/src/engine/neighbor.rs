@@ -181,6 +181,14 @@ pub fn write_arp(buf: &mut [u8], our_mac: [u8; 6], us: Ipv4Addr, peer: Ipv4Addr,
     .emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
 }
 
+/// The ARP frame [`write_arp`] writes, in a vector of its own (tests).
+#[cfg(test)]
+pub(crate) fn test_arp_frame(our_mac: [u8; 6], us: Ipv4Addr, peer: Ipv4Addr, reply_to: Option<[u8; 6]>) -> Vec<u8> {
+    let mut buf = vec![0u8; ARP_FRAME_LEN];
+    write_arp(&mut buf, our_mac, us, peer, reply_to);
+    buf
+}
+
 /// Sends the ARP frame [`write_arp`] writes through `device`; `false` if it had no room.
 pub fn send_arp<D: phy::Device + ?Sized>(
     device: &mut D,

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use smoltcp::time::Instant;
 
-use super::flow::Segment;
+use super::flow::{seq_after, Segment};
 use super::{Engine, Phase, Slot};
 
 /// How often the sweep runs.
@@ -78,11 +78,6 @@ impl Reclaim {
     pub fn due(&self, now: Instant) -> bool {
         self.period.is_some() && now >= self.next_at
     }
-}
-
-/// `a` is after `b` in sequence space.
-fn seq_after(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) > 0
 }
 
 /// Notes a segment about to be handed to `slot`'s socket (see the module documentation). Call it

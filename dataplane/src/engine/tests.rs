@@ -908,9 +908,8 @@ fn classify_tells_a_gateway_which_frames_are_the_engines() {
     p.step();
     let _ = h3;
     // ARP about someone else, and IPv4 for another address, are not the engine's.
-    let mut buf = vec![0u8; neighbor::ARP_FRAME_LEN];
     let (asker, asked) = (Ipv4Addr::new(198, 18, 0, 9), Ipv4Addr::new(198, 18, 0, 3));
-    neighbor::write_arp(&mut buf, [2, 0, 0, 0, 0, 9], asker, asked, None);
+    let buf = neighbor::test_arp_frame([2, 0, 0, 0, 0, 9], asker, asked, None);
     assert_eq!(p.engine.classify(&buf), Verdict::NotOurs);
     let mut ip_other = seg.clone();
     ip_other[14 + 16..14 + 20].copy_from_slice(&[198, 18, 0, 3]); // destination address
@@ -1180,9 +1179,7 @@ fn two_thousand_peers_on_the_link_are_answered_at_their_own_mac() {
     let server_mac = [0x02, 0, 0, 0, 0, 2];
     let frame = |i: u32, control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]| {
         let tcp = flow::plain_tcp((40000, 7), control, seq, ack, 65535, payload);
-        let mut buf = vec![0u8; flow::tcp_frame_len(&tcp)];
-        flow::write_tcp_frame(&mut buf, (peer(i).1, peer(i).0), (server_mac, SERVER), &tcp);
-        buf
+        flow::test_tcp_frame((peer(i).1, peer(i).0), (server_mac, SERVER), &tcp)
     };
     // What came back to each peer: (dst MAC right, SYN-ACK's sequence number, echoed bytes).
     let check = |frames: Vec<Vec<u8>>, synacks: &mut HashMap<u32, u32>, echoed: &mut usize| {
@@ -1277,12 +1274,8 @@ fn a_gratuitous_arp_moves_a_known_neighbour() {
     assert!(p.run_until(100, |p| p.sock(h).state() == tcp::State::Established));
     assert_eq!(p.engine.stats().neighbors, 1);
     let moved = [0x02, 0, 0, 0, 0, 0x99];
-    let mut garp = vec![0u8; neighbor::ARP_FRAME_LEN];
-    neighbor::write_arp(&mut garp, moved, CLIENT, CLIENT, None);
-    p.edev.inject(garp);
-    let mut other = vec![0u8; neighbor::ARP_FRAME_LEN];
-    neighbor::write_arp(&mut other, [0x02, 0, 0, 0, 0, 0x77], Ipv4Addr::new(198, 18, 0, 77), CLIENT, None);
-    p.edev.inject(other);
+    p.edev.inject(neighbor::test_arp_frame(moved, CLIENT, CLIENT, None));
+    p.edev.inject(neighbor::test_arp_frame([0x02, 0, 0, 0, 0, 0x77], Ipv4Addr::new(198, 18, 0, 77), CLIENT, None));
     p.step_by(Duration::from_micros(10));
     assert_eq!(p.engine.stats().neighbors, 1, "the other station was not added");
     sent_frames(&mut p);
@@ -1302,11 +1295,7 @@ fn a_gratuitous_arp_moves_a_known_neighbour() {
 #[test]
 fn an_engine_told_not_to_answer_arp_learns_the_asker_and_stays_silent() {
     let asker = [0x02, 0, 0, 0, 0, 0x42];
-    let request = || {
-        let mut f = vec![0u8; neighbor::ARP_FRAME_LEN];
-        neighbor::write_arp(&mut f, asker, CLIENT, SERVER, None);
-        f
-    };
+    let request = || neighbor::test_arp_frame(asker, CLIENT, SERVER, None);
     let mut p = Pair::new(&config());
     p.engine.set_arp_replies(false);
     p.edev.inject(request());
@@ -1333,8 +1322,7 @@ fn an_engine_told_not_to_answer_arp_learns_the_asker_and_stays_silent() {
 fn arp_frames_count_when_they_leave() {
     use crate::services::{LoadGen, LoadMode, Session};
     let asker = [0x02, 0, 0, 0, 0, 0x42];
-    let mut request = vec![0u8; neighbor::ARP_FRAME_LEN];
-    neighbor::write_arp(&mut request, asker, CLIENT, SERVER, None);
+    let request = neighbor::test_arp_frame(asker, CLIENT, SERVER, None);
     let silent = std::net::SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 77), 7);
     let mut p = Pair::new(&config());
     p.edev.set_full(true);
@@ -1381,9 +1369,7 @@ fn a_blind_sender_with_the_four_tuple_moves_nothing() {
     let server_mac = [0x02, 0, 0, 0, 0, 2];
     let frame = |mac: [u8; 6], control: TcpControl, seq: u32, ack: Option<u32>, payload: &[u8]| {
         let tcp = flow::plain_tcp((40000, 7), control, seq, ack, 65535, payload);
-        let mut buf = vec![0u8; flow::tcp_frame_len(&tcp)];
-        flow::write_tcp_frame(&mut buf, (mac, peer_ip), (server_mac, SERVER), &tcp);
-        buf
+        flow::test_tcp_frame((mac, peer_ip), (server_mac, SERVER), &tcp)
     };
     // (destination MAC, sequence number, payload length) of each segment the engine sent.
     let sent = |p: &mut Pair, f: Vec<u8>| {
