@@ -538,11 +538,15 @@ impl Engine {
         let mut iface = Interface::new(icfg, &mut Ether::new(device, cfg.mac, [0; 6]), now);
         let addresses: Vec<Ipv4Addr> =
             std::iter::once(cfg.address).chain(cfg.extra_addresses.iter().copied()).collect();
+        // smoltcp holds the port's address only: it scans its address list several times per
+        // packet (the source and destination broadcast checks), and every extra address would add
+        // to that on every frame. The extra ones share the prefix, so the broadcast address is
+        // the same; with them, smoltcp takes any destination (`any_ip`), as the engine hands it
+        // only frames addressed to one of its own (`flow::classify`, and `ingress` for the rest).
         iface.update_ip_addrs(|a| {
-            for &ip in &addresses {
-                a.push(IpCidr::Ipv4(Ipv4Cidr::new(ip, cfg.prefix_len))).expect("validated: at most 8 addresses");
-            }
+            a.push(IpCidr::Ipv4(Ipv4Cidr::new(cfg.address, cfg.prefix_len))).expect("one address fits");
         });
+        iface.set_any_ip(!cfg.extra_addresses.is_empty());
         if let Some(gw) = cfg.gateway {
             iface.routes_mut().add_default_ipv4_route(gw).expect("one route fits");
         }
@@ -692,7 +696,7 @@ impl Engine {
     /// (a few dozen nanoseconds; nothing changes). A gateway hands the engine the frames for which
     /// [`Verdict::is_ours`] holds and forwards the others.
     pub fn classify(&self, frame: &[u8]) -> Verdict {
-        use smoltcp::wire::{ArpPacket, EthernetFrame, EthernetProtocol, Ipv4Packet};
+        use smoltcp::wire::{ArpPacket, EthernetFrame};
         match flow::classify(frame, &self.addresses) {
             Frame::Tcp(seg) => {
                 if self.flows.contains_key(&seg.tuple) || self.time_wait.contains(&seg.tuple) {
@@ -710,17 +714,17 @@ impl Engine {
                     _ => Verdict::NotOurs,
                 }
             }
-            Frame::Other => {
-                let Ok(eth) = EthernetFrame::new_checked(frame) else { return Verdict::NotOurs };
-                if eth.ethertype() != EthernetProtocol::Ipv4 {
-                    return Verdict::NotOurs;
-                }
-                match Ipv4Packet::new_checked(eth.payload()) {
-                    Ok(ip) if self.addresses.contains(&ip.dst_addr()) => Verdict::OtherIp,
-                    _ => Verdict::NotOurs,
-                }
-            }
+            Frame::Other if self.for_us(frame) => Verdict::OtherIp,
+            Frame::Other => Verdict::NotOurs,
         }
+    }
+
+    /// Whether `frame` is IPv4 addressed to one of the engine's addresses.
+    fn for_us(&self, frame: &[u8]) -> bool {
+        use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
+        let Ok(eth) = EthernetFrame::new_checked(frame) else { return false };
+        eth.ethertype() == EthernetProtocol::Ipv4
+            && Ipv4Packet::new_checked(eth.payload()).is_ok_and(|ip| self.addresses.contains(&ip.dst_addr()))
     }
 
     /// Whether `ip` is on the link of one of the engine's addresses.
@@ -827,9 +831,10 @@ impl Engine {
             }
             Demux::Other if matches!(class, Frame::Arp) => self.arp(now, device),
             Demux::Other => {
-                // IPv4 (ICMP, UDP, TCP to another address) goes to smoltcp; other protocols are
-                // not ours.
-                if device.peek().is_some_and(|f| f[12..14] == [0x08, 0x00]) {
+                // IPv4 for one of the engine's addresses (ICMP, UDP, a fragment) goes to smoltcp;
+                // the rest is not ours (smoltcp takes any destination when the engine has extra
+                // addresses).
+                if device.peek().is_some_and(|f| self.for_us(f)) {
                     self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, src), &mut self.empty);
                 } else {
                     device.skip();

@@ -1404,3 +1404,70 @@ fn a_blind_sender_with_the_four_tuple_moves_nothing() {
     let moved = sent(&mut p, frame(other, TcpControl::Psh, 1065, Some(iss + 65), &[0x5a; 64]));
     assert_eq!(moved, [(other, iss + 65, 64)], "the peer's in-window segment from its new MAC moved it");
 }
+
+/// smoltcp holds only the port's address and takes any destination when the engine has extra
+/// ones; the engine decides what is addressed to it. A ping and a SYN to an extra address are
+/// answered from that address; a ping and a SYN to an address in the prefix that is not the
+/// engine's get nothing.
+#[test]
+fn extra_addresses_are_answered_and_other_addresses_are_not() {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetFrame, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket,
+    };
+    let extra = Ipv4Addr::new(198, 18, 0, 3);
+    let stranger = Ipv4Addr::new(198, 18, 0, 99);
+    let mut cfg = config();
+    cfg.extra_addresses = vec![extra];
+    let mut p = Pair::new(&cfg);
+    let (peer_mac, peer_ip, server_mac) = ([0x02, 1, 0, 0, 0, 1], Ipv4Addr::new(198, 18, 0, 50), [0x02, 0, 0, 0, 0, 2]);
+    let ping = |dst: Ipv4Addr| {
+        let icmp = Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1, data: b"switchyard" };
+        let ip = Ipv4Repr {
+            src_addr: peer_ip,
+            dst_addr: dst,
+            next_header: IpProtocol::Icmp,
+            payload_len: icmp.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut f = vec![0u8; 14 + ip.buffer_len() + icmp.buffer_len()];
+        let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+        eth.set_src_addr(smoltcp::wire::EthernetAddress(peer_mac));
+        eth.set_dst_addr(smoltcp::wire::EthernetAddress(server_mac));
+        eth.set_ethertype(smoltcp::wire::EthernetProtocol::Ipv4);
+        let caps = ChecksumCapabilities::default();
+        let mut packet = Ipv4Packet::new_unchecked(eth.payload_mut());
+        ip.emit(&mut packet, &caps);
+        icmp.emit(&mut Icmpv4Packet::new_unchecked(packet.payload_mut()), &caps);
+        f
+    };
+    let syn = |dst: Ipv4Addr| {
+        let tcp = flow::plain_tcp((40000, 7), TcpControl::Syn, 1000, None, 65535, &[]);
+        flow::test_tcp_frame((peer_mac, peer_ip), (server_mac, dst), &tcp)
+    };
+    // (source address, protocol, ICMP echo reply or TCP SYN-ACK) of each frame the engine sent.
+    let sent = |p: &mut Pair, f: Vec<u8>| {
+        p.edev.inject(f);
+        p.step();
+        sent_frames(p)
+            .iter()
+            .map(|f| {
+                let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
+                let answer = match ip.next_header() {
+                    IpProtocol::Icmp => {
+                        Icmpv4Packet::new_checked(ip.payload()).unwrap().msg_type()
+                            == smoltcp::wire::Icmpv4Message::EchoReply
+                    }
+                    _ => TcpPacket::new_checked(ip.payload()).is_ok_and(|t| t.syn() && t.ack()),
+                };
+                (ip.src_addr(), ip.next_header(), answer)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sent(&mut p, ping(SERVER)), [(SERVER, IpProtocol::Icmp, true)]);
+    assert_eq!(sent(&mut p, ping(extra)), [(extra, IpProtocol::Icmp, true)]);
+    assert_eq!(sent(&mut p, syn(extra)), [(extra, IpProtocol::Tcp, true)]);
+    assert!(sent(&mut p, ping(stranger)).is_empty(), "a ping to another address is not answered");
+    assert!(sent(&mut p, syn(stranger)).is_empty(), "a SYN to another address is not answered");
+}
