@@ -100,7 +100,7 @@ fn configure(s: &mut tcp::Socket<'static>) {
     s.set_ack_delay(Some(smoltcp::time::Duration::from_millis(10)));
     // smoltcp's timeout ends a connection whose peer has been silent that long, even one with
     // nothing to be acknowledged: an idle connection would die (without an RST) after
-    // `tcp_timeout`. The engine times out only what waits for the peer (`Slot::waiting_since`).
+    // `tcp_timeout`. The engine times out only what waits for the peer (`Slot::waiting`).
     s.set_timeout(None);
 }
 
@@ -137,8 +137,10 @@ pub struct EngineConfig {
     /// under the `linux` policy.
     pub max_backlog: usize,
     /// A connection that waits this long for its peer, which stays silent meanwhile, is reset: sent
-    /// data, a SYN-ACK or a FIN unacknowledged, or (after our FIN) the peer's FIN not coming. A
-    /// connection with nothing to wait for is never timed out, however long it idles.
+    /// data, a SYN-ACK or a FIN unacknowledged (counted from the first segment the peer has not
+    /// answered: one that answers each window probe is not silent), or (after our FIN) the peer's
+    /// FIN not coming. Only segments in the receive window count as the peer's. A connection with
+    /// nothing to wait for is never timed out, however long it idles.
     pub tcp_timeout: Duration,
     /// A connection idle this long (to twice as long) with nothing in its buffers gives their
     /// pages back to the kernel ([`reclaim`]); `None`: never. Buffers on hugepages never do.
@@ -341,10 +343,10 @@ struct Slot {
     bytes: [u64; 2],
     /// The tick of this slot's live entry in the timer wheel, if it has one.
     wheel_tick: Option<i64>,
-    /// When it began waiting for its peer (data, SYN-ACK or FIN unacknowledged, or our FIN sent
-    /// and the peer's not come), if it waits: see [`EngineConfig::tcp_timeout`].
-    waiting_since: Option<Instant>,
-    /// When its peer last sent it a segment.
+    /// What it waits for from its peer, if anything: see [`EngineConfig::tcp_timeout`].
+    waiting: Option<Wait>,
+    /// When its peer was last heard from: the handshake completed, or, while the connection waits,
+    /// a segment in its receive window arrived (a blind sender cannot keep it waiting).
     heard_at: Instant,
     /// Where its buffers start, if their pages can be given back (normal pages, reclaim on);
     /// else 0. See [`reclaim`].
@@ -359,6 +361,18 @@ struct Slot {
     resident: bool,
 }
 
+/// What a connection waits for from its peer ([`EngineConfig::tcp_timeout`] runs while it does).
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    /// An answer to what it sends: data, a SYN, a SYN-ACK or a FIN not yet acknowledged. The clock
+    /// runs from the first segment it sent since the peer was last heard (`None`: none since), so
+    /// a peer that answers every window probe is never silent, however far apart the probes.
+    Answer { asked_at: Option<Instant> },
+    /// The peer's FIN, ours acknowledged (FIN-WAIT-2). The clock runs from when this began or the
+    /// peer was last heard, whichever is later.
+    PeerFin { since: Instant },
+}
+
 impl Slot {
     fn socket(&mut self) -> &mut tcp::Socket<'static> {
         self.set.get_mut::<tcp::Socket>(self.handle)
@@ -371,6 +385,22 @@ impl Slot {
         self.irs.wrapping_add(1).wrapping_add(self.bytes[0] as u32).wrapping_add(waiting as u32)
     }
 
+    /// The peer was heard from now.
+    fn heard(&mut self, now: Instant) {
+        self.heard_at = now;
+        if let Some(Wait::Answer { asked_at }) = &mut self.waiting {
+            *asked_at = None;
+        }
+    }
+
+    /// When the engine gives up on a peer that stays silent, if the connection waits for it.
+    fn give_up(&self, timeout: smoltcp::time::Duration) -> Option<Instant> {
+        match self.waiting? {
+            Wait::Answer { asked_at } => asked_at.map(|t| t + timeout),
+            Wait::PeerFin { since } => Some(since.max(self.heard_at) + timeout),
+        }
+    }
+
     /// Its handshake is in progress (passive or active open).
     fn in_handshake(&self) -> bool {
         matches!(self.phase, Phase::HalfOpen | Phase::Client { established: false, .. })
@@ -381,9 +411,12 @@ impl Slot {
     /// numbers fall in the receive window (`rx_capacity` from the next in-order byte), which a
     /// sender that cannot see the connection's segments can only guess (RFC 5961's reasoning).
     fn peer_moved_to(&mut self, seg: &Segment, rx_capacity: usize) -> bool {
-        if self.in_handshake() {
-            return true;
-        }
+        self.in_handshake() || self.in_window(seg, rx_capacity)
+    }
+
+    /// Whether `seg` (after the handshake) has sequence numbers in the receive window:
+    /// `rx_capacity` bytes from the next in-order byte, or exactly at it when it carries none.
+    fn in_window(&mut self, seg: &Segment, rx_capacity: usize) -> bool {
         let start = i64::from(seg.seq.wrapping_sub(self.rcv_nxt()) as i32);
         let end = start + i64::from(seg.seq_len);
         (end > 0 || (seg.seq_len == 0 && start == 0)) && start < rx_capacity as i64
@@ -786,7 +819,12 @@ impl Engine {
                 if seg.src_mac != slot.peer_mac && slot.peer_moved_to(&seg, self.rx_buffer) {
                     slot.peer_mac = seg.src_mac; // where the peer is now (the router's, off the link)
                 }
-                slot.heard_at = now;
+                // The peer is heard from when it sends what a sender that cannot see the
+                // connection can only guess: a segment in the receive window (or it completes the
+                // handshake, see `service`). Only a connection that waits for its peer uses it.
+                if slot.waiting.is_some() && !slot.in_handshake() && slot.in_window(&seg, self.rx_buffer) {
+                    slot.heard(now);
+                }
                 if seg.flags.syn && !seg.flags.rst && slot.in_handshake() {
                     slot.irs = seg.seq; // a SYN-ACK (or a retransmitted SYN: the same)
                     slot.ooo_until = None;
@@ -984,7 +1022,7 @@ impl Engine {
                     ended_by_engine: None,
                     established_at: None,
                     bytes: [0; 2],
-                    waiting_since: None,
+                    waiting: None,
                     heard_at: Instant::ZERO,
                     buf,
                     irs: 0,
@@ -1315,6 +1353,7 @@ impl Engine {
             l.stats.half_open -= 1;
             l.stats.completed += 1;
             slot.established_at = Some(now);
+            slot.heard(now);
             self.stats.established += 1;
             slot.phase = match (&l.service, l.service.session()) {
                 (_, Some(session)) => {
@@ -1357,6 +1396,11 @@ impl Engine {
                 *established = true;
                 slot.connect_deadline = None;
                 slot.established_at = Some(now);
+                // `Slot::heard`, written out: `session` holds `slot.phase`.
+                slot.heard_at = now;
+                if let Some(Wait::Answer { asked_at }) = &mut slot.waiting {
+                    *asked_at = None;
+                }
                 self.stats.connected += 1;
                 if let Session::Bridge(end) = session {
                     end.established();
@@ -1372,12 +1416,10 @@ impl Engine {
                 slot.socket().abort();
             }
         }
-        if let Some(since) = slot.waiting_since {
-            if now >= since.max(slot.heard_at) + self.tcp_timeout && slot.ended_by_engine.is_none() {
-                // Waited for the peer, which stayed silent, for `tcp_timeout`: reset.
-                slot.ended_by_engine = Some(End::TimedOut);
-                slot.socket().abort();
-            }
+        if slot.give_up(self.tcp_timeout).is_some_and(|t| now >= t) && slot.ended_by_engine.is_none() {
+            // Waited for the peer, which stayed silent, for `tcp_timeout`: reset.
+            slot.ended_by_engine = Some(End::TimedOut);
+            slot.socket().abort();
         }
         let abort = match &slot.phase {
             Phase::Accepted(Session::Bridge(end)) | Phase::Client { session: Session::Bridge(end), .. } => {
@@ -1451,11 +1493,16 @@ impl Engine {
                     | tcp::State::Closing
                     | tcp::State::LastAck
             );
-        slot.waiting_since = match wants_to_send || state == tcp::State::FinWait2 {
-            true => Some(slot.waiting_since.unwrap_or(now)),
-            false => None,
+        slot.waiting = match (slot.waiting, wants_to_send) {
+            (Some(Wait::Answer { asked_at }), true) => {
+                Some(Wait::Answer { asked_at: asked_at.or(emitted.then_some(now)) })
+            }
+            (_, true) => Some(Wait::Answer { asked_at: emitted.then_some(now) }),
+            (Some(w @ Wait::PeerFin { .. }), false) if state == tcp::State::FinWait2 => Some(w),
+            (_, false) if state == tcp::State::FinWait2 => Some(Wait::PeerFin { since: now }),
+            (_, false) => None,
         };
-        let give_up = slot.waiting_since.map(|since| since.max(slot.heard_at) + self.tcp_timeout);
+        let give_up = slot.give_up(self.tcp_timeout);
         let poll_at = poll_at.unwrap_or_else(|| self.iface.poll_at(now, &slot.set));
         let at = earliest(earliest(poll_at, slot.connect_deadline), give_up);
         if !emitted && wants_to_send && !slot.neighbor_wait {
@@ -1508,7 +1555,7 @@ impl Engine {
         slot.rst_seen = false;
         slot.emitted = false;
         slot.connect_deadline = None;
-        slot.waiting_since = None;
+        slot.waiting = None;
         slot.established_at = None;
         slot.bytes = [0; 2];
         slot.ooo_until = None;

@@ -1155,6 +1155,67 @@ fn data_unacknowledged_for_the_tcp_timeout_resets_the_connection() {
     assert_eq!(last[14 + 20 + 13] & 0x04, 0x04, "an RST");
 }
 
+/// A sender that cannot see the connection but knows its 4-tuple keeps sending it segments out of
+/// its window, from another MAC, while the engine waits for the vanished peer's ACK: the engine
+/// still resets it after `tcp_timeout`.
+#[test]
+fn a_blind_sender_does_not_keep_a_waiting_connection_alive() {
+    use smoltcp::wire::TcpControl;
+    let mut c = config();
+    c.tcp_timeout = std::time::Duration::from_secs(20);
+    let mut p = Pair::new(&c);
+    let h = p.connect(7, 44102);
+    echo(&mut p, h, b"hello");
+    p.sock(h).send_slice(b"are you there").unwrap();
+    p.step();
+    let blind = |seq: u32| {
+        let tcp = flow::plain_tcp((44102, 7), TcpControl::Psh, seq, Some(7), 65535, &[0x5a; 8]);
+        flow::test_tcp_frame(([0x02, 1, 0, 0, 0, 0x66], Ipv4Addr::from(CLIENT)), ([0x02, 0, 0, 0, 0, 2], SERVER), &tcp)
+    };
+    let start = p.now;
+    let mut ended = None;
+    for i in 0..3000u32 {
+        p.now += Duration::from_millis(10);
+        if i % 100 == 0 {
+            p.edev.inject(blind(0x8000_0000u32.wrapping_add(i)));
+        }
+        p.edev.refill();
+        p.engine.poll(p.now, &mut p.edev);
+        if p.engine.stats().open == 0 {
+            ended = Some(p.now - start);
+            break;
+        }
+    }
+    let ended = ended.expect("reset within 30 s, blind segments or not");
+    assert!(ended >= Duration::from_secs(19), "after the 20 s timeout, not before: {ended}");
+}
+
+/// A peer whose receive window is shut keeps answering the engine's window probes: the engine
+/// waits (its data cannot leave) but hears the peer, so it does not time the connection out.
+#[test]
+fn a_peer_that_answers_window_probes_is_not_timed_out() {
+    let mut c = config();
+    c.tcp_timeout = std::time::Duration::from_secs(20);
+    let mut p = Pair::new(&c);
+    let h = p.connect_with(7, 44103, 1024);
+    echo(&mut p, h, b"hello");
+    // The client stops reading: its window closes, then the engine's echo buffer fills.
+    let data = vec![0x5a; 64 * 1024];
+    let mut sent = 0;
+    for _ in 0..2000 {
+        if p.sock(h).can_send() {
+            sent += p.sock(h).send_slice(&data[sent..]).unwrap();
+        }
+        p.step_by(Duration::from_millis(50));
+    }
+    assert!(sent < data.len(), "the engine's echo backed up ({sent} bytes taken)");
+    assert_eq!(p.sock(h).recv_queue(), 1024, "the client's window is shut");
+    assert_eq!(p.engine.stats().open, 1, "alive after 100 s of window probes");
+    let mut got = Vec::new();
+    p.recv_all(h, &mut got);
+    assert_eq!(p.sock(h).state(), tcp::State::Established);
+}
+
 /// Frames the engine sent, taken off the wire (as the peer's end sees them).
 fn sent_frames(p: &mut Pair) -> Vec<Vec<u8>> {
     std::iter::from_fn(|| p.cdev.take_inbound()).collect()
