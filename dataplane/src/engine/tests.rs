@@ -1170,7 +1170,7 @@ fn a_blind_sender_does_not_keep_a_waiting_connection_alive() {
     p.step();
     let blind = |seq: u32| {
         let tcp = flow::plain_tcp((44102, 7), TcpControl::Psh, seq, Some(7), 65535, &[0x5a; 8]);
-        flow::test_tcp_frame(([0x02, 1, 0, 0, 0, 0x66], Ipv4Addr::from(CLIENT)), ([0x02, 0, 0, 0, 0, 2], SERVER), &tcp)
+        flow::test_tcp_frame(([0x02, 1, 0, 0, 0, 0x66], CLIENT), ([0x02, 0, 0, 0, 0, 2], SERVER), &tcp)
     };
     let start = p.now;
     let mut ended = None;
