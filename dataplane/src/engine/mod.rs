@@ -1703,6 +1703,8 @@ fn validate(cfg: &EngineConfig) -> Result<(), EngineError> {
             return Err(EngineError::BadBufferIdle(d));
         }
     }
+    // Every frame's destination is looked up in the engine's addresses (`flow::classify`), one
+    // by one: eight keep that short.
     if cfg.extra_addresses.len() > 7 {
         return Err(EngineError::TooManyAddresses(1 + cfg.extra_addresses.len()));
     }
