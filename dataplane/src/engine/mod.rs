@@ -1396,15 +1396,11 @@ impl Engine {
                 *established = true;
                 slot.connect_deadline = None;
                 slot.established_at = Some(now);
-                // `Slot::heard`, written out: `session` holds `slot.phase`.
-                slot.heard_at = now;
-                if let Some(Wait::Answer { asked_at }) = &mut slot.waiting {
-                    *asked_at = None;
-                }
                 self.stats.connected += 1;
                 if let Session::Bridge(end) = session {
                     end.established();
                 }
+                slot.heard(now);
             }
         }
         if let Some(deadline) = slot.connect_deadline {
