@@ -9,7 +9,10 @@
 #     macswap echo on CPU 0): the raw packet rate of the wire the appliance sits on;
 #  4. dpdk-testpmd io forwarding between both ends of a memif pair inside one process, one
 #     forwarding core (no cross-core traffic): the wire's rate with both ends on one core.
-# Needs root. SECS, REPEAT, SHORT_CONNS, PERSISTENT_CONNS as the wire bench takes them.
+# Needs root. SECS, REPEAT, SHORT_CONNS, PERSISTENT_CONNS, CHECKSUMS as the wire bench takes them:
+# by default both ends of the memif wire send and check no IPv4/TCP checksums (`checksums =
+# "none"`, a trusted memory wire, as Linux's loopback skips them); CHECKSUMS=port has smoltcp
+# compute and check them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "bench-wire: needs root (DPDK memif)" >&2; exit 1; }
@@ -35,6 +38,8 @@ cargo bench --locked -q -p switchyard-dataplane --bench wire 2>&1 | grep -v '^EA
 cargo build --locked -q --release -p switchyard-control --bin switchyard
 bin=$PWD/target/release/switchyard
 msock=$tmp/memif.sock
+checksums=none
+[ "${CHECKSUMS:-none}" = port ] && checksums=port
 cat > "$tmp/srv.toml" <<CFG
 [eal]
 lcores = "0@0"
@@ -48,6 +53,7 @@ tcp_tx_buffer = 2048
 profile = "net_memif"
 devargs = "role=server,socket=$msock,id=0"
 address = "198.18.0.2/24"
+checksums = "$checksums"
 [[service]]
 kind = "echo"
 port = 7
@@ -65,6 +71,7 @@ tcp_tx_buffer = 2048
 profile = "net_memif"
 devargs = "role=client,socket=$msock,id=0"
 address = "198.18.0.1/24"
+checksums = "$checksums"
 CFG
 cat >> "$tmp/srv.toml" <<CFG
 [control]
@@ -149,7 +156,7 @@ testpmd_pair() {
     echo $((rx + tx)) >> "$tmp/ceiling2"
 }
 
-echo "two processes on a net_memif wire, ${secs} s each, interleaved:"
+echo "two processes on a net_memif wire (checksums = \"$checksums\" at both ends), ${secs} s each, interleaved:"
 echo "  switchyard run (echo, busy polling, CPU 0) <- switchyard loadgen (CPU 1); dpdk-testpmd macswap (CPU 0) <- flowgen (CPU 1)"
 for _ in $(seq "${REPEAT:-3}"); do
     appliance_run short "${SHORT_CONNS:-256}"

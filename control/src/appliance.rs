@@ -257,6 +257,9 @@ pub fn run_with_switch(
                 None => PortDevice::new(port, queue, pool),
             }
             .with_capture(hook);
+            if p.unchecked {
+                device = device.unchecked();
+            }
             let g = &r.config.engine;
             let cfg = EngineConfig {
                 mac: port.mac(),

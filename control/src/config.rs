@@ -44,6 +44,10 @@
 //! devargs = "iface=sy0"     # appended to the profile's devargs
 //! address = "198.18.0.2/24"
 //! gateway = "198.18.0.1"    # optional
+//! checksums = "port"        # "port": the port's offloads, smoltcp the rest; "none": no IPv4/TCP
+//!                           # checksums sent or checked, only on a memory wire (net_memif,
+//!                           # net_ring) whose other end is trusted and set the same (as Linux's
+//!                           # loopback)
 //!
 //! [[service]]               # built-in services, on every port
 //! kind = "echo"             # "echo" (port 7), "http" (port 80) or "hold" (port required)
@@ -70,6 +74,9 @@ use crate::profile::NicProfile;
 
 /// The built-in default configuration (`control/configs/demo.toml`).
 pub const DEMO: &str = include_str!("../configs/demo.toml");
+
+/// The PMDs whose wire is memory inside this host, where `checksums = "none"` is allowed.
+const MEMORY_WIRES: [&str; 2] = ["net_memif", "net_ring"];
 
 /// Why a configuration or profile was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +236,13 @@ pub struct PortSection {
     /// `A.B.C.D/N`.
     pub address: String,
     pub gateway: Option<Ipv4Addr>,
+    /// `"port"` (default) or `"none"`: see [`ResolvedPort::unchecked`].
+    #[serde(default = "port_checksums")]
+    pub checksums: String,
+}
+
+fn port_checksums() -> String {
+    "port".into()
 }
 
 /// The listen settings every service has (SEMANTICS B).
@@ -375,6 +389,9 @@ pub struct ResolvedPort {
     pub address: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
+    /// `checksums = "none"`: no IPv4 or TCP checksums are sent or checked on this port (a memory
+    /// wire to a trusted process; `dataplane::phy::MbufDevice::unchecked`).
+    pub unchecked: bool,
 }
 
 /// A validated configuration.
@@ -501,7 +518,30 @@ impl Config {
                     "no spaces: key=value pairs separated by commas",
                 ));
             }
-            ports.push(ResolvedPort { profile, devargs: p.devargs.clone(), address, prefix_len, gateway: p.gateway });
+            let unchecked = match p.checksums.as_str() {
+                "port" => false,
+                "none" if MEMORY_WIRES.contains(&profile.device.driver.as_str()) => true,
+                "none" => {
+                    return Err(bad(
+                        format!("port[{i}].checksums"),
+                        "\"none\"".into(),
+                        &format!(
+                            "\"port\" on a {} port: \"none\" only on a memory wire ({})",
+                            profile.device.driver,
+                            MEMORY_WIRES.join(", ")
+                        ),
+                    ))
+                }
+                other => return Err(bad(format!("port[{i}].checksums"), format!("{other:?}"), "\"port\" or \"none\"")),
+            };
+            ports.push(ResolvedPort {
+                profile,
+                devargs: p.devargs.clone(),
+                address,
+                prefix_len,
+                gateway: p.gateway,
+                unchecked,
+            });
         }
         let sw = &config.switch;
         range("switch.max_first_data", sw.max_first_data as u64, 4096, 16 << 20, "between 4096 and 16777216 bytes")?;
@@ -658,6 +698,22 @@ mod tests {
         assert!(sw.fast_routes.is_empty());
     }
 
+    /// `checksums = "none"` is taken on a memory wire; the default leaves them to the port.
+    #[test]
+    fn port_checksums_none_on_a_memory_wire() {
+        let memif = |extra: &str| {
+            Config::parse(
+                &format!("[[port]]\nprofile = \"net_memif\"\naddress = \"198.18.0.2/24\"\n{extra}"),
+                "t",
+                None,
+            )
+            .unwrap()
+        };
+        assert!(memif("checksums = \"none\"\n").ports[0].unchecked);
+        assert!(!memif("").ports[0].unchecked);
+        assert!(!memif("checksums = \"port\"\n").ports[0].unchecked);
+    }
+
     #[test]
     fn switch_fast_routes_parse_with_a_gateway() {
         let r = Config::parse(
@@ -712,6 +768,8 @@ mod tests {
                 &["gateway", "nope"],
             ),
             ("[[port]]\nprofile = \"net_tapp\"\naddress = \"198.18.0.2/24\"\n".into(), &["net_tapp", "net_tap"]),
+            (format!("{port}checksums = \"none\"\n"), &["port[0].checksums", "none", "net_tap", "net_memif"]),
+            (format!("{port}checksums = \"off\"\n"), &["port[0].checksums", "off", "\"port\" or \"none\""]),
             (format!("{port}[switch]\nmax_first_data = 100\n"), &["switch.max_first_data", "100", "4096"]),
             (format!("{port}[switch]\nconnect_timeout_secs = 0\n"), &["switch.connect_timeout_secs", "0"]),
             (format!("{port}[switch]\nfast_routes = [\"198.19.0.0\"]\n"), &["switch.fast_routes[0]", "198.19.0.0"]),

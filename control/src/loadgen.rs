@@ -104,6 +104,9 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
     let clock = TscClock::new(&eal);
     let now = || EngineInstant::from_micros(clock.micros());
     let mut dev = PortDevice::new(&port, QueueId(0), &pool);
+    if p.unchecked {
+        dev = dev.unchecked();
+    }
     let mut engine = Engine::new(&cfg, &mut dev, now()).map_err(|source| LoadgenError::Engine { port: 0, source })?;
     engine.announce_to(now(), &mut dev, *args.target.ip());
     dev.flush();

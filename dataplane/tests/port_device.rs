@@ -101,6 +101,23 @@ fn port_device_over_a_dpdk_ring_port() {
         assert!(md.peek().is_none(), "nothing for the engine");
         assert_eq!(pool.in_use(), baseline, "multi-segment frame: both mbufs freed");
     }
+    // A device for a trusted memory wire: smoltcp neither computes nor checks IPv4 and TCP
+    // checksums, and the device checks none either (a frame with wrong ones reaches the engine).
+    {
+        let mut md = MbufDevice::unchecked(&pool);
+        let c = md.capabilities().checksum;
+        assert!(!c.ipv4.rx() && !c.ipv4.tx() && !c.tcp.rx() && !c.tcp.tx(), "unchecked: smoltcp does no checksums");
+        let mut tcp = vec![0u8; 54];
+        tcp[12..14].copy_from_slice(&[0x08, 0x00]);
+        tcp[14] = 0x45;
+        tcp[16..18].copy_from_slice(&40u16.to_be_bytes());
+        tcp[23] = 6; // TCP, both checksum fields zero: wrong
+        assert!(md.handle(pool.alloc_copy(&tcp).unwrap()).is_ok());
+        assert_eq!(md.peek(), Some(&tcp[..]), "unchecked: the frame is handed on");
+        assert_eq!(md.stats().rx_bad_checksum, 0);
+        md.skip();
+        assert_eq!(pool.in_use(), baseline);
+    }
     drop(dev);
     drop(port);
     assert_eq!(Arc::strong_count(&pool), 1);

@@ -12,7 +12,8 @@
 //! smoltcp leaves that work to the port: on receive, the device drops (and counts) frames the
 //! port found bad and verifies itself the ones the port did not check; on transmit, it marks each
 //! IPv4 frame for the port to fill in the checksums, and [`Port::tx_burst`] prepares it
-//! (`rte_eth_tx_prepare`).
+//! (`rte_eth_tx_prepare`). A device made with [`MbufDevice::unchecked`] neither computes nor
+//! checks them, for a wire of memory shared with a trusted process, as Linux's loopback does.
 //!
 //! [`Port::tx_burst`]: crate::dpdk::Port::tx_burst
 
@@ -157,6 +158,17 @@ impl<'p> MbufDevice<'p> {
             stats: MbufDeviceStats::default(),
             checksums,
         }
+    }
+
+    /// A device whose frames carry no IPv4 or TCP checksum and whose received frames are not
+    /// checked: for a wire that is memory shared with a trusted process on this host (net_memif,
+    /// net_ring), where nothing can corrupt a frame on the way, as Linux's loopback skips them.
+    /// Both ends must be made so: a peer that checks drops these frames.
+    pub fn unchecked(pool: &'p Mempool) -> Self {
+        let mut dev = MbufDevice::new(pool);
+        dev.checksums.ipv4 = Checksum::None;
+        dev.checksums.tcp = Checksum::None;
+        dev
     }
 
     /// Queues a received frame for the engine's next poll. Gives it back when [`RX_QUEUE`]

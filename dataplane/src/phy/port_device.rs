@@ -71,6 +71,12 @@ impl<'p> PortDevice<'p> {
         }
     }
 
+    /// No IPv4 or TCP checksum computed or checked on this queue: see [`MbufDevice::unchecked`].
+    pub fn unchecked(mut self) -> Self {
+        self.dev = MbufDevice::unchecked(self.pool);
+        self
+    }
+
     /// Feeds the frames this queue receives and sends to `hook`'s capture when one is armed.
     pub fn with_capture(mut self, hook: Arc<CaptureHook>) -> Self {
         self.capture = Some(hook);
