@@ -1121,29 +1121,40 @@ fn an_idle_connection_outlives_the_tcp_timeout() {
     assert_eq!(echo(&mut p, h, b"still here"), b"still here");
 }
 
-#[test]
-fn data_unacknowledged_for_the_tcp_timeout_resets_the_connection() {
+/// An engine with a 20 s TCP timeout whose client, on `local_port`, sent one more request after an
+/// echo and vanished: the engine waits for the ACK of that echo, which never comes.
+fn vanished_client(local_port: u16) -> Pair {
     let mut c = config();
     c.tcp_timeout = std::time::Duration::from_secs(20);
     let mut p = Pair::new(&c);
-    let h = p.connect(7, 44101);
+    let h = p.connect(7, local_port);
     echo(&mut p, h, b"hello");
-    // The client sends one more request and vanishes: the echo is never acknowledged.
     p.sock(h).send_slice(b"are you there").unwrap();
     p.step();
-    let closed = p.engine.stats().closed;
+    p
+}
+
+/// Polls the engine alone every 10 ms for up to 30 s, calling `each` with the turn first; returns
+/// how long until it held no connection, if it came to that.
+fn time_to_close(p: &mut Pair, mut each: impl FnMut(&mut Pair, u32)) -> Option<Duration> {
     let start = p.now;
-    let mut ended = None;
-    for _ in 0..3000 {
+    for i in 0..3000u32 {
         p.now += Duration::from_millis(10);
+        each(p, i);
         p.edev.refill();
         p.engine.poll(p.now, &mut p.edev);
         if p.engine.stats().open == 0 {
-            ended = Some(p.now - start);
-            break;
+            return Some(p.now - start);
         }
     }
-    let ended = ended.expect("reset within 30 s");
+    None
+}
+
+#[test]
+fn data_unacknowledged_for_the_tcp_timeout_resets_the_connection() {
+    let mut p = vanished_client(44101);
+    let closed = p.engine.stats().closed;
+    let ended = time_to_close(&mut p, |_, _| {}).expect("reset within 30 s");
     assert!(ended >= Duration::from_secs(19), "after the 20 s timeout, not before: {ended}");
     assert_eq!(p.engine.stats().closed, closed + 1);
     // The peer is told: the last frame the engine sent is an RST.
@@ -1161,32 +1172,17 @@ fn data_unacknowledged_for_the_tcp_timeout_resets_the_connection() {
 #[test]
 fn a_blind_sender_does_not_keep_a_waiting_connection_alive() {
     use smoltcp::wire::TcpControl;
-    let mut c = config();
-    c.tcp_timeout = std::time::Duration::from_secs(20);
-    let mut p = Pair::new(&c);
-    let h = p.connect(7, 44102);
-    echo(&mut p, h, b"hello");
-    p.sock(h).send_slice(b"are you there").unwrap();
-    p.step();
+    let mut p = vanished_client(44102);
     let blind = |seq: u32| {
         let tcp = flow::plain_tcp((44102, 7), TcpControl::Psh, seq, Some(7), 65535, &[0x5a; 8]);
         flow::test_tcp_frame(([0x02, 1, 0, 0, 0, 0x66], CLIENT), ([0x02, 0, 0, 0, 0, 2], SERVER), &tcp)
     };
-    let start = p.now;
-    let mut ended = None;
-    for i in 0..3000u32 {
-        p.now += Duration::from_millis(10);
+    let ended = time_to_close(&mut p, |p, i| {
         if i % 100 == 0 {
             p.edev.inject(blind(0x8000_0000u32.wrapping_add(i)));
         }
-        p.edev.refill();
-        p.engine.poll(p.now, &mut p.edev);
-        if p.engine.stats().open == 0 {
-            ended = Some(p.now - start);
-            break;
-        }
-    }
-    let ended = ended.expect("reset within 30 s, blind segments or not");
+    })
+    .expect("reset within 30 s, blind segments or not");
     assert!(ended >= Duration::from_secs(19), "after the 20 s timeout, not before: {ended}");
 }
 
@@ -1214,6 +1210,25 @@ fn a_peer_that_answers_window_probes_is_not_timed_out() {
     let mut got = Vec::new();
     p.recv_all(h, &mut got);
     assert_eq!(p.sock(h).state(), tcp::State::Established);
+}
+
+/// Injects `f`, steps, and reads each frame the engine sent with `read` (its Ethernet frame and the
+/// IPv4 packet inside).
+fn answers<T>(
+    p: &mut Pair,
+    f: Vec<u8>,
+    read: impl Fn(&smoltcp::wire::EthernetFrame<&[u8]>, &smoltcp::wire::Ipv4Packet<&[u8]>) -> T,
+) -> Vec<T> {
+    p.edev.inject(f);
+    p.step();
+    sent_frames(p)
+        .iter()
+        .map(|f| {
+            let eth = smoltcp::wire::EthernetFrame::new_checked(&f[..]).unwrap();
+            let ip = smoltcp::wire::Ipv4Packet::new_checked(eth.payload()).unwrap();
+            read(&eth, &ip)
+        })
+        .collect()
 }
 
 /// Frames the engine sent, taken off the wire (as the peer's end sees them).
@@ -1423,7 +1438,7 @@ fn arp_frames_count_when_they_leave() {
 /// new MAC, in the window, moves the connection's traffic there.
 #[test]
 fn a_blind_sender_with_the_four_tuple_moves_nothing() {
-    use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpControl, TcpPacket};
+    use smoltcp::wire::{TcpControl, TcpPacket};
     let mut p = Pair::new(&config());
     let peer_ip = Ipv4Addr::new(198, 18, 0, 50);
     let (peer, other) = ([0x02, 1, 0, 0, 0, 1], [0x02, 1, 0, 0, 0, 0x66]);
@@ -1434,17 +1449,10 @@ fn a_blind_sender_with_the_four_tuple_moves_nothing() {
     };
     // (destination MAC, sequence number, payload length) of each segment the engine sent.
     let sent = |p: &mut Pair, f: Vec<u8>| {
-        p.edev.inject(f);
-        p.step();
-        sent_frames(p)
-            .iter()
-            .map(|f| {
-                let eth = EthernetFrame::new_checked(&f[..]).unwrap();
-                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
-                let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
-                (eth.dst_addr().0, tcp.seq_number().0 as u32, tcp.payload().len())
-            })
-            .collect::<Vec<_>>()
+        answers(p, f, |eth, ip| {
+            let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+            (eth.dst_addr().0, tcp.seq_number().0 as u32, tcp.payload().len())
+        })
     };
     let synack = sent(&mut p, frame(peer, TcpControl::Syn, 1000, None, &[]));
     assert_eq!(synack.len(), 1);
@@ -1508,23 +1516,16 @@ fn extra_addresses_are_answered_and_other_addresses_are_not() {
     };
     // (source address, protocol, ICMP echo reply or TCP SYN-ACK) of each frame the engine sent.
     let sent = |p: &mut Pair, f: Vec<u8>| {
-        p.edev.inject(f);
-        p.step();
-        sent_frames(p)
-            .iter()
-            .map(|f| {
-                let eth = EthernetFrame::new_checked(&f[..]).unwrap();
-                let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
-                let answer = match ip.next_header() {
-                    IpProtocol::Icmp => {
-                        Icmpv4Packet::new_checked(ip.payload()).unwrap().msg_type()
-                            == smoltcp::wire::Icmpv4Message::EchoReply
-                    }
-                    _ => TcpPacket::new_checked(ip.payload()).is_ok_and(|t| t.syn() && t.ack()),
-                };
-                (ip.src_addr(), ip.next_header(), answer)
-            })
-            .collect::<Vec<_>>()
+        answers(p, f, |_, ip| {
+            let answer = match ip.next_header() {
+                IpProtocol::Icmp => {
+                    Icmpv4Packet::new_checked(ip.payload()).unwrap().msg_type()
+                        == smoltcp::wire::Icmpv4Message::EchoReply
+                }
+                _ => TcpPacket::new_checked(ip.payload()).is_ok_and(|t| t.syn() && t.ack()),
+            };
+            (ip.src_addr(), ip.next_header(), answer)
+        })
     };
     assert_eq!(sent(&mut p, ping(SERVER)), [(SERVER, IpProtocol::Icmp, true)]);
     assert_eq!(sent(&mut p, ping(extra)), [(extra, IpProtocol::Icmp, true)]);
