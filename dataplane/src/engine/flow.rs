@@ -53,6 +53,14 @@ impl Segment {
     pub fn seq_end(&self) -> u32 {
         self.seq.wrapping_add(self.seq_len)
     }
+
+    /// Whether its sequence numbers fall in a receive window of `capacity` bytes from `rcv_nxt`,
+    /// or exactly at `rcv_nxt` when it carries none.
+    pub fn in_window(&self, rcv_nxt: u32, capacity: usize) -> bool {
+        let start = i64::from(self.seq.wrapping_sub(rcv_nxt) as i32);
+        let end = start + i64::from(self.seq_len);
+        (end > 0 || (self.seq_len == 0 && start == 0)) && start < capacity as i64
+    }
 }
 
 /// What kind of frame this is, for the demux.
@@ -62,7 +70,9 @@ pub enum Frame {
     Tcp(Segment),
     /// ARP: may answer a neighbour some connection waits for.
     Arp,
-    /// Anything else (ICMP, other addresses, fragments, malformed): smoltcp decides.
+    /// Other IPv4 for `local` (ICMP, UDP, a fragment, a malformed segment): smoltcp decides.
+    OtherIp,
+    /// Not ours: another protocol, another address, or too malformed to read.
     Other,
 }
 
@@ -88,15 +98,14 @@ pub fn classify(frame: &[u8], local: &[Ipv4Addr]) -> Frame {
     let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
         return Frame::Other;
     };
-    if ip.next_header() != IpProtocol::Tcp
-        || !local.contains(&ip.dst_addr())
-        || ip.more_frags()
-        || ip.frag_offset() != 0
-    {
+    if !local.contains(&ip.dst_addr()) {
         return Frame::Other;
     }
+    if ip.next_header() != IpProtocol::Tcp || ip.more_frags() || ip.frag_offset() != 0 {
+        return Frame::OtherIp;
+    }
     let Ok(tcp) = TcpPacket::new_checked(ip.payload()) else {
-        return Frame::Other;
+        return Frame::OtherIp;
     };
     let flags = Flags { syn: tcp.syn(), ack: tcp.ack(), fin: tcp.fin(), rst: tcp.rst() };
     let payload = tcp.payload().len() as u32;

@@ -385,6 +385,15 @@ impl Slot {
         self.irs.wrapping_add(1).wrapping_add(self.bytes[0] as u32).wrapping_add(waiting as u32)
     }
 
+    /// [`Slot::rcv_nxt`], read from the socket once per segment: `once` keeps it between the
+    /// checks `ingress` makes before smoltcp takes the segment.
+    fn rcv_nxt_once(&mut self, once: &mut Option<u32>) -> u32 {
+        match *once {
+            Some(n) => n,
+            None => *once.insert(self.rcv_nxt()),
+        }
+    }
+
     /// The peer was heard from now.
     fn heard(&mut self, now: Instant) {
         self.heard_at = now;
@@ -410,16 +419,9 @@ impl Slot {
     /// says the peer is there now: any segment of the handshake, after it only one whose sequence
     /// numbers fall in the receive window (`rx_capacity` from the next in-order byte), which a
     /// sender that cannot see the connection's segments can only guess (RFC 5961's reasoning).
-    fn peer_moved_to(&mut self, seg: &Segment, rx_capacity: usize) -> bool {
-        self.in_handshake() || self.in_window(seg, rx_capacity)
-    }
-
-    /// Whether `seg` (after the handshake) has sequence numbers in the receive window:
-    /// `rx_capacity` bytes from the next in-order byte, or exactly at it when it carries none.
-    fn in_window(&mut self, seg: &Segment, rx_capacity: usize) -> bool {
-        let start = i64::from(seg.seq.wrapping_sub(self.rcv_nxt()) as i32);
-        let end = start + i64::from(seg.seq_len);
-        (end > 0 || (seg.seq_len == 0 && start == 0)) && start < rx_capacity as i64
+    /// `nxt` as [`Slot::rcv_nxt_once`] takes it.
+    fn peer_moved_to(&mut self, seg: &Segment, rx_capacity: usize, nxt: &mut Option<u32>) -> bool {
+        self.in_handshake() || seg.in_window(self.rcv_nxt_once(nxt), rx_capacity)
     }
 }
 
@@ -575,7 +577,7 @@ impl Engine {
         // packet (the source and destination broadcast checks), and every extra address would add
         // to that on every frame. The extra ones share the prefix, so the broadcast address is
         // the same; with them, smoltcp takes any destination (`any_ip`), as the engine hands it
-        // only frames addressed to one of its own (`flow::classify`, and `ingress` for the rest).
+        // only frames addressed to one of its own (`flow::classify`).
         iface.update_ip_addrs(|a| {
             a.push(IpCidr::Ipv4(Ipv4Cidr::new(cfg.address, cfg.prefix_len))).expect("one address fits");
         });
@@ -747,17 +749,9 @@ impl Engine {
                     _ => Verdict::NotOurs,
                 }
             }
-            Frame::Other if self.for_us(frame) => Verdict::OtherIp,
+            Frame::OtherIp => Verdict::OtherIp,
             Frame::Other => Verdict::NotOurs,
         }
-    }
-
-    /// Whether `frame` is IPv4 addressed to one of the engine's addresses.
-    fn for_us(&self, frame: &[u8]) -> bool {
-        use smoltcp::wire::{EthernetFrame, EthernetProtocol, Ipv4Packet};
-        let Ok(eth) = EthernetFrame::new_checked(frame) else { return false };
-        eth.ethertype() == EthernetProtocol::Ipv4
-            && Ipv4Packet::new_checked(eth.payload()).is_ok_and(|ip| self.addresses.contains(&ip.dst_addr()))
     }
 
     /// Whether `ip` is on the link of one of the engine's addresses.
@@ -816,13 +810,20 @@ impl Engine {
             Demux::Flow(id) => {
                 let slot = &mut self.slots[id as usize];
                 let Frame::Tcp(seg) = class else { unreachable!("only TCP segments have a flow") };
-                if seg.src_mac != slot.peer_mac && slot.peer_moved_to(&seg, self.rx_buffer) {
+                // The next in-order byte, read at most once for the checks below. The two before the
+                // SYN's note read it only after the handshake, when the initial sequence number it
+                // counts from no longer moves; the reclaim note reads it after that.
+                let mut nxt = None;
+                if seg.src_mac != slot.peer_mac && slot.peer_moved_to(&seg, self.rx_buffer, &mut nxt) {
                     slot.peer_mac = seg.src_mac; // where the peer is now (the router's, off the link)
                 }
                 // The peer is heard from when it sends what a sender that cannot see the
                 // connection can only guess: a segment in the receive window (or it completes the
                 // handshake, see `service`). Only a connection that waits for its peer uses it.
-                if slot.waiting.is_some() && !slot.in_handshake() && slot.in_window(&seg, self.rx_buffer) {
+                if slot.waiting.is_some()
+                    && !slot.in_handshake()
+                    && seg.in_window(slot.rcv_nxt_once(&mut nxt), self.rx_buffer)
+                {
                     slot.heard(now);
                 }
                 if seg.flags.syn && !seg.flags.rst && slot.in_handshake() {
@@ -830,7 +831,7 @@ impl Engine {
                     slot.ooo_until = None;
                 }
                 if slot.buf != 0 {
-                    reclaim::note_segment(slot, &seg, self.rx_buffer);
+                    reclaim::note_segment(slot, &seg, self.rx_buffer, &mut nxt);
                 }
                 // What smoltcp answers at once goes where the connection's peer is, not to whoever
                 // sent this frame.
@@ -872,7 +873,7 @@ impl Engine {
                 // IPv4 for one of the engine's addresses (ICMP, UDP, a fragment) goes to smoltcp;
                 // the rest is not ours (smoltcp takes any destination when the engine has extra
                 // addresses).
-                if device.peek().is_some_and(|f| self.for_us(f)) {
+                if matches!(class, Frame::OtherIp) {
                     self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, src), &mut self.empty);
                 } else {
                     device.skip();

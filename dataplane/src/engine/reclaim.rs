@@ -81,15 +81,16 @@ impl Reclaim {
 }
 
 /// Notes a segment about to be handed to `slot`'s socket (see the module documentation). Call it
-/// before smoltcp processes the segment, and only on slots whose buffers can be given back.
-pub(super) fn note_segment(slot: &mut Slot, seg: &Segment, rx_capacity: usize) {
+/// before smoltcp processes the segment, and only on slots whose buffers can be given back; `nxt`
+/// as [`Slot::rcv_nxt_once`] takes it.
+pub(super) fn note_segment(slot: &mut Slot, seg: &Segment, rx_capacity: usize, nxt: &mut Option<u32>) {
     let (syn, fin) = (u32::from(seg.flags.syn), u32::from(seg.flags.fin));
     let payload = seg.seq_len - syn - fin;
     if payload == 0 {
         return;
     }
     let start = seg.seq.wrapping_add(syn);
-    let nxt = slot.rcv_nxt();
+    let nxt = slot.rcv_nxt_once(nxt);
     let ahead = start.wrapping_sub(nxt) as i32;
     if ahead <= 0 || ahead as usize >= rx_capacity {
         // In order (or a retransmission): smoltcp appends it, nothing stays beyond a hole. Or
