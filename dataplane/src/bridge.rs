@@ -604,8 +604,13 @@ impl Commands {
         }
     }
 
-    /// The next command (for the engine).
+    /// The next command (for the engine). Asked every loop turn: an empty queue is told by two
+    /// loads, without the fence `ArrayQueue::pop` makes to be sure it is empty (a command pushed
+    /// meanwhile is taken on the next turn).
     pub(crate) fn pop(&self) -> Option<Command> {
+        if self.queue.is_empty() {
+            return None;
+        }
         self.queue.pop()
     }
 

@@ -186,7 +186,8 @@ pub fn run_answering<D: BurstDevice>(
             };
         }
         stats.turns += 1;
-        if let Some((q, core)) = requests {
+        // `is_empty` first: two loads, where `pop` on an empty queue also makes a fence.
+        if let Some((q, core)) = requests.filter(|(q, _)| !q.is_empty()) {
             while let Some(r) = q.pop() {
                 let lanes = lanes
                     .iter_mut()
