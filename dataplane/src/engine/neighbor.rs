@@ -243,7 +243,10 @@ pub struct SentTcp {
 
 impl SentTcp {
     /// Reads it from an IPv4 packet smoltcp wrote (smoltcp writes no IPv4 options); `None` for
-    /// anything but a TCP segment without RST.
+    /// anything but a TCP segment without RST. Fixed offsets rather than smoltcp's `Ipv4Packet` and
+    /// `TcpPacket`, whose bounds checks cost 42 more instructions per request (on every segment
+    /// sent): 0 version and header length, 2 total length, 9 protocol; the TCP header at 20, its
+    /// sequence number at 24, data offset at 32, flags at 33.
     fn of(ip: &[u8]) -> Option<SentTcp> {
         if ip.len() < 40 || ip[0] != 0x45 || ip[9] != 6 || ip[33] & 0x04 != 0 {
             return None;
