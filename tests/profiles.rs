@@ -20,6 +20,23 @@ fn profiles_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../nic-profiles")
 }
 
+/// A reader that went away (`switchyard profiles list | head -1`, `ctl stats | head -2`): the
+/// command ends as one killed by SIGPIPE would (status 141), with no panic or message.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = switchyard()
+        .args(["profiles", "list"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("running switchyard profiles list");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
+}
+
 #[test]
 fn profiles_check_accepts_every_shipped_profile_and_names_the_field_of_a_bad_one() {
     let files: Vec<PathBuf> = std::fs::read_dir(profiles_dir()).unwrap().map(|e| e.unwrap().path()).collect();

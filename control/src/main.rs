@@ -145,6 +145,20 @@ fn load(config: Option<PathBuf>) -> anyhow::Result<Resolved> {
     }
 }
 
+/// `println!` for `run`: a write error is an error of the command, not a panic. A reader that went
+/// away (`switchyard ctl stats | head -2`) ends the command quietly, in `main`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).context("writing to standard output")?
+    }};
+}
+
+/// Whether `e` comes from a closed standard output (the reader of a pipe exited).
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
@@ -158,6 +172,9 @@ fn main() -> ExitCode {
         .init();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        // As a command killed by SIGPIPE (128 + 13), without a message: scripts with pipefail
+        // see what they see of `head` on any other tool.
+        Err(e) if broken_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("switchyard: {e:#}");
             ExitCode::FAILURE
@@ -190,15 +207,19 @@ fn run(command: Command) -> anyhow::Result<()> {
             let args = control::loadgen::LoadgenArgs { target, mode, conns, secs, size: size.into(), sources };
             let rep = control::loadgen::run(&r, &args, &stop)?;
             let unit = if mode == LoadMode::Short { "conns/s" } else { "req/s" };
-            println!(
+            out!(
                 "loadgen {target}: {:.0} {unit} ({conns} at a time, {size} B, {secs} s); completed {} connected {} failed {} cut {}",
-                rep.rate, rep.completed, rep.connected, rep.failed, rep.cut
+                rep.rate,
+                rep.completed,
+                rep.connected,
+                rep.failed,
+                rep.cut
             );
             Ok(())
         }
         Command::Check { config } => {
             let r = Config::load(&config)?;
-            println!("{}: ok ({} port(s), {} service(s))", r.origin, r.ports.len(), r.config.services.len());
+            out!("{}: ok ({} port(s), {} service(s))", r.origin, r.ports.len(), r.config.services.len());
             Ok(())
         }
         Command::Ctl { socket, config, json, what } => {
@@ -220,9 +241,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             };
             let data = control::ctl::request(&socket, &control::ctl::Request { cmd: cmd.into(), limit, capture })?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&data)?);
+                out!("{}", serde_json::to_string_pretty(&data)?);
             } else {
-                println!("{}", control::ctl::render(cmd, data)?);
+                out!("{}", control::ctl::render(cmd, data)?);
             }
             Ok(())
         }
@@ -242,14 +263,14 @@ fn run(command: Command) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            println!("{}", control::ctl::table(&["PROFILE", "DRIVER", "BUS", "QUEUES", "RSS", "DESCRIPTION"], &rows));
+            out!("{}", control::ctl::table(&["PROFILE", "DRIVER", "BUS", "QUEUES", "RSS", "DESCRIPTION"], &rows));
             Ok(())
         }
         Command::Profiles { what: ProfilesCommand::Check { files } } => {
             let mut failed = 0;
             for f in &files {
                 match control::profile::NicProfile::resolve(&f.to_string_lossy(), None) {
-                    Ok(p) => println!("{}: ok (profile {}, driver {})", f.display(), p.name, p.device.driver),
+                    Ok(p) => out!("{}: ok (profile {}, driver {})", f.display(), p.name, p.device.driver),
                     Err(e) => {
                         eprintln!("{e}");
                         failed += 1;
@@ -263,7 +284,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::EalArgs { config } => {
             let r = load(config)?;
-            println!("{}", control::appliance::eal_args(&r).join(" "));
+            out!("{}", control::appliance::eal_args(&r).join(" "));
             Ok(())
         }
     }
