@@ -105,6 +105,9 @@ fn drive_over_memif(checksums: &str) {
         eprintln!("{line}");
         assert!(field(line, "completed") > 100, "{mode}: {line}");
         assert_eq!((field(line, "failed"), field(line, "cut")), (0, 0), "{mode}: {line}");
+        // The load generator's own core: busy polling, with traffic in every millisecond or so.
+        let busy: f64 = line.rsplit_once("busy ").and_then(|(_, v)| v.strip_suffix('%')?.parse().ok()).expect(line);
+        assert!(busy > 1.0 && busy <= 100.0, "{mode}: the load generator's core busy {busy}%: {line}");
     }
     // Every connection ended (the client closed first: no TIME_WAIT on the appliance) and every
     // mbuf went back to the pool.

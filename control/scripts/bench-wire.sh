@@ -90,8 +90,8 @@ core_counters() {
 }
 # One loadgen run against a fresh appliance; prints loadgen's line and the appliance core's load
 # over a window inside the run (from one second after traffic starts to one second before loadgen's
-# SECS end, timed by the core's own clock), and appends "rate frames_per_s frames_per_busy_s" to
-# $tmp/$1.
+# SECS end, timed by the core's own clock), and appends "rate frames_per_s frames_per_busy_s
+# appliance_busy_% loadgen_busy_%" to $tmp/$1 (loadgen's own core over its window, from its line).
 appliance_run() {
     local mode=$1 conns=$2
     # Emptied here, not by the background job's redirection: that runs asynchronously, and the
@@ -127,9 +127,10 @@ appliance_run() {
     cat "$tmp/line"
     read -r b0 e0 f0 <<< "$before"
     read -r b1 e1 f1 <<< "$after"
-    awk -v r="$(awk '{ print $3 }' "$tmp/line")" -v b=$((b1 - b0)) -v e=$((e1 - e0)) -v f=$((f1 - f0)) -v out="$tmp/$mode" 'BEGIN {
-        printf "  appliance core over %.1f s inside the run: %.0f frames/s (rx+tx), busy %.1f%%, %.0f frames per busy second\n", e / 1e6, f * 1e6 / e, 100 * b / e, f * 1e6 / b
-        printf "%s %.0f %.0f\n", r, f * 1e6 / e, f * 1e6 / b >> out }'
+    awk -v r="$(awk '{ print $3 }' "$tmp/line")" -v lb="$(sed -n 's/.* busy \([0-9.]*\)%$/\1/p' "$tmp/line")" \
+        -v b=$((b1 - b0)) -v e=$((e1 - e0)) -v f=$((f1 - f0)) -v out="$tmp/$mode" 'BEGIN {
+        printf "  appliance core over %.1f s inside the run: %.0f frames/s (rx+tx), busy %.1f%%, %.0f frames per busy second; load generator core busy %s%%\n", e / 1e6, f * 1e6 / e, 100 * b / e, f * 1e6 / b, lb
+        printf "%s %.0f %.0f %.1f %s\n", r, f * 1e6 / e, f * 1e6 / b, 100 * b / e, lb >> out }'
 }
 # The same wire between two testpmd processes: flowgen (CPU 1) sends 64 B frames as fast as it can
 # and drops what comes back; macswap (CPU 0, where the appliance runs) echoes each frame. Prints
@@ -185,6 +186,8 @@ echo "summary, medians of ${REPEAT:-3} (min, max):"
 echo "  short connections/s, two processes: $(mmm "$tmp/short" 1)"
 echo "  requests/s, two processes: $(mmm "$tmp/persistent" 1)"
 echo "  appliance frames/s (rx+tx), persistent requests: $(mmm "$tmp/persistent" 2); per busy second: $(mmm "$tmp/persistent" 3)"
+echo "  cores busy, persistent requests: appliance $(mmm "$tmp/persistent" 4) %, load generator $(mmm "$tmp/persistent" 5) %"
+echo "  cores busy, short connections: appliance $(mmm "$tmp/short" 4) %, load generator $(mmm "$tmp/short" 5) %"
 echo "  ceiling, same two-process wire (testpmd echo side rx+tx): $(mmm "$tmp/ceiling2" 1)"
 echo "  ceiling, one process, one core for both ends (testpmd io, rx both ports): $(mmm "$tmp/ceiling1" 1)"
 # The Linux medians of part 1 (none with KERNEL=0).

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use dataplane::dpdk::clock::TscClock;
 use dataplane::dpdk::{Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
 use dataplane::engine::{Engine, EngineConfig, EngineInstant};
+use dataplane::lcore::BusyMeter;
 use dataplane::phy::{BurstDevice, PortDevice};
 use dataplane::services::{LoadGen, LoadMode, LoadSpec, LoadStats, Session};
 
@@ -42,6 +43,9 @@ pub struct LoadgenReport {
     pub connected: u64,
     pub failed: u64,
     pub cut: u64,
+    /// The load generator's own core over the measured window: the share of its time in turns
+    /// that moved a frame. Near 1 the rate is the load generator's limit, not the target's.
+    pub busy: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,12 +117,14 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
 
     let stats = Arc::new(LoadStats::default());
     let spec = LoadSpec { size: args.size, mode: args.mode, stats: stats.clone() };
-    // One clock read per loop turn, the engine's (the TSC), also for the run's window.
-    let start = now().total_micros();
-    let warm: i64 = 500_000;
-    let end = warm.saturating_add(i64::try_from(args.secs).unwrap_or(i64::MAX).saturating_mul(1_000_000));
-    let mut window: Option<(i64, u64)> = None;
-    let mut rate = 0.0;
+    // One clock read per loop turn, the engine's (the TSC), also for the run's window and the
+    // core's load.
+    let mut meter = BusyMeter::new(now());
+    let warm: u64 = 500_000;
+    let end = warm.saturating_add(args.secs.saturating_mul(1_000_000));
+    // At the window's start: elapsed and busy microseconds, and completions.
+    let mut window: Option<(u64, u64, u64)> = None;
+    let (mut rate, mut busy) = (0.0, 0.0);
     loop {
         let open = engine.stats().open;
         for _ in open..args.conns {
@@ -127,19 +133,23 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
             }
         }
         let t = now();
-        dev.refill();
-        engine.poll(t, &mut dev);
-        dev.flush();
-        let elapsed = t.total_micros() - start;
+        meter.start(t);
+        let elapsed = meter.elapsed_us();
         if window.is_none() && elapsed >= warm {
-            window = Some((elapsed, stats.get(&stats.completed)));
+            window = Some((elapsed, meter.busy_us(), stats.get(&stats.completed)));
         }
         if elapsed >= end || stop.load(Ordering::Relaxed) {
-            if let Some((t0, n0)) = window {
-                rate = (stats.get(&stats.completed) - n0) as f64 / ((elapsed - t0).max(1) as f64 / 1e6);
+            if let Some((t0, b0, n0)) = window {
+                let secs = (elapsed - t0).max(1) as f64 / 1e6;
+                rate = (stats.get(&stats.completed) - n0) as f64 / secs;
+                busy = (meter.busy_us() - b0) as f64 / 1e6 / secs;
             }
             break;
         }
+        let rx = dev.refill();
+        engine.poll(t, &mut dev);
+        let tx = dev.flush();
+        meter.end(rx + tx > 0);
     }
     // Wind down: persistent connections close after their response in flight (bounded).
     stats.stop.store(true, Ordering::Relaxed);
@@ -155,6 +165,7 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
         connected: stats.get(&stats.connected),
         failed: stats.get(&stats.failed),
         cut: stats.get(&stats.cut),
+        busy,
     };
     drop(engine);
     drop(dev);

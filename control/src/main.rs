@@ -208,12 +208,13 @@ fn run(command: Command) -> anyhow::Result<()> {
             let rep = control::loadgen::run(&r, &args, &stop)?;
             let unit = if mode == LoadMode::Short { "conns/s" } else { "req/s" };
             out!(
-                "loadgen {target}: {:.0} {unit} ({conns} at a time, {size} B, {secs} s); completed {} connected {} failed {} cut {}",
+                "loadgen {target}: {:.0} {unit} ({conns} at a time, {size} B, {secs} s); completed {} connected {} failed {} cut {} busy {:.1}%",
                 rep.rate,
                 rep.completed,
                 rep.connected,
                 rep.failed,
-                rep.cut
+                rep.cut,
+                100.0 * rep.busy
             );
             Ok(())
         }

@@ -14,7 +14,9 @@
 //! - **Workloads**: short connections (connect, 64-byte request, 64-byte response, close; the client
 //!   closes first) and persistent connections (one 64-byte request in flight each).
 //!
-//! Fast and Linux runs are interleaved, `REPEAT` times each, and min/median/max are printed.
+//! Fast and Linux runs are interleaved, `REPEAT` times each, and min/median/max are printed, with
+//! the median busy share of each fast-path core over its runs (`lcore::BusyMeter`): a load
+//! generator near 100 % means the figure is its limit, not the echo server's.
 //! `KERNEL=0` skips the Linux runs (to profile the fast path alone).
 
 use std::io::{ErrorKind, Read, Write};
@@ -27,6 +29,7 @@ use dataplane::dpdk::clock::TscClock;
 use dataplane::dpdk::launch::run_on_lcores;
 use dataplane::dpdk::{Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
 use dataplane::engine::{BacklogPolicy, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull};
+use dataplane::lcore::BusyMeter;
 use dataplane::phy::{BurstDevice, PortDevice};
 use dataplane::services::{LoadGen, LoadMode, LoadSpec, LoadStats, ServiceKind, Session};
 
@@ -52,8 +55,32 @@ fn clock(tsc: &TscClock) -> EngineInstant {
     EngineInstant::from_micros(tsc.micros())
 }
 
+/// A core's busy share over the measured window: the meter's (elapsed, busy) microseconds when
+/// the window opens, then the share once it closes.
+#[derive(Default)]
+struct WindowLoad {
+    opened: Option<(u64, u64)>,
+    share: Option<f64>,
+}
+
+impl WindowLoad {
+    /// At each turn's start: opens the window at the first turn `warm` after the meter's start,
+    /// closes it at the first turn `warm + len` after it (when the load generator stops).
+    fn note(&mut self, m: &BusyMeter, warm: Duration, len: Duration) {
+        let t = m.elapsed_us();
+        match self.opened {
+            None if t >= warm.as_micros() as u64 => self.opened = Some((t, m.busy_us())),
+            Some((t0, b0)) if self.share.is_none() && t >= (warm + len).as_micros() as u64 => {
+                self.share = Some((m.busy_us() - b0) as f64 / (t - t0).max(1) as f64)
+            }
+            _ => {}
+        }
+    }
+}
+
 /// One run of the fast path: the server engine on the main lcore, the load generator on the
-/// worker; returns operations per second over the measured window.
+/// worker; returns operations per second over the measured window, and the busy share of the load
+/// generator's core and of the server's over it.
 fn fast_run(
     origin: &TscClock,
     eal: &Eal,
@@ -62,32 +89,38 @@ fn fast_run(
     mode: LoadMode,
     conns: usize,
     secs: u64,
-) -> f64 {
+) -> (f64, f64, f64) {
     let stop = AtomicBool::new(false);
     let stats = Arc::new(LoadStats::default());
     let spec = LoadSpec { size: SIZE, mode, stats: stats.clone() };
-    let mut result = 0.0;
+    let (mut result, mut client_load, mut server_load) = (0.0, WindowLoad::default(), WindowLoad::default());
+    let (warm, len) = (Duration::from_millis(500), Duration::from_secs(secs));
     // Engine time is monotonic across runs: one clock for the whole bench (the TSC, as the
     // appliance's loop uses).
     let start_us = origin.micros();
     let server_task = {
-        let stop = &stop;
+        let (stop, load) = (&stop, &mut server_load);
         let (engine, dev) = server;
         Box::new(move || {
+            let mut meter = BusyMeter::new(EngineInstant::from_micros(start_us));
             while !stop.load(Ordering::Relaxed) {
-                dev.refill();
-                engine.poll(clock(origin), dev);
-                dev.flush();
+                let now = clock(origin);
+                meter.start(now);
+                load.note(&meter, warm, len);
+                let rx = dev.refill();
+                engine.poll(now, dev);
+                let tx = dev.flush();
+                meter.end(rx + tx > 0);
             }
         }) as Box<dyn FnOnce() + Send + '_>
     };
     let client_task = {
-        let (stop, result, stats) = (&stop, &mut result, &stats);
+        let (stop, result, stats, load) = (&stop, &mut result, &stats, &mut client_load);
         let (engine, dev) = client;
         Box::new(move || {
             let remote = SocketAddrV4::new(SERVER, 7);
-            let warm = Duration::from_millis(500);
             let mut window: Option<(Instant, u64)> = None;
+            let mut meter = BusyMeter::new(EngineInstant::from_micros(start_us));
             loop {
                 let open = engine.stats().open;
                 for _ in open..conns {
@@ -95,15 +128,18 @@ fn fast_run(
                         break;
                     }
                 }
-                dev.refill();
-                let now_us = origin.micros();
-                engine.poll(EngineInstant::from_micros(now_us), dev);
-                dev.flush();
-                let elapsed = Duration::from_micros((now_us - start_us).max(0) as u64);
+                let now = clock(origin);
+                meter.start(now);
+                load.note(&meter, warm, len);
+                let rx = dev.refill();
+                engine.poll(now, dev);
+                let tx = dev.flush();
+                meter.end(rx + tx > 0);
+                let elapsed = Duration::from_micros(meter.elapsed_us());
                 if window.is_none() && elapsed >= warm {
                     window = Some((Instant::now(), stats.get(&stats.completed)));
                 }
-                if elapsed >= warm + Duration::from_secs(secs) {
+                if elapsed >= warm + len {
                     let (t0, n0) = window.expect("warm-up is over");
                     *result = (stats.get(&stats.completed) - n0) as f64 / t0.elapsed().as_secs_f64();
                     break;
@@ -124,7 +160,8 @@ fn fast_run(
     assert_eq!(client.0.stats().open, 0, "the load generator's connections drained");
     let failed = stats.get(&stats.failed);
     assert_eq!(failed, 0, "fast path: {failed} connections failed");
-    result
+    let share = |l: WindowLoad| l.share.unwrap_or(f64::NAN);
+    (result, share(client_load), share(server_load))
 }
 
 /// The Linux side: a mio echo server on CPU 0 and a mio client on CPU 1, over loopback; returns
@@ -352,9 +389,12 @@ fn main() {
         ("short connections", LoadMode::Short, short_conns, "conns/s"),
         ("persistent requests", LoadMode::Persistent, persistent_conns, "req/s"),
     ] {
-        let (mut fast, mut kern) = (Vec::new(), Vec::new());
+        let (mut fast, mut kern, mut client_busy, mut server_busy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeat {
-            fast.push(fast_run(&origin, &eal, &mut server, &mut client, mode, conns, secs));
+            let (rate, c, s) = fast_run(&origin, &eal, &mut server, &mut client, mode, conns, secs);
+            fast.push(rate);
+            client_busy.push(100.0 * c);
+            server_busy.push(100.0 * s);
             if env("KERNEL", 1) != 0 {
                 kern.push(kernel_run(mode, conns, secs));
             } else {
@@ -363,8 +403,9 @@ fn main() {
         }
         let (f_lo, f_med, f_hi) = stats(&mut fast);
         let (k_lo, k_med, k_hi) = stats(&mut kern);
+        let (cb, sb) = (stats(&mut client_busy).1, stats(&mut server_busy).1);
         println!(
-            "{name} ({conns} concurrent, {SIZE} B): fast {f_med:.0} {unit} (min {f_lo:.0}, max {f_hi:.0}); Linux {k_med:.0} (min {k_lo:.0}, max {k_hi:.0}); ratio fast/Linux {:.1}",
+            "{name} ({conns} concurrent, {SIZE} B): fast {f_med:.0} {unit} (min {f_lo:.0}, max {f_hi:.0}); Linux {k_med:.0} (min {k_lo:.0}, max {k_hi:.0}); ratio fast/Linux {:.1}; fast cores busy (medians): load generator {cb:.1}%, echo server {sb:.1}%",
             f_med / k_med
         );
     }

@@ -79,6 +79,49 @@ pub struct LoopStats {
     pub tx_frames: u64,
 }
 
+/// How much of a polling loop's time did work, from the clock read the loop makes anyway: a turn
+/// that moved a frame is busy from its start to the next turn's start, an empty one idle. The
+/// appliance's loop, `switchyard loadgen` and the wire benchmark measure their load with it.
+#[derive(Clone, Copy, Debug)]
+pub struct BusyMeter {
+    start: Instant,
+    /// When the turn under way started, and whether it moved a frame.
+    turn: Instant,
+    moved: bool,
+    busy_us: u64,
+}
+
+impl BusyMeter {
+    pub fn new(now: Instant) -> Self {
+        BusyMeter { start: now, turn: now, moved: false, busy_us: 0 }
+    }
+
+    /// A turn starts at `now`, ending the previous one.
+    #[inline]
+    pub fn start(&mut self, now: Instant) {
+        if self.moved {
+            self.busy_us += (now - self.turn).total_micros();
+        }
+        (self.turn, self.moved) = (now, false);
+    }
+
+    /// Whether the turn under way moved a frame.
+    #[inline]
+    pub fn end(&mut self, moved: bool) {
+        self.moved = moved;
+    }
+
+    /// Microseconds of busy turns, up to the start of the turn under way.
+    pub fn busy_us(&self) -> u64 {
+        self.busy_us
+    }
+
+    /// Microseconds from the meter's start to the start of the turn under way.
+    pub fn elapsed_us(&self) -> u64 {
+        (self.turn - self.start).total_micros()
+    }
+}
+
 /// Idle back-off state, separate from the loop so it can be tested without a device.
 #[derive(Debug)]
 pub struct Backoff {
@@ -157,16 +200,11 @@ pub fn run_answering<D: BurstDevice>(
     let clock = || Instant::from_micros(clock.micros());
     let mut backoff = Backoff::new(cfg.clone());
     let mut stats = LoopStats::default();
-    let start = clock();
-    // When the previous turn started, and whether it moved a frame: its length (up to this turn's
-    // start) is busy time if it did. No clock read is added to the loop.
-    let mut previous = (start, false);
+    let mut meter = BusyMeter::new(clock());
     while !stop.load(Ordering::Relaxed) {
         let now = clock();
-        if previous.1 {
-            stats.busy_us += (now - previous.0).total_micros();
-        }
-        stats.elapsed_us = (now - start).total_micros();
+        meter.start(now);
+        (stats.busy_us, stats.elapsed_us) = (meter.busy_us(), meter.elapsed_us());
         if drain.is_some_and(|d| d.load(Ordering::Relaxed)) {
             for lane in lanes.iter_mut().filter(|l| !l.engine.is_draining()) {
                 lane.engine.drain();
@@ -203,7 +241,7 @@ pub fn run_answering<D: BurstDevice>(
                 let _ = r.reply.send(CoreSnapshot { core, loop_stats: stats, lanes });
             }
         }
-        previous = (now, moved > 0);
+        meter.end(moved > 0);
         let left = next.map(|d| if d > now { Duration::from_micros((d - now).total_micros()) } else { Duration::ZERO });
         if let Some(d) = backoff.turn(moved > 0, left) {
             stats.idle_sleeps += 1;
@@ -231,6 +269,23 @@ mod tests {
     fn busy_poll_never_sleeps() {
         let mut b = Backoff::new(LoopConfig { busy_poll: true, idle_polls: 1, ..Default::default() });
         assert!((0..10_000).all(|_| b.turn(false, None).is_none()));
+    }
+
+    #[test]
+    fn a_turn_that_moved_a_frame_is_busy_until_the_next_one_starts() {
+        let at = Instant::from_micros;
+        let mut m = BusyMeter::new(at(1_000));
+        m.start(at(1_000));
+        m.end(true); // busy: 1,000..1,010
+        m.start(at(1_010));
+        m.end(false); // idle: 1,010..1,050
+        m.start(at(1_050));
+        m.end(true); // busy: 1,050..1,100
+        assert_eq!((m.busy_us(), m.elapsed_us()), (10, 50), "the turn under way is not counted yet");
+        m.start(at(1_100));
+        assert_eq!((m.busy_us(), m.elapsed_us()), (60, 100));
+        m.start(at(1_200)); // the turn from 1,100 did not say it moved
+        assert_eq!((m.busy_us(), m.elapsed_us()), (60, 200));
     }
 
     #[test]
