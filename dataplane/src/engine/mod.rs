@@ -32,8 +32,7 @@
 //! A connection is polled for egress, and its session run, only when something happened to it:
 //! - a frame arrived for it;
 //! - its timer fired (retransmission, delayed ACK, ...: `poll_at` of its one-socket set,
-//!   kept in a [`timer::TimerWheel`]; after a segment that carried everything queued, the engine
-//!   sets it smoltcp's smallest retransmission timeout ahead without asking, see `Slot::sent_all`);
+//!   kept in a [`timer::TimerWheel`]);
 //! - an ARP answer came while it waited for a neighbour.
 //!
 //! No loop turn walks all connections.
@@ -94,10 +93,6 @@ pub const EPHEMERAL: std::ops::Range<u16> = 32768..61000;
 
 /// How long an idle connection keeps its buffer pages, by default.
 pub const DEFAULT_BUFFER_IDLE: Duration = Duration::from_secs(30);
-
-/// smoltcp's smallest retransmission timeout (RFC 6298's one second): the earliest a timer it
-/// starts when it sends data can fire. A test pins it (`a_lost_response_is_sent_again_after_a_second`).
-const SMOLTCP_MIN_RTO: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(1);
 
 /// Socket options every connection gets.
 fn configure(s: &mut tcp::Socket<'static>) {
@@ -358,8 +353,6 @@ struct Slot {
     buf: usize,
     /// The peer's initial sequence number, from its SYN or SYN-ACK.
     irs: u32,
-    /// Ours, from the SYN or SYN-ACK smoltcp sent.
-    iss: u32,
     /// The end of out-of-order data smoltcp may keep for it ([`reclaim::note_segment`]).
     ooo_until: Option<u32>,
     /// Serviced since the reclaim sweep last passed.
@@ -399,20 +392,6 @@ impl Slot {
             Some(n) => n,
             None => *once.insert(self.rcv_nxt()),
         }
-    }
-
-    /// Whether `sent`, the segment smoltcp just sent for this open connection, carried the last
-    /// byte its session queued (or, with nothing queued, acknowledged). Then smoltcp has nothing
-    /// more to send now: no data or FIN waits, the segment carried the latest acknowledgment and
-    /// window, and the only timer it may have started is the retransmission timer, at least
-    /// [`SMOLTCP_MIN_RTO`] away. Its `poll_at` need not be asked (it costs about 230 instructions
-    /// per request, 6 % of the server's): the engine's timer is set to fire by then, or earlier
-    /// if it was already due earlier, and asks then. A pure ACK while data waits (a zero window)
-    /// does not count.
-    fn sent_all(&mut self, sent: Option<neighbor::SentTcp>) -> bool {
-        let Some(s) = sent else { return false };
-        let end = self.iss.wrapping_add(1).wrapping_add(self.bytes[1] as u32);
-        s.end == end && (s.end != s.seq || self.socket().send_queue() == 0)
     }
 
     /// The peer was heard from now.
@@ -1048,7 +1027,6 @@ impl Engine {
                     heard_at: Instant::ZERO,
                     buf,
                     irs: 0,
-                    iss: 0,
                     ooo_until: None,
                     recent: false,
                     resident: false,
@@ -1473,9 +1451,7 @@ impl Engine {
         }
         // smoltcp sends at most one segment per call. After each, its `poll_at` (which mirrors
         // the start of its dispatch) says whether another is due now; asking it is cheaper than a
-        // call that sends nothing, and its answer is needed below anyway. An open connection
-        // whose segment carried the last byte queued needs no asking (see `Slot::sent_all`).
-        let open = matches!(slot.socket().state(), tcp::State::Established | tcp::State::CloseWait);
+        // call that sends nothing, and its answer is needed below anyway.
         let mut emitted = false;
         let mut poll_at = None;
         if slot.peer_mac == [0; 6] && matches!(slot.phase, Phase::Client { .. }) {
@@ -1492,19 +1468,6 @@ impl Engine {
         let mut dev = Ether::new(device, self.mac, dst);
         while dst != [0; 6] && self.iface.poll_egress(now, &mut dev, &mut slot.set) == PollResult::SocketStateChanged {
             emitted = true;
-            let sent = dev.sent();
-            if let Some(s) = sent.filter(|s| s.syn) {
-                slot.iss = s.seq;
-            }
-            if open && slot.sent_all(sent) {
-                let at = earliest(slot.timer_at, Some(now + SMOLTCP_MIN_RTO));
-                debug_assert!(
-                    self.iface.poll_at(now, &slot.set).is_none_or(|t| t > now && Some(t) >= at),
-                    "smoltcp's next poll is before the engine's"
-                );
-                poll_at = Some(at);
-                break;
-            }
             let at = self.iface.poll_at(now, &slot.set);
             if at.is_none_or(|t| t > now) {
                 poll_at = Some(at);

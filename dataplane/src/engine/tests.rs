@@ -1212,41 +1212,6 @@ fn a_peer_that_answers_window_probes_is_not_timed_out() {
     assert_eq!(p.sock(h).state(), tcp::State::Established);
 }
 
-/// The engine does not ask smoltcp when to poll a connection after a segment that carried all
-/// it had queued (`Slot::sent_all`); it sets its timer [`super::SMOLTCP_MIN_RTO`] ahead, the
-/// soonest smoltcp's retransmission timer can fire. This pins that figure: a lost echo is sent
-/// again one second after it left, not before (a longer minimum in smoltcp would trip the debug
-/// assertion in `service` first) and not later (a longer engine timer).
-#[test]
-fn a_lost_response_is_sent_again_after_a_second() {
-    let mut p = Pair::new(&config());
-    let h = p.connect(7, 44104);
-    echo(&mut p, h, b"hello");
-    p.sock(h).send_slice(b"lost echo").unwrap();
-    p.step(); // the client sends; the engine echoes, and the echo is lost
-    let lost = sent_frames(&mut p);
-    assert_eq!(lost.len(), 1, "one segment: the echo");
-    let left = p.now;
-    let mut again = None;
-    for _ in 0..300 {
-        p.now += Duration::from_millis(10);
-        p.engine.poll(p.now, &mut p.edev);
-        if let Some(f) = sent_frames(&mut p).pop() {
-            again = Some((p.now - left, f));
-            break;
-        }
-    }
-    let (after, f) = again.expect("sent again within 3 s");
-    assert!(after >= Duration::from_secs(1) && after <= Duration::from_millis(1010), "after {after}");
-    assert_eq!(&f[f.len() - 9..], b"lost echo", "the same data");
-    p.cdev.inject(f);
-    p.step();
-    let mut got = Vec::new();
-    p.recv_all(h, &mut got);
-    assert_eq!(got, b"lost echo", "the client takes it");
-    assert_eq!(echo(&mut p, h, b"and on"), b"and on", "and the connection carries on");
-}
-
 /// Injects `f`, steps, and reads each frame the engine sent with `read` (its Ethernet frame and the
 /// IPv4 packet inside).
 fn answers<T>(
