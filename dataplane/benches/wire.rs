@@ -55,26 +55,39 @@ fn clock(tsc: &TscClock) -> EngineInstant {
     EngineInstant::from_micros(tsc.micros())
 }
 
-/// A core's busy share over the measured window: the meter's (elapsed, busy) microseconds when
-/// the window opens, then the share once it closes.
-#[derive(Default)]
-struct WindowLoad {
+/// A core's loop, metered: its busy share over the measured window, from `warm` after the run's
+/// start to `warm + len`.
+struct Metered {
+    meter: BusyMeter,
+    warm: u64,
+    end: u64,
+    /// At the window's first turn: the meter's elapsed and busy microseconds.
     opened: Option<(u64, u64)>,
     share: Option<f64>,
 }
 
-impl WindowLoad {
-    /// At each turn's start: opens the window at the first turn `warm` after the meter's start,
-    /// closes it at the first turn `warm + len` after it (when the load generator stops).
-    fn note(&mut self, m: &BusyMeter, warm: Duration, len: Duration) {
-        let t = m.elapsed_us();
+impl Metered {
+    fn new(start_us: i64, warm: Duration, len: Duration) -> Self {
+        let (warm, end) = (warm.as_micros() as u64, (warm + len).as_micros() as u64);
+        Metered { meter: BusyMeter::new(EngineInstant::from_micros(start_us)), warm, end, opened: None, share: None }
+    }
+
+    /// One turn of the loop: refill, poll, flush.
+    fn turn(&mut self, origin: &TscClock, engine: &mut Engine, dev: &mut PortDevice) {
+        let now = clock(origin);
+        self.meter.start(now);
+        let (t, busy) = (self.meter.elapsed_us(), self.meter.busy_us());
         match self.opened {
-            None if t >= warm.as_micros() as u64 => self.opened = Some((t, m.busy_us())),
-            Some((t0, b0)) if self.share.is_none() && t >= (warm + len).as_micros() as u64 => {
-                self.share = Some((m.busy_us() - b0) as f64 / (t - t0).max(1) as f64)
+            None if t >= self.warm => self.opened = Some((t, busy)),
+            Some((t0, b0)) if self.share.is_none() && t >= self.end => {
+                self.share = Some((busy - b0) as f64 / (t - t0).max(1) as f64)
             }
             _ => {}
         }
+        let rx = dev.refill();
+        engine.poll(now, dev);
+        let tx = dev.flush();
+        self.meter.end(rx + tx > 0);
     }
 }
 
@@ -93,24 +106,18 @@ fn fast_run(
     let stop = AtomicBool::new(false);
     let stats = Arc::new(LoadStats::default());
     let spec = LoadSpec { size: SIZE, mode, stats: stats.clone() };
-    let (mut result, mut client_load, mut server_load) = (0.0, WindowLoad::default(), WindowLoad::default());
     let (warm, len) = (Duration::from_millis(500), Duration::from_secs(secs));
     // Engine time is monotonic across runs: one clock for the whole bench (the TSC, as the
     // appliance's loop uses).
     let start_us = origin.micros();
+    let mut result = 0.0;
+    let (mut client_load, mut server_load) = (Metered::new(start_us, warm, len), Metered::new(start_us, warm, len));
     let server_task = {
         let (stop, load) = (&stop, &mut server_load);
         let (engine, dev) = server;
         Box::new(move || {
-            let mut meter = BusyMeter::new(EngineInstant::from_micros(start_us));
             while !stop.load(Ordering::Relaxed) {
-                let now = clock(origin);
-                meter.start(now);
-                load.note(&meter, warm, len);
-                let rx = dev.refill();
-                engine.poll(now, dev);
-                let tx = dev.flush();
-                meter.end(rx + tx > 0);
+                load.turn(origin, engine, dev);
             }
         }) as Box<dyn FnOnce() + Send + '_>
     };
@@ -120,7 +127,6 @@ fn fast_run(
         Box::new(move || {
             let remote = SocketAddrV4::new(SERVER, 7);
             let mut window: Option<(Instant, u64)> = None;
-            let mut meter = BusyMeter::new(EngineInstant::from_micros(start_us));
             loop {
                 let open = engine.stats().open;
                 for _ in open..conns {
@@ -128,14 +134,8 @@ fn fast_run(
                         break;
                     }
                 }
-                let now = clock(origin);
-                meter.start(now);
-                load.note(&meter, warm, len);
-                let rx = dev.refill();
-                engine.poll(now, dev);
-                let tx = dev.flush();
-                meter.end(rx + tx > 0);
-                let elapsed = Duration::from_micros(meter.elapsed_us());
+                load.turn(origin, engine, dev);
+                let elapsed = Duration::from_micros(load.meter.elapsed_us());
                 if window.is_none() && elapsed >= warm {
                     window = Some((Instant::now(), stats.get(&stats.completed)));
                 }
@@ -160,7 +160,7 @@ fn fast_run(
     assert_eq!(client.0.stats().open, 0, "the load generator's connections drained");
     let failed = stats.get(&stats.failed);
     assert_eq!(failed, 0, "fast path: {failed} connections failed");
-    let share = |l: WindowLoad| l.share.unwrap_or(f64::NAN);
+    let share = |l: Metered| l.share.unwrap_or(f64::NAN);
     (result, share(client_load), share(server_load))
 }
 
