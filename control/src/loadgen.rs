@@ -122,8 +122,8 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
     let mut meter = BusyMeter::new(now());
     let warm: u64 = 500_000;
     let end = warm.saturating_add(args.secs.saturating_mul(1_000_000));
-    // At the window's start: elapsed and busy microseconds, and completions.
-    let mut window: Option<(u64, u64, u64)> = None;
+    // At the window's start: the meter's mark, and completions.
+    let mut window: Option<((u64, u64), u64)> = None;
     let (mut rate, mut busy) = (0.0, 0.0);
     loop {
         let open = engine.stats().open;
@@ -136,13 +136,12 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
         meter.start(t);
         let elapsed = meter.elapsed_us();
         if window.is_none() && elapsed >= warm {
-            window = Some((elapsed, meter.busy_us(), stats.get(&stats.completed)));
+            window = Some((meter.mark(), stats.get(&stats.completed)));
         }
         if elapsed >= end || stop.load(Ordering::Relaxed) {
-            if let Some((t0, b0, n0)) = window {
-                let secs = (elapsed - t0).max(1) as f64 / 1e6;
-                rate = (stats.get(&stats.completed) - n0) as f64 / secs;
-                busy = (meter.busy_us() - b0) as f64 / 1e6 / secs;
+            if let Some((mark @ (t0, _), n0)) = window {
+                rate = (stats.get(&stats.completed) - n0) as f64 / ((elapsed - t0).max(1) as f64 / 1e6);
+                busy = meter.share_since(mark);
             }
             break;
         }

@@ -61,7 +61,7 @@ struct Metered {
     meter: BusyMeter,
     warm: u64,
     end: u64,
-    /// At the window's first turn: the meter's elapsed and busy microseconds.
+    /// The meter's mark at the window's first turn.
     opened: Option<(u64, u64)>,
     share: Option<f64>,
 }
@@ -76,12 +76,10 @@ impl Metered {
     fn turn(&mut self, origin: &TscClock, engine: &mut Engine, dev: &mut PortDevice) {
         let now = clock(origin);
         self.meter.start(now);
-        let (t, busy) = (self.meter.elapsed_us(), self.meter.busy_us());
+        let t = self.meter.elapsed_us();
         match self.opened {
-            None if t >= self.warm => self.opened = Some((t, busy)),
-            Some((t0, b0)) if self.share.is_none() && t >= self.end => {
-                self.share = Some((busy - b0) as f64 / (t - t0).max(1) as f64)
-            }
+            None if t >= self.warm => self.opened = Some(self.meter.mark()),
+            Some(mark) if self.share.is_none() && t >= self.end => self.share = Some(self.meter.share_since(mark)),
             _ => {}
         }
         let rx = dev.refill();

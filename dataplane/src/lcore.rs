@@ -120,6 +120,21 @@ impl BusyMeter {
     pub fn elapsed_us(&self) -> u64 {
         (self.turn - self.start).total_micros()
     }
+
+    /// Where the meter stands (elapsed and busy microseconds), for [`BusyMeter::share_since`].
+    pub fn mark(&self) -> (u64, u64) {
+        (self.elapsed_us(), self.busy_us)
+    }
+
+    /// The busy share of the time since `mark`, from 0 to 1.
+    pub fn share_since(&self, (t0, b0): (u64, u64)) -> f64 {
+        (self.busy_us - b0) as f64 / (self.elapsed_us() - t0).max(1) as f64
+    }
+
+    /// `stats` with the meter's busy and elapsed time.
+    fn stamp(&self, stats: LoopStats) -> LoopStats {
+        LoopStats { busy_us: self.busy_us, elapsed_us: self.elapsed_us(), ..stats }
+    }
 }
 
 /// Idle back-off state, separate from the loop so it can be tested without a device.
@@ -204,7 +219,6 @@ pub fn run_answering<D: BurstDevice>(
     while !stop.load(Ordering::Relaxed) {
         let now = clock();
         meter.start(now);
-        (stats.busy_us, stats.elapsed_us) = (meter.busy_us(), meter.elapsed_us());
         if drain.is_some_and(|d| d.load(Ordering::Relaxed)) {
             for lane in lanes.iter_mut().filter(|l| !l.engine.is_draining()) {
                 lane.engine.drain();
@@ -238,7 +252,7 @@ pub fn run_answering<D: BurstDevice>(
                         connections: l.engine.connections(now, r.conns_limit),
                     })
                     .collect();
-                let _ = r.reply.send(CoreSnapshot { core, loop_stats: stats, lanes });
+                let _ = r.reply.send(CoreSnapshot { core, loop_stats: meter.stamp(stats), lanes });
             }
         }
         meter.end(moved > 0);
@@ -258,7 +272,7 @@ pub fn run_answering<D: BurstDevice>(
             }
         }
     }
-    stats
+    meter.stamp(stats)
 }
 
 #[cfg(test)]
