@@ -421,9 +421,10 @@ pub fn run_with_switch(
                 }
             });
         }
-        let launched = launch::run_on_lcores(&eal, tasks);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        launched
+        // Set also while a core's panic unwinds (re-raised here once every core has stopped), so
+        // the threads above end and the process exits instead of waiting on them.
+        let _done = SetOnDrop(&done);
+        launch::run_on_lcores(&eal, tasks)
     });
     drop(ctx);
     drop(steering); // rings still holding frames free them here, before the pools go
@@ -433,6 +434,15 @@ pub fn run_with_switch(
     launched?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Sets its flag when dropped, by a return or by a panic unwinding.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Waits for a stop request; then drains (listeners refuse, open connections go on) until none is

@@ -201,9 +201,24 @@ pub fn run<D: BurstDevice>(
     run_answering(lanes, cfg, stop, clock, None, None)
 }
 
+/// Sets `stop` if the loop unwinds: a core whose engine panicked stops every core that shares
+/// `stop`, so the process ends and says why, instead of running on with that core's connections
+/// silent (their peers would wait out their own timeouts).
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("a core's loop panicked: stopping every core");
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// [`run`], also answering snapshot requests for core `core` from `requests` between turns, and
 /// draining its engines once `drain` is set (listeners refuse, connections go on). When `stop`
-/// comes, the open connections are reset on a last turn.
+/// comes, the open connections are reset on a last turn. A panic in the loop sets `stop` as it
+/// unwinds, so the other cores end too.
 pub fn run_answering<D: BurstDevice>(
     lanes: &mut [Lane<D>],
     cfg: &LoopConfig,
@@ -212,6 +227,7 @@ pub fn run_answering<D: BurstDevice>(
     requests: Option<(&SnapshotRequests, usize)>,
     drain: Option<&AtomicBool>,
 ) -> LoopStats {
+    let _stop_on_panic = StopOnPanic(stop);
     let clock = || Instant::from_micros(clock.micros());
     let mut backoff = Backoff::new(cfg.clone());
     let mut stats = LoopStats::default();
@@ -278,6 +294,40 @@ pub fn run_answering<D: BurstDevice>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A clock that panics at its `n`th reading, as a core whose engine hits a bug.
+    struct PanicsAt(std::sync::atomic::AtomicU32, u32);
+
+    impl Clock for PanicsAt {
+        fn micros(&self) -> i64 {
+            let n = self.0.fetch_add(1, Ordering::Relaxed);
+            assert!(n + 1 < self.1, "injected failure");
+            i64::from(n)
+        }
+    }
+
+    #[test]
+    fn a_core_that_panics_stops_the_others() {
+        let stop = AtomicBool::new(false);
+        let cfg = LoopConfig::default();
+        let (failed, stopped, others) = std::thread::scope(|s| {
+            let healthy = s.spawn(|| {
+                let lanes: &mut [Lane<crate::phy::MemoryDevice>] = &mut [];
+                run(lanes, &cfg, &stop, &PanicsAt(Default::default(), u32::MAX)).turns
+            });
+            let failing = s.spawn(|| {
+                let lanes: &mut [Lane<crate::phy::MemoryDevice>] = &mut [];
+                run(lanes, &cfg, &stop, &PanicsAt(Default::default(), 1_000))
+            });
+            let failed = failing.join();
+            // Read before the test stops the healthy core itself (so a failure does not hang).
+            let stopped = stop.swap(true, Ordering::Relaxed);
+            (failed, stopped, healthy.join())
+        });
+        assert!(failed.is_err(), "the failing core's loop panicked");
+        assert!(stopped, "stop was set as the panic unwound");
+        assert!(others.expect("the healthy core's loop returned") > 0);
+    }
 
     #[test]
     fn busy_poll_never_sleeps() {
