@@ -1212,6 +1212,94 @@ fn a_peer_that_answers_window_probes_is_not_timed_out() {
     assert_eq!(p.sock(h).state(), tcp::State::Established);
 }
 
+/// The engine does not ask smoltcp when to poll a connection after a segment that carried all
+/// it had queued (`Slot::sent_all`); it sets its timer [`super::SMOLTCP_MIN_RTO`] ahead, the
+/// soonest smoltcp's retransmission timer can fire. This pins that figure: a lost echo is sent
+/// again one second after it left, not before (a longer minimum in smoltcp would trip the debug
+/// assertion in `service` first) and not later (a longer engine timer).
+#[test]
+fn a_lost_response_is_sent_again_after_a_second() {
+    let mut p = Pair::new(&config());
+    let h = p.connect(7, 44104);
+    echo(&mut p, h, b"hello");
+    p.sock(h).send_slice(b"lost echo").unwrap();
+    p.step(); // the client sends; the engine echoes, and the echo is lost
+    let lost = sent_frames(&mut p);
+    assert_eq!(lost.len(), 1, "one segment: the echo");
+    let left = p.now;
+    let mut again = None;
+    for _ in 0..300 {
+        p.now += Duration::from_millis(10);
+        p.engine.poll(p.now, &mut p.edev);
+        if let Some(f) = sent_frames(&mut p).pop() {
+            again = Some((p.now - left, f));
+            break;
+        }
+    }
+    let (after, f) = again.expect("sent again within 3 s");
+    assert!(after >= Duration::from_secs(1) && after <= Duration::from_millis(1010), "after {after}");
+    assert_eq!(&f[f.len() - 9..], b"lost echo", "the same data");
+    p.cdev.inject(f);
+    p.step();
+    let mut got = Vec::new();
+    p.recv_all(h, &mut got);
+    assert_eq!(got, b"lost echo", "the client takes it");
+    assert_eq!(echo(&mut p, h, b"and on"), b"and on", "and the connection carries on");
+}
+
+/// The retransmission deadline survives another timer firing: a bridged application's segment is
+/// lost, and its retransmission timer runs; the client's data then starts smoltcp's delayed ACK,
+/// whose timer fires (10 ms later) in the same turn as the application's next write goes out,
+/// carrying everything queued. The lost data is sent again one second after it first left, not
+/// one second after the second write: the engine's deadline after a segment that sent everything
+/// counts from when data was first in flight (`Slot::in_flight_since`), not from now. (With now,
+/// the proxy integration test tripped the debug assertion in `service` under load.)
+#[test]
+fn a_lost_segment_is_sent_again_on_time_after_a_delayed_ack_fired() {
+    let mut p = Pair::new(&config());
+    let (_q, shared, _) = bridged(&mut p, 7202, 8);
+    let h = p.connect(7202, 40400);
+    let mut inc = None;
+    assert!(p.run_until(200, |_| {
+        inc = shared.pop();
+        inc.is_some()
+    }));
+    let mut app = inc.unwrap().end;
+    p.run_until(20, |_| false); // the handshake's last ACKs settle
+    assert_eq!(app.write(b"lost"), Ok(4));
+    p.step();
+    assert_eq!(sent_frames(&mut p).len(), 1, "the engine sent the application's data; it is lost");
+    let left = p.now;
+    p.step_by(Duration::from_millis(100));
+    p.sock(h).send_slice(b"c1").unwrap();
+    p.step(); // the client's data arrives; its ACK waits (smoltcp's 10 ms delay)
+    assert!(sent_frames(&mut p).is_empty(), "the ACK is delayed");
+    p.step_by(Duration::from_millis(9));
+    assert_eq!(app.write(b"d2"), Ok(2));
+    p.now += Duration::from_millis(1);
+    p.engine.poll(p.now, &mut p.edev); // the delayed ACK is due, and "d2" goes, carrying it
+    assert_eq!(sent_frames(&mut p).len(), 1, "one segment: the new data with the ACK; it is lost too");
+    let mut again = None;
+    for _ in 0..1500 {
+        p.now += Duration::from_millis(1);
+        p.engine.poll(p.now, &mut p.edev);
+        if let Some(f) = sent_frames(&mut p).pop() {
+            again = Some((p.now - left, f));
+            break;
+        }
+    }
+    let (after, f) = again.expect("sent again within 1.5 s");
+    assert!(after >= Duration::from_secs(1) && after <= Duration::from_millis(1010), "after {after}");
+    p.cdev.inject(f);
+    p.step();
+    let mut got = Vec::new();
+    p.recv_all(h, &mut got);
+    assert_eq!(got, b"lostd2", "both lost segments, sent again from the first unacknowledged byte");
+    let mut buf = [0u8; 8];
+    assert_eq!(app.read(&mut buf), crate::bridge::ReadOutcome::Data(2));
+    assert_eq!(&buf[..2], b"c1", "and the application had the client's data");
+}
+
 /// Injects `f`, steps, and reads each frame the engine sent with `read` (its Ethernet frame and the
 /// IPv4 packet inside).
 fn answers<T>(
