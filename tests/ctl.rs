@@ -51,6 +51,7 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     assert_eq!(status["cores"], 1);
     assert_eq!(status["ports"][0]["address"], "198.18.0.2/24");
     assert_eq!(status["ports"][0]["device"], "net_tap0");
+    assert_eq!(status["ports"][0]["checksums"], "port", "net_tap offloads IPv4 and TCP checksums both ways");
     assert!(status["dpdk"].as_str().unwrap().contains("22.11"), "{status}");
 
     let listeners = ctl_json(&socket, "listeners");
@@ -114,6 +115,7 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     // The same commands as text.
     for (cmd, header) in [
         ("status", "ADDRESS"),
+        ("status", "CHECKSUMS"),
         ("listeners", "QUEUED"),
         ("conns", "REMOTE"),
         ("stats", "BUSY_%"),
@@ -180,7 +182,9 @@ fn ctl_commands_show_the_traffic_the_test_made() {
     py.stdin
         .take()
         .unwrap()
-        .write_all(b"/switchyard/listeners\n/switchyard/listener,198.18.0.2:9000\n/switchyard/core,0\n/ethdev/list\n")
+        .write_all(
+            b"/switchyard/status\n/switchyard/listeners\n/switchyard/listener,198.18.0.2:9000\n/switchyard/core,0\n/ethdev/list\n",
+        )
         .unwrap();
     let out = py.wait_with_output().unwrap();
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
@@ -196,6 +200,7 @@ fn ctl_commands_show_the_traffic_the_test_made() {
             )
         })
     };
+    assert_eq!(get("/switchyard/status")["port0_checksums"], "port");
     assert!(get("/switchyard/listeners").as_array().unwrap().iter().any(|a| a == "198.18.0.2:9000"));
     let tl = get("/switchyard/listener");
     assert_eq!((tl["service"].as_str(), tl["queued"].as_u64()), (Some("hold"), Some(held as u64)), "{tl}");

@@ -246,6 +246,7 @@ pub fn run_with_switch(
     // `ctl capture`: a hook on every core's device of every port.
     let mut captures: Vec<Vec<Arc<CaptureHook>>> = r.ports.iter().map(|_| Vec::new()).collect();
     let mut commands = Vec::new();
+    let mut checksums = Vec::new();
     for core in 0..cores {
         let mut lanes = Vec::new();
         for (i, ((p, port), pool)) in r.ports.iter().zip(&ports).zip(&pools).enumerate() {
@@ -259,6 +260,9 @@ pub fn run_with_switch(
             .with_capture(hook);
             if p.unchecked {
                 device = device.unchecked();
+            }
+            if core == 0 {
+                checksums.push(device.checksum_mode().to_string()); // the same on every core
             }
             let g = &r.config.engine;
             let cfg = EngineConfig {
@@ -387,6 +391,7 @@ pub fn run_with_switch(
             .iter()
             .map(|p| (format!("{}/{}", p.address, p.prefix_len), p.gateway.map(|g| g.to_string())))
             .collect(),
+        checksums,
         cores,
         requests: &requests,
         steer_rings,

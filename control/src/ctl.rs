@@ -87,6 +87,9 @@ pub struct PortStatus {
     pub address: String,
     pub gateway: Option<String>,
     pub link_up: bool,
+    /// Who computes and checks IPv4 and TCP checksums: `port`, `software`, `none` (a trusted
+    /// memory wire), or each way (`rx port, tx software`).
+    pub checksums: String,
 }
 
 /// `ctl listeners`: one row per port, summed over cores.
@@ -202,6 +205,8 @@ pub struct Context<'a> {
     pub pools: &'a [std::sync::Arc<Mempool>],
     /// Address/prefix and gateway of each port, as configured.
     pub addresses: Vec<(String, Option<String>)>,
+    /// Per port, who does its checksums ([`dataplane::phy::ChecksumMode`], as shown).
+    pub checksums: Vec<String>,
     pub cores: u16,
     /// One snapshot queue per core.
     pub requests: &'a [SnapshotRequests],
@@ -251,6 +256,7 @@ impl Context<'_> {
                     address: self.addresses[i].0.clone(),
                     gateway: self.addresses[i].1.clone(),
                     link_up: p.link_up(),
+                    checksums: self.checksums[i].clone(),
                 })
                 .collect(),
         }
@@ -655,7 +661,7 @@ impl Context<'_> {
 
 /// Switchyard's commands in DPDK's telemetry (`dpdk-telemetry.py -f <file_prefix>`).
 pub const TELEMETRY_COMMANDS: &[(&str, &str)] = &[
-    ("/switchyard/status", "Switchyard: version, uptime, cores, ports."),
+    ("/switchyard/status", "Switchyard: version, uptime, cores, ports, who does each port's checksums."),
     ("/switchyard/listeners", "Switchyard: the listeners' addresses. Parameter for /switchyard/listener."),
     ("/switchyard/listener", "Switchyard: one listener's policy and counters. Parameter: ADDRESS:PORT."),
     ("/switchyard/cores", "Switchyard: the cores running an engine. Parameter for /switchyard/core."),
@@ -673,14 +679,17 @@ impl Context<'_> {
         match cmd {
             "/switchyard/status" => {
                 let s = self.status();
-                Some(Reply::Dict(vec![
+                let mut d = vec![
                     ("version".into(), Value::Str(s.version)),
                     ("dpdk".into(), Value::Str(s.dpdk)),
                     ("pid".into(), u(s.pid.into())),
                     ("uptime_s".into(), u(s.uptime_secs as u64)),
                     ("cores".into(), u(s.cores.into())),
                     ("ports".into(), u(s.ports.len() as u64)),
-                ]))
+                ];
+                // The rest of a port is DPDK's own (/ethdev/info,N); who does its checksums is ours.
+                d.extend(s.ports.into_iter().map(|p| (format!("port{}_checksums", p.port), Value::Str(p.checksums))));
+                Some(Reply::Dict(d))
             }
             "/switchyard/listeners" => {
                 let v = self.listeners().ok()?;
@@ -944,10 +953,11 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                         p.address.clone(),
                         p.gateway.clone().unwrap_or_else(|| "-".into()),
                         if p.link_up { "up" } else { "down" }.into(),
+                        p.checksums.clone(),
                     ]
                 })
                 .collect();
-            out.push_str(&table(&["PORT", "DEVICE", "MAC", "ADDRESS", "GATEWAY", "LINK"], &rows));
+            out.push_str(&table(&["PORT", "DEVICE", "MAC", "ADDRESS", "GATEWAY", "LINK", "CHECKSUMS"], &rows));
             out
         }
         "listeners" => {

@@ -92,6 +92,35 @@ impl ChecksumOffload {
     }
 }
 
+/// Who computes and checks a device's IPv4 and TCP checksums (`switchyard ctl status` shows it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumMode {
+    /// Nobody: a trusted memory wire ([`MbufDevice::unchecked`]).
+    None,
+    /// smoltcp, both ways: the port offloads none of them.
+    Software,
+    /// The port does what it granted; smoltcp does the rest.
+    Port(ChecksumOffload),
+}
+
+impl std::fmt::Display for ChecksumMode {
+    /// `none`, `software`, `port`, or per direction, as `rx port, tx software`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side = |ip: bool, tcp: bool| match (ip, tcp) {
+            (true, true) => "port",
+            (false, false) => "software",
+            (true, false) => "port ipv4 + software tcp",
+            (false, true) => "software ipv4 + port tcp",
+        };
+        match *self {
+            ChecksumMode::None => f.write_str("none"),
+            ChecksumMode::Software => f.write_str("software"),
+            ChecksumMode::Port(o) if o.rx_ipv4 && o.rx_tcp && o.tx_ipv4 && o.tx_tcp => f.write_str("port"),
+            ChecksumMode::Port(o) => write!(f, "rx {}, tx {}", side(o.rx_ipv4, o.rx_tcp), side(o.tx_ipv4, o.tx_tcp)),
+        }
+    }
+}
+
 /// With transmit offloads on: what the port is to fill in of this frame's checksums, as
 /// (IPv4 header, TCP, IPv4 header length), if anything. The IPv4 header checksum field is zeroed
 /// for the port (smoltcp leaves it zero; frames the engine writes itself carry one).
@@ -210,6 +239,18 @@ impl<'p> MbufDevice<'p> {
     #[inline]
     pub fn pop_tx(&mut self) -> Option<Mbuf> {
         self.tx.pop_front()
+    }
+
+    /// Who computes and checks the IPv4 and TCP checksums of its frames.
+    pub fn checksum_mode(&self) -> ChecksumMode {
+        let o = self.offload;
+        if o.rx() || o.tx() {
+            ChecksumMode::Port(o)
+        } else if matches!(self.checksums.ipv4, Checksum::None) {
+            ChecksumMode::None // `unchecked`
+        } else {
+            ChecksumMode::Software
+        }
     }
 
     /// Frames waiting to be received by the engine, and to be sent by the owner.
@@ -364,6 +405,18 @@ mod tests {
 
     fn frame() -> Vec<u8> {
         test_syn_frame(Ipv4Addr::new(198, 18, 0, 2), 7, Ipv4Addr::new(198, 18, 0, 1), 40000)
+    }
+
+    #[test]
+    fn a_checksum_mode_reads_as_who_does_the_work_each_way() {
+        let all = ChecksumOffload { rx_ipv4: true, rx_tcp: true, tx_ipv4: true, tx_tcp: true };
+        assert_eq!(ChecksumMode::None.to_string(), "none");
+        assert_eq!(ChecksumMode::Software.to_string(), "software");
+        assert_eq!(ChecksumMode::Port(all).to_string(), "port");
+        let rx_only = ChecksumOffload { tx_ipv4: false, tx_tcp: false, ..all };
+        assert_eq!(ChecksumMode::Port(rx_only).to_string(), "rx port, tx software");
+        let mixed = ChecksumOffload { rx_tcp: false, tx_ipv4: false, ..all };
+        assert_eq!(ChecksumMode::Port(mixed).to_string(), "rx port ipv4 + software tcp, tx software ipv4 + port tcp");
     }
 
     #[test]

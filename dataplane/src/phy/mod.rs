@@ -9,7 +9,7 @@ mod memory;
 mod port_device;
 
 pub(crate) use mbuf_device::checksums_ok;
-pub use mbuf_device::{ChecksumOffload, MbufDevice, MbufDeviceStats, RX_QUEUE, TX_QUEUE};
+pub use mbuf_device::{ChecksumMode, ChecksumOffload, MbufDevice, MbufDeviceStats, RX_QUEUE, TX_QUEUE};
 pub use memory::{MemoryDevice, MemoryLink};
 pub use port_device::{DeviceStats, PortDevice};
 

@@ -77,6 +77,11 @@ impl<'p> PortDevice<'p> {
         self
     }
 
+    /// Who computes and checks the IPv4 and TCP checksums on this queue.
+    pub fn checksum_mode(&self) -> mbuf_device::ChecksumMode {
+        self.dev.checksum_mode()
+    }
+
     /// Feeds the frames this queue receives and sends to `hook`'s capture when one is armed.
     pub fn with_capture(mut self, hook: Arc<CaptureHook>) -> Self {
         self.capture = Some(hook);
