@@ -810,19 +810,27 @@ fn bridged(
     (q, shared, count)
 }
 
+/// The application's end of the next connection `shared` queues (within 200 steps).
+fn accept(p: &mut Pair, shared: &crate::bridge::ListenerShared) -> crate::bridge::AppEnd {
+    let mut inc = None;
+    assert!(
+        p.run_until(200, |_| {
+            inc = shared.pop();
+            inc.is_some()
+        }),
+        "a connection to accept"
+    );
+    inc.unwrap().end
+}
+
 #[test]
 fn bridge_connection_carries_one_mib_both_ways_through_the_rings() {
     use crate::bridge::ReadOutcome;
     let mut p = Pair::new(&config());
     let (_q, shared, accept_count) = bridged(&mut p, 7200, 8);
     let h = p.connect(7200, 40100);
-    let mut inc = None;
-    assert!(p.run_until(200, |_| {
-        inc = shared.pop();
-        inc.is_some()
-    }));
+    let mut app = accept(&mut p, &shared);
     assert_eq!(accept_count.get(), 1, "the accept notification fired once");
-    let mut app = inc.unwrap().end;
     let conn_count = Arc::new(Count::default());
     app.set_notify(conn_count.clone());
     let data: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
@@ -1227,16 +1235,9 @@ fn a_lost_response_is_sent_again_after_a_second() {
     let lost = sent_frames(&mut p);
     assert_eq!(lost.len(), 1, "one segment: the echo");
     let left = p.now;
-    let mut again = None;
-    for _ in 0..300 {
-        p.now += Duration::from_millis(10);
-        p.engine.poll(p.now, &mut p.edev);
-        if let Some(f) = sent_frames(&mut p).pop() {
-            again = Some((p.now - left, f));
-            break;
-        }
-    }
-    let (after, f) = again.expect("sent again within 3 s");
+    let (at, f) = engine_alone_until_it_sends(&mut p, Duration::from_millis(10), Duration::from_secs(3))
+        .expect("sent again within 3 s");
+    let after = at - left;
     assert!(after >= Duration::from_secs(1) && after <= Duration::from_millis(1010), "after {after}");
     assert_eq!(&f[f.len() - 9..], b"lost echo", "the same data");
     p.cdev.inject(f);
@@ -1259,12 +1260,7 @@ fn a_lost_segment_is_sent_again_on_time_after_a_delayed_ack_fired() {
     let mut p = Pair::new(&config());
     let (_q, shared, _) = bridged(&mut p, 7202, 8);
     let h = p.connect(7202, 40400);
-    let mut inc = None;
-    assert!(p.run_until(200, |_| {
-        inc = shared.pop();
-        inc.is_some()
-    }));
-    let mut app = inc.unwrap().end;
+    let mut app = accept(&mut p, &shared);
     p.run_until(20, |_| false); // the handshake's last ACKs settle
     assert_eq!(app.write(b"lost"), Ok(4));
     p.step();
@@ -1279,16 +1275,9 @@ fn a_lost_segment_is_sent_again_on_time_after_a_delayed_ack_fired() {
     p.now += Duration::from_millis(1);
     p.engine.poll(p.now, &mut p.edev); // the delayed ACK is due, and "d2" goes, carrying it
     assert_eq!(sent_frames(&mut p).len(), 1, "one segment: the new data with the ACK; it is lost too");
-    let mut again = None;
-    for _ in 0..1500 {
-        p.now += Duration::from_millis(1);
-        p.engine.poll(p.now, &mut p.edev);
-        if let Some(f) = sent_frames(&mut p).pop() {
-            again = Some((p.now - left, f));
-            break;
-        }
-    }
-    let (after, f) = again.expect("sent again within 1.5 s");
+    let (at, f) = engine_alone_until_it_sends(&mut p, Duration::from_millis(1), Duration::from_millis(1500))
+        .expect("sent again within 1.5 s");
+    let after = at - left;
     assert!(after >= Duration::from_secs(1) && after <= Duration::from_millis(1010), "after {after}");
     p.cdev.inject(f);
     p.step();
@@ -1322,6 +1311,20 @@ fn answers<T>(
 /// Frames the engine sent, taken off the wire (as the peer's end sees them).
 fn sent_frames(p: &mut Pair) -> Vec<Vec<u8>> {
     std::iter::from_fn(|| p.cdev.take_inbound()).collect()
+}
+
+/// Polls the engine alone (the client hears nothing), every `step` for at most `within`, until
+/// it sends a frame; returns when, and the last frame it sent then.
+fn engine_alone_until_it_sends(p: &mut Pair, step: Duration, within: Duration) -> Option<(Instant, Vec<u8>)> {
+    let until = p.now + within;
+    while p.now < until {
+        p.now += step;
+        p.engine.poll(p.now, &mut p.edev);
+        if let Some(f) = sent_frames(p).pop() {
+            return Some((p.now, f));
+        }
+    }
+    None
 }
 
 /// The engine owns its neighbours (see [`neighbor`]): 2000 clients on its link (more than the
