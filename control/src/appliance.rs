@@ -13,7 +13,7 @@ use dataplane::dpdk::launch::{self, LaunchError};
 use dataplane::dpdk::pcapng::CaptureHook;
 use dataplane::dpdk::{self, DpdkError, Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
 use dataplane::engine::{Engine, EngineConfig, EngineError, EngineInstant, ListenerSpec};
-use dataplane::lcore::{self, Lane, LoopConfig, LoopStats, SnapshotRequests};
+use dataplane::lcore::{self, Lane, LoopConfig, LoopStats, SnapshotRequests, StopOnPanic};
 use dataplane::phy::PortDevice;
 use dataplane::services::{HttpConfig, ServiceKind};
 use dataplane::steer::SteerCtx;
@@ -401,24 +401,39 @@ pub fn run_with_switch(
     let done = AtomicBool::new(false);
     let drain_for = Duration::from_secs(r.config.engine.drain_secs);
     let launched = std::thread::scope(|scope| {
-        scope.spawn(|| ctl::serve(control, socket.clone(), &ctx, &[&halt, &done]));
+        // Each thread beside the cores stops them if it panics (the scope then re-raises it):
+        // the appliance ends rather than running on without its control socket or a proxy.
+        scope.spawn(|| {
+            let _g = StopOnPanic::new(&halt, "the control socket's thread");
+            ctl::serve(control, socket.clone(), &ctx, &[&halt, &done])
+        });
         if let Some(l) = metrics {
-            scope.spawn(|| ctl::serve_metrics(l, &ctx, &[&halt, &done]));
+            scope.spawn(|| {
+                let _g = StopOnPanic::new(&halt, "the metrics thread");
+                ctl::serve_metrics(l, &ctx, &[&halt, &done])
+            });
         }
         // DPDK telemetry: our commands beside /ethdev/... (dpdk-telemetry.py -f <file_prefix>).
         match dpdk::telemetry::register(&eal, ctl::TELEMETRY_COMMANDS) {
             Ok(()) => {
                 let (tx, rx) = std::sync::mpsc::channel();
                 dpdk::telemetry::connect(tx);
-                scope.spawn(|| ctl::serve_telemetry(rx, &ctx, &[&halt, &done]));
+                scope.spawn(|| {
+                    let _g = StopOnPanic::new(&halt, "the telemetry thread");
+                    ctl::serve_telemetry(rx, &ctx, &[&halt, &done])
+                });
             }
             Err(e) => tracing::warn!(error = %e, "telemetry commands not registered"),
         }
-        scope.spawn(|| drain_then_halt(&ctx, stop, &done, &drain, &halt, drain_for));
+        scope.spawn(|| {
+            let _g = StopOnPanic::new(&halt, "the drain thread");
+            drain_then_halt(&ctx, stop, &done, &drain, &halt, drain_for)
+        });
         // The proxies: applications of the switch, on threads of their own.
         for cfg in proxies(r) {
             let (switch, halt, done) = (proxy_switch.clone(), &halt, &done);
             scope.spawn(move || {
+                let _g = StopOnPanic::new(halt, "a proxy's thread");
                 let listen = cfg.listen;
                 match Proxy::new(switch, cfg) {
                     Ok(p) => p.run_until(&[halt, done]),

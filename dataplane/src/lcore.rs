@@ -201,16 +201,27 @@ pub fn run<D: BurstDevice>(
     run_answering(lanes, cfg, stop, clock, None, None)
 }
 
-/// Sets `stop` if the loop unwinds: a core whose engine panicked stops every core that shares
-/// `stop`, so the process ends and says why, instead of running on with that core's connections
-/// silent (their peers would wait out their own timeouts).
-struct StopOnPanic<'a>(&'a AtomicBool);
+/// Sets `stop` if the thread unwinds while it is held: a core whose engine panicked (or another
+/// thread the cores depend on) stops every core that shares `stop`, so the process ends and says
+/// why, instead of running on with part of it gone (peers of a dead core's connections would wait
+/// out their own timeouts).
+pub struct StopOnPanic<'a> {
+    stop: &'a AtomicBool,
+    /// What panicked, for the log line.
+    what: &'static str,
+}
+
+impl<'a> StopOnPanic<'a> {
+    pub fn new(stop: &'a AtomicBool, what: &'static str) -> Self {
+        StopOnPanic { stop, what }
+    }
+}
 
 impl Drop for StopOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            tracing::error!("a core's loop panicked: stopping every core");
-            self.0.store(true, Ordering::Relaxed);
+            tracing::error!(what = self.what, "panicked: stopping every core");
+            self.stop.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -227,7 +238,7 @@ pub fn run_answering<D: BurstDevice>(
     requests: Option<(&SnapshotRequests, usize)>,
     drain: Option<&AtomicBool>,
 ) -> LoopStats {
-    let _stop_on_panic = StopOnPanic(stop);
+    let _stop_on_panic = StopOnPanic::new(stop, "a core's loop");
     let clock = || Instant::from_micros(clock.micros());
     let mut backoff = Backoff::new(cfg.clone());
     let mut stats = LoopStats::default();
