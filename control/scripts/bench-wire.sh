@@ -4,7 +4,8 @@
 #     each) vs the same workloads on Linux loopback (mio, one core each), interleaved;
 #  2. two processes, as an operator runs them: `switchyard run` (echo, CPU 0) and
 #     `switchyard loadgen` (CPU 1) on a net_memif wire, with the appliance's own count of its
-#     core's busy time (`switchyard ctl stats`), interleaved with
+#     core's busy time (`switchyard ctl stats`), each run followed by the same workload on Linux
+#     (the wire bench's mio server and client, `KERNEL_ONLY=1`) for a paired ratio, interleaved with
 #  3. the same two-process memif wire driven by dpdk-testpmd at both ends (flowgen on CPU 1,
 #     macswap echo on CPU 0): the raw packet rate of the wire the appliance sits on;
 #  4. dpdk-testpmd io forwarding between both ends of a memif pair inside one process, one
@@ -132,6 +133,15 @@ appliance_run() {
         printf "  appliance core over %.1f s inside the run: %.0f frames/s (rx+tx), busy %.1f%%, %.0f frames per busy second; load generator core busy %s%%\n", e / 1e6, f * 1e6 / e, 100 * b / e, f * 1e6 / b, lb
         printf "%s %.0f %.0f %.1f %s\n", r, f * 1e6 / e, f * 1e6 / b, 100 * b / e, lb >> out }'
 }
+# The same workload on Linux right after a two-process run (the wire bench's mio server on CPU 0,
+# client on CPU 1): prints its line and appends the rate to $tmp/linux-$1.
+linux_run() {
+    local mode=$1 line
+    line=$(KERNEL_ONLY=1 REPEAT=1 SECS="$secs" cargo bench --locked -q -p switchyard-dataplane --bench wire 2>/dev/null |
+        grep "^linux $([ "$mode" = short ] && echo short || echo persistent)")
+    echo "$line"
+    echo "$line" | awk '{ print $(NF - 1) }' >> "$tmp/linux-$mode"
+}
 # The same wire between two testpmd processes: flowgen (CPU 1) sends 64 B frames as fast as it can
 # and drops what comes back; macswap (CPU 0, where the appliance runs) echoes each frame. Prints
 # the echo side's rx+tx packets/s (what the appliance's port would carry) and appends it to
@@ -159,9 +169,12 @@ testpmd_pair() {
 
 echo "two processes on a net_memif wire (checksums = \"$checksums\" at both ends), ${secs} s each, interleaved:"
 echo "  switchyard run (echo, busy polling, CPU 0) <- switchyard loadgen (CPU 1); dpdk-testpmd macswap (CPU 0) <- flowgen (CPU 1)"
+echo "  each followed by the same workload on Linux (loopback, mio server on CPU 0, client on CPU 1)"
 for _ in $(seq "${REPEAT:-3}"); do
     appliance_run short "${SHORT_CONNS:-256}"
+    linux_run short
     appliance_run persistent "${PERSISTENT_CONNS:-64}"
+    linux_run persistent
     testpmd_pair
 done
 
@@ -190,13 +203,16 @@ echo "  cores busy, persistent requests: appliance $(mmm "$tmp/persistent" 4) %,
 echo "  cores busy, short connections: appliance $(mmm "$tmp/short" 4) %, load generator $(mmm "$tmp/short" 5) %"
 echo "  ceiling, same two-process wire (testpmd echo side rx+tx): $(mmm "$tmp/ceiling2" 1)"
 echo "  ceiling, one process, one core for both ends (testpmd io, rx both ports): $(mmm "$tmp/ceiling1" 1)"
-# The Linux medians of part 1 (none with KERNEL=0).
-linux_short=$(sed -n 's/^short connections.*; Linux \([0-9]*\) .*/\1/p' "$tmp/inproc")
-linux_req=$(sed -n 's/^persistent requests.*; Linux \([0-9]*\) .*/\1/p' "$tmp/inproc")
-if [ -n "$linux_short" ] && [ -n "$linux_req" ]; then
-    awk -v s="$(med "$tmp/short" 1)" -v r="$(med "$tmp/persistent" 1)" -v ls="$linux_short" -v lr="$linux_req" 'BEGIN {
-        printf "  two processes against Linux (part 1 medians: %d conns/s, %d req/s): short connections %.1fx, requests %.1fx\n", ls, lr, s / ls, r / lr }'
-fi
+# Against the Linux runs made right after each two-process run: the ratio of the medians, and the
+# median (min, max) of the paired ratios, each run over the Linux run moments after it.
+paired() { paste -d' ' <(cut -d' ' -f1 "$tmp/$1") "$tmp/linux-$1" | awk '{ print $1 / $2 }' > "$tmp/paired-$1"; }
+paired short
+paired persistent
+pmm() { sort -g "$tmp/paired-$1" | awk '{ v[NR] = $1 } END { printf "%.1fx (min %.1f, max %.1f)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
+echo "  Linux right after each, same workloads: $(mmm "$tmp/linux-short" 1) conns/s, $(mmm "$tmp/linux-persistent" 1) req/s"
+awk -v s="$(med "$tmp/short" 1)" -v r="$(med "$tmp/persistent" 1)" -v ls="$(med "$tmp/linux-short" 1)" -v lr="$(med "$tmp/linux-persistent" 1)" 'BEGIN {
+    printf "  two processes against Linux, medians: short connections %.1fx, requests %.1fx\n", s / ls, r / lr }'
+echo "  two processes against Linux, paired runs: short connections $(pmm short), requests $(pmm persistent)"
 awk -v f="$(med "$tmp/persistent" 2)" -v fb="$(med "$tmp/persistent" 3)" -v c2="$(med "$tmp/ceiling2" 1)" -v c1="$(med "$tmp/ceiling1" 1)" 'BEGIN {
     printf "  engine / two-process wire ceiling: %.1f%% measured, %.1f%% per busy second\n", 100 * f / c2, 100 * fb / c2
     printf "  engine / one-process ceiling: %.1f%% measured, %.1f%% per busy second\n", 100 * f / c1, 100 * fb / c1 }'

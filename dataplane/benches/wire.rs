@@ -17,7 +17,11 @@
 //! Fast and Linux runs are interleaved, `REPEAT` times each, and min/median/max are printed, with
 //! the median busy share of each fast-path core over its runs (`lcore::BusyMeter`): a load
 //! generator near 100 % means the figure is its limit, not the echo server's.
-//! `KERNEL=0` skips the Linux runs (to profile the fast path alone).
+//! Each fast run is also divided by the Linux run right after it: on a machine whose speed moves
+//! within the hour, those paired ratios (min/median/max) compare runs made moments apart.
+//! `KERNEL=0` skips the Linux runs (to profile the fast path alone); `KERNEL_ONLY=1` makes only
+//! them, printing one line per run (`control/scripts/bench-wire.sh` interleaves them with its
+//! two-process runs).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -308,11 +312,25 @@ fn stats(v: &mut [f64]) -> (f64, f64, f64) {
     (v[0], v[v.len() / 2], v[v.len() - 1])
 }
 
+/// The two workloads: name, mode, concurrent connections, unit.
+fn workloads() -> [(&'static str, LoadMode, usize, &'static str); 2] {
+    [
+        ("short connections", LoadMode::Short, env("SHORT_CONNS", 256) as usize, "conns/s"),
+        ("persistent requests", LoadMode::Persistent, env("PERSISTENT_CONNS", 64) as usize, "req/s"),
+    ]
+}
+
 fn main() {
     let secs = env("SECS", 5);
     let repeat = env("REPEAT", 3).max(1) as usize;
-    let short_conns = env("SHORT_CONNS", 256) as usize;
-    let persistent_conns = env("PERSISTENT_CONNS", 64) as usize;
+    if env("KERNEL_ONLY", 0) != 0 {
+        for _ in 0..repeat {
+            for (name, mode, conns, unit) in workloads() {
+                println!("linux {name} ({conns} concurrent, {SIZE} B): {:.0} {unit}", kernel_run(mode, conns, secs));
+            }
+        }
+        return;
+    }
     let prefix = format!("--file-prefix=sy-wire-{}", std::process::id());
     let sock = format!("/tmp/sy-wire-{}.sock", std::process::id());
     let _ = std::fs::remove_file(&sock);
@@ -383,10 +401,7 @@ fn main() {
         "fast path (memif pair, engine per side, one core each; checksums {}) vs Linux (loopback, mio, one core each); {secs} s runs, {repeat} each, interleaved",
         if unchecked { "none: a trusted memory wire, as Linux's loopback" } else { "computed and checked by smoltcp" }
     );
-    for (name, mode, conns, unit) in [
-        ("short connections", LoadMode::Short, short_conns, "conns/s"),
-        ("persistent requests", LoadMode::Persistent, persistent_conns, "req/s"),
-    ] {
+    for (name, mode, conns, unit) in workloads() {
         let (mut fast, mut kern, mut client_busy, mut server_busy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeat {
             let (rate, c, s) = fast_run(&origin, &eal, &mut server, &mut client, mode, conns, secs);
@@ -399,11 +414,13 @@ fn main() {
                 kern.push(f64::NAN);
             }
         }
+        let mut paired: Vec<f64> = fast.iter().zip(&kern).map(|(f, k)| f / k).collect();
+        let (p_lo, p_med, p_hi) = stats(&mut paired);
         let (f_lo, f_med, f_hi) = stats(&mut fast);
         let (k_lo, k_med, k_hi) = stats(&mut kern);
         let (cb, sb) = (stats(&mut client_busy).1, stats(&mut server_busy).1);
         println!(
-            "{name} ({conns} concurrent, {SIZE} B): fast {f_med:.0} {unit} (min {f_lo:.0}, max {f_hi:.0}); Linux {k_med:.0} (min {k_lo:.0}, max {k_hi:.0}); ratio fast/Linux {:.1}; fast cores busy (medians): load generator {cb:.1}%, echo server {sb:.1}%",
+            "{name} ({conns} concurrent, {SIZE} B): fast {f_med:.0} {unit} (min {f_lo:.0}, max {f_hi:.0}); Linux {k_med:.0} (min {k_lo:.0}, max {k_hi:.0}); ratio fast/Linux {:.1}; paired ratios {p_med:.1} (min {p_lo:.1}, max {p_hi:.1}); fast cores busy (medians): load generator {cb:.1}%, echo server {sb:.1}%",
             f_med / k_med
         );
     }
