@@ -403,37 +403,28 @@ pub fn run_with_switch(
     let launched = std::thread::scope(|scope| {
         // Each thread beside the cores stops them if it panics (the scope then re-raises it):
         // the appliance ends rather than running on without its control socket or a proxy.
-        scope.spawn(|| {
-            let _g = StopOnPanic::new(&halt, "the control socket's thread");
+        spawn_halting(scope, &halt, "the control socket's thread", || {
             ctl::serve(control, socket.clone(), &ctx, &[&halt, &done])
         });
         if let Some(l) = metrics {
-            scope.spawn(|| {
-                let _g = StopOnPanic::new(&halt, "the metrics thread");
-                ctl::serve_metrics(l, &ctx, &[&halt, &done])
-            });
+            spawn_halting(scope, &halt, "the metrics thread", || ctl::serve_metrics(l, &ctx, &[&halt, &done]));
         }
         // DPDK telemetry: our commands beside /ethdev/... (dpdk-telemetry.py -f <file_prefix>).
         match dpdk::telemetry::register(&eal, ctl::TELEMETRY_COMMANDS) {
             Ok(()) => {
                 let (tx, rx) = std::sync::mpsc::channel();
                 dpdk::telemetry::connect(tx);
-                scope.spawn(|| {
-                    let _g = StopOnPanic::new(&halt, "the telemetry thread");
-                    ctl::serve_telemetry(rx, &ctx, &[&halt, &done])
-                });
+                spawn_halting(scope, &halt, "the telemetry thread", || ctl::serve_telemetry(rx, &ctx, &[&halt, &done]));
             }
             Err(e) => tracing::warn!(error = %e, "telemetry commands not registered"),
         }
-        scope.spawn(|| {
-            let _g = StopOnPanic::new(&halt, "the drain thread");
+        spawn_halting(scope, &halt, "the drain thread", || {
             drain_then_halt(&ctx, stop, &done, &drain, &halt, drain_for)
         });
         // The proxies: applications of the switch, on threads of their own.
         for cfg in proxies(r) {
             let (switch, halt, done) = (proxy_switch.clone(), &halt, &done);
-            scope.spawn(move || {
-                let _g = StopOnPanic::new(halt, "a proxy's thread");
+            spawn_halting(scope, halt, "a proxy's thread", move || {
                 let listen = cfg.listen;
                 match Proxy::new(switch, cfg) {
                     Ok(p) => p.run_until(&[halt, done]),
@@ -454,6 +445,19 @@ pub fn run_with_switch(
     launched?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Spawns `f` on `scope` holding a [`StopOnPanic`] on `halt`: if `f` panics, the cores stop.
+fn spawn_halting<'scope, 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    halt: &'env AtomicBool,
+    what: &'static str,
+    f: impl FnOnce() + Send + 'scope,
+) {
+    scope.spawn(move || {
+        let _stop_on_panic = StopOnPanic::new(halt, what);
+        f()
+    });
 }
 
 /// Sets its flag when dropped, by a return or by a panic unwinding.
