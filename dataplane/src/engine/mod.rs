@@ -100,10 +100,16 @@ pub const DEFAULT_BUFFER_IDLE: Duration = Duration::from_secs(30);
 /// starts when it sends data can fire. A test pins it (`a_lost_response_is_sent_again_after_a_second`).
 const SMOLTCP_MIN_RTO: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(1);
 
-/// Socket options every connection gets.
+/// Socket options every connection gets, on a socket that `listen` or `connect` has just reset.
 fn configure(s: &mut tcp::Socket<'static>) {
     s.set_nagle_enabled(false); // services write whole messages
     s.set_ack_delay(Some(smoltcp::time::Duration::from_millis(10)));
+    // smoltcp's reset keeps a socket's settings (smoltcp #603), and the congestion controller, a
+    // setting since #907, with them: with its state (window, threshold, loss history) as the
+    // socket's last connection left it. Sockets are pooled, so each connection gets a new one, in
+    // slow start from the initial window
+    // (`a_pooled_socket_starts_each_connection_with_a_fresh_congestion_window`).
+    s.set_congestion_control(tcp::CongestionControl::Cubic);
     // smoltcp's timeout ends a connection whose peer has been silent that long, even one with
     // nothing to be acknowledged: an idle connection would die (without an RST) after
     // `tcp_timeout`. The engine times out only what waits for the peer (`Slot::waiting`).

@@ -1728,3 +1728,60 @@ fn extra_addresses_are_answered_and_other_addresses_are_not() {
     assert!(sent(&mut p, ping(stranger)).is_empty(), "a ping to another address is not answered");
     assert!(sent(&mut p, syn(stranger)).is_empty(), "a SYN to another address is not answered");
 }
+
+/// What the engine's echo sends back at once for `len` bytes a client sends in one flight (the
+/// client without congestion control, so all of it arrives together): the server's first flight,
+/// as the client finds it in its next poll, before it acknowledges any of it. Then the rest is
+/// echoed and the client closes.
+fn first_echo_flight(p: &mut Pair, local_port: u16, len: usize) -> usize {
+    let h = p.connect(7, local_port);
+    p.sock(h).set_congestion_control(tcp::CongestionControl::None);
+    assert!(p.run_until(100, |p| p.sock(h).may_send()));
+    let data = vec![0x5a; len];
+    assert_eq!(p.sock(h).send_slice(&data).unwrap(), len);
+    p.step(); // the client sends it all; the engine takes it in and echoes what its window allows
+    p.now += Duration::from_millis(1);
+    p.cdev.refill();
+    p.client.poll(p.now, &mut p.cdev, &mut p.sockets);
+    let first = p.sock(h).recv_queue();
+    let mut got = Vec::new();
+    assert!(p.run_until(10_000, |p| {
+        p.recv_all(h, &mut got);
+        got.len() == len
+    }));
+    p.sock(h).close();
+    assert!(p.run_until(10_000, |p| p.engine.stats().open == 0), "the connection on {local_port} ended");
+    p.sockets.remove(h);
+    first
+}
+
+#[test]
+fn a_pooled_socket_starts_each_connection_with_a_fresh_congestion_window() {
+    // smoltcp's reset (listen and connect on a closed socket) keeps the congestion controller's
+    // state; the engine reuses its sockets, so each connection must get a fresh controller or it
+    // starts with the window (or the loss history) of the socket's last connection.
+    let mut p = Pair::new(&config());
+    let fresh = first_echo_flight(&mut p, 45000, 12 * 1024);
+    assert!(fresh <= 4096, "a first connection starts in slow start: {fresh} bytes at once");
+    // Grow every pooled socket's window with a long echo each.
+    for i in 0..2 * ARMED as u16 + 2 {
+        let h = p.connect(7, 45100 + i);
+        let data = vec![0xa5; 256 * 1024];
+        let (mut sent, mut got) = (0, Vec::new());
+        assert!(p.run_until(100_000, |p| {
+            let s = p.sock(h);
+            if s.can_send() && sent < data.len() {
+                sent += s.send_slice(&data[sent..]).unwrap();
+            }
+            p.recv_all(h, &mut got);
+            got.len() == data.len()
+        }));
+        p.sock(h).close();
+        assert!(p.run_until(10_000, |p| p.engine.stats().open == 0));
+        p.sockets.remove(h);
+    }
+    for i in 0..2 * ARMED as u16 + 2 {
+        let again = first_echo_flight(&mut p, 45200 + i, 12 * 1024);
+        assert_eq!(again, fresh, "connection {i} on a reused socket sent {again} bytes at once, a fresh one {fresh}");
+    }
+}
