@@ -396,6 +396,12 @@ impl Slot {
         self.set.get_mut::<tcp::Socket>(self.handle)
     }
 
+    /// Whether smoltcp's socket has ended (CLOSED, or TIME_WAIT, which the engine keeps in its
+    /// own table): the service phase releases such a connection.
+    fn ended(&self) -> bool {
+        matches!(self.set.get::<tcp::Socket>(self.handle).state(), tcp::State::Closed | tcp::State::TimeWait)
+    }
+
     /// The next in-order byte the connection expects from its peer: the ISN, one for the SYN, and
     /// every byte received in order (read by the session, or waiting).
     fn rcv_nxt(&mut self) -> u32 {
@@ -715,16 +721,46 @@ impl Engine {
         self.iface.poll_maintenance(now);
         self.commands(now);
         let frames_before = self.stats.frames;
-        while let Some(frame) = device.peek() {
-            self.stats.frames += 1;
-            if !neighbor::addressed_to(frame, self.mac) {
-                device.skip(); // another station's (what smoltcp's Ethernet layer dropped)
-                continue;
+        let mut busy = false;
+        let mut reopened = None;
+        loop {
+            // Set when a frame must wait for the service phase: see `ingress`.
+            let mut wait = None;
+            while let Some(frame) = device.peek() {
+                self.stats.frames += 1;
+                if !neighbor::addressed_to(frame, self.mac) {
+                    device.skip(); // another station's (what smoltcp's Ethernet layer dropped)
+                    continue;
+                }
+                let src: [u8; 6] = frame[6..12].try_into().expect("addressed_to checked the length");
+                let class = flow::classify(frame, &self.addresses);
+                if let Some(t) = self.ingress(now, device, class, src, reopened) {
+                    wait = Some(t);
+                    break;
+                }
             }
-            let src: [u8; 6] = frame[6..12].try_into().expect("addressed_to checked the length");
-            let class = flow::classify(frame, &self.addresses);
-            self.ingress(now, device, class, src);
+            if wait.is_none() {
+                self.timers_due(now);
+            }
+            busy |= self.stats.frames != frames_before || !self.dirty.is_empty();
+            while let Some(id) = self.dirty.pop() {
+                self.service(now, device, id);
+            }
+            match wait {
+                Some(t) => reopened = Some(t),
+                None => break,
+            }
         }
+        if busy {
+            return Some(now);
+        }
+        let deferred = self.deferred.iter().map(|d| d.0).min();
+        let timers = earliest(self.timers.next_deadline(now), self.time_wait.next_expiry(now));
+        earliest(timers, earliest(deferred, self.reclaim.next_deadline()))
+    }
+
+    /// Expires TIME_WAIT entries, and marks the connections whose timers are due.
+    fn timers_due(&mut self, now: Instant) {
         self.time_wait.expire(now);
         let mut fired = std::mem::take(&mut self.fired);
         self.timers.advance(now, |id, tick| fired.push((id, tick)));
@@ -748,16 +784,6 @@ impl Engine {
         if self.reclaim.due(now) {
             self.sweep(now);
         }
-        let busy = self.stats.frames != frames_before || !self.dirty.is_empty();
-        while let Some(id) = self.dirty.pop() {
-            self.service(now, device, id);
-        }
-        if busy {
-            return Some(now);
-        }
-        let deferred = self.deferred.iter().map(|d| d.0).min();
-        let timers = earliest(self.timers.next_deadline(now), self.time_wait.next_expiry(now));
-        earliest(timers, earliest(deferred, self.reclaim.next_deadline()))
     }
 
     /// Says whether `frame` is for this engine, reading only its headers and the engine's tables
@@ -838,11 +864,30 @@ impl Engine {
     /// `src` is the frame's source MAC: what smoltcp sends while it takes a frame no connection owns
     /// (an RST, an ICMP echo reply) goes back there; its answer to a connection's segment goes to
     /// that connection's peer.
-    fn ingress<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, class: Frame, src: [u8; 6]) {
+    ///
+    /// Leaves the frame where it is and returns its 4-tuple if it is a new SYN on the 4-tuple of
+    /// a connection that ended in this burst (its last ACK or an RST came before it, and the
+    /// service phase has not released it yet), unless that is `reopened` (the one that waited
+    /// last). The peer opens again at once, as a Linux client does when its TIME_WAIT table is
+    /// full. The ended connection's socket would answer with an RST; after the service phase,
+    /// which releases that connection, the SYN meets TIME_WAIT's rules and the listener.
+    fn ingress<D: BurstDevice + ?Sized>(
+        &mut self,
+        now: Instant,
+        device: &mut D,
+        class: Frame,
+        src: [u8; 6],
+        reopened: Option<FourTuple>,
+    ) -> Option<FourTuple> {
         match self.demux(&class, device) {
             Demux::Flow(id) => {
                 let slot = &mut self.slots[id as usize];
                 let Frame::Tcp(seg) = class else { unreachable!("only TCP segments have a flow") };
+                let f = seg.flags;
+                if f.syn && !f.ack && !f.rst && slot.ended() && reopened != Some(seg.tuple) {
+                    self.stats.frames -= 1; // counted again when it is taken
+                    return Some(seg.tuple);
+                }
                 // The next in-order byte, read at most once for the checks below. The two before the
                 // SYN's note read it only after the handshake, when the initial sequence number it
                 // counts from no longer moves; the reclaim note reads it after that.
@@ -913,6 +958,7 @@ impl Engine {
                 }
             }
         }
+        None
     }
 
     /// The demux decision for a classified frame (counts what it decides).

@@ -76,6 +76,18 @@ impl Pair {
         self.now += d;
         self.cdev.refill();
         self.client.poll(self.now, &mut self.cdev, &mut self.sockets);
+        self.engine_poll();
+    }
+
+    /// The client's half of a step: it takes what the engine sent and sends what it has.
+    fn client_poll(&mut self) {
+        self.now += Duration::from_millis(1);
+        self.cdev.refill();
+        self.client.poll(self.now, &mut self.cdev, &mut self.sockets);
+    }
+
+    /// The engine's half of a step: it takes everything waiting for it, a burst at a time.
+    fn engine_poll(&mut self) {
         while self.edev.pending() > 0 {
             self.edev.refill();
             self.engine.poll(self.now, &mut self.edev);
@@ -137,6 +149,47 @@ fn echo_round_trip_of_one_mib_has_equal_sha256() {
     assert!(ok, "echoed {} of {} bytes", got.len(), data.len());
     assert_eq!(Sha256::digest(&got), Sha256::digest(&data));
     assert_eq!(p.engine.stats().established, 1);
+}
+
+/// A client whose TIME_WAIT table is full (Linux keeps 131,072 entries per namespace, then closes
+/// without one) can open a new connection on a 4-tuple at once: its last ACK of the old connection
+/// and the new SYN reach the engine in one burst. The SYN is a new connection for the listener,
+/// not a segment for the old connection's socket, which smoltcp has just closed and which would
+/// answer with an RST ("Connection refused", seen from a load generator's short connections).
+#[test]
+fn a_syn_right_behind_the_last_ack_on_its_four_tuple_opens_a_new_connection() {
+    let mut p = Pair::new(&config());
+    let old = p.connect(7, 40002);
+    assert!(p.run_until(100, |p| p.sock(old).may_send()));
+    p.sock(old).set_ack_delay(None); // its ACK of the engine's FIN leaves with the next poll
+    p.sock(old).send_slice(b"ping").unwrap();
+    p.sock(old).close();
+    // The client's data and FIN go; the echo service answers and closes: the engine's FIN waits
+    // in the client's inbound queue.
+    p.client_poll();
+    p.engine_poll();
+    assert!(p.cdev.pending() > 0, "the engine answered");
+    // The old socket takes the engine's FIN and sends its last ACK; the new socket's SYN, on the
+    // same 4-tuple, leaves in the same client poll, behind it. The engine gets both in one burst.
+    let new = p.connect(7, 40002);
+    p.client_poll();
+    assert_eq!(p.sock(old).state(), tcp::State::TimeWait);
+    assert_eq!(p.edev.pending(), 2, "the last ACK and the new SYN");
+    p.sockets.remove(old); // the client forgets it, as Linux does without a TIME_WAIT entry
+    assert!(p.run_until(100, |p| p.sock(new).state() != tcp::State::SynSent), "the new SYN got an answer");
+    assert_eq!(p.sock(new).state(), tcp::State::Established, "the new connection is accepted, not reset");
+    let st = p.engine.listener_stats(7).unwrap();
+    assert_eq!((st.syns, st.completed, st.refused), (2, 2, 0), "{st:?}");
+    assert_eq!(p.engine.stats().no_listener, 0);
+    let (open, closed) = (p.engine.stats().open, p.engine.stats().closed);
+    assert_eq!((open, closed), (1, 1), "the old connection ended, the new one is open");
+    // And the new connection works.
+    p.sock(new).send_slice(b"pong").unwrap();
+    let mut got = Vec::new();
+    assert!(p.run_until(100, |p| {
+        p.recv_all(new, &mut got);
+        got == b"pong"
+    }));
 }
 
 #[test]
