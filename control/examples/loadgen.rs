@@ -1,10 +1,16 @@
 //! A small load generator and kernel-path baseline server for measuring the appliance over
-//! net_tap with ordinary Linux sockets (used by `control/scripts/bench-tap.sh`).
+//! net_tap with ordinary Linux sockets (used by `control/scripts/bench-tap.sh`,
+//! `bench-proxy.sh` and `bench-gateway.sh`).
 //!
 //! - `loadgen echo --addr A:P --conns N --secs S --size B`: N connections, each doing B-byte
 //!   ping-pongs for S seconds; prints round trips per second.
 //! - `loadgen http --addr A:P --conns N --secs S`: N keep-alive connections, one GET in flight
 //!   each; prints requests per second.
+//! - `loadgen short --addr A:P --conns N --secs S --size B [--from A --sources K]`: N clients,
+//!   each connecting, sending B bytes, reading them back and closing, for S seconds, from K source
+//!   addresses (see `Mode::Short` for why); prints connections per second.
+//! - `loadgen bulk --addr A:P --secs S`: one connection sending and reading back as fast as it
+//!   can; prints Mbit/s each way.
 //! - `loadgen serve --echo A:P --http A:P`: the same services on the Linux TCP stack (a thread per
 //!   connection), as the baseline measured in the same run.
 //! - `loadgen udp-send --addr A:P --secs S --size B` sends B-byte datagrams as fast as it can and
@@ -12,8 +18,8 @@
 //!   arrives (for the gateway's forwarding benchmark, `control/scripts/bench-gateway.sh`).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +61,11 @@ enum Mode {
         size: usize,
     },
     /// Short connections: connect, send SIZE bytes, read them back, close; connections per second.
+    /// Each one this client closes waits in its TIME_WAIT for a minute, holding its 4-tuple, and
+    /// Linux reuses such a tuple only on loopback: one source address reaches a remote service
+    /// about 28,000 times a minute (the ephemeral ports), then `connect` fails with "Cannot assign
+    /// requested address". `--from A --sources N` spreads the connections over the N addresses
+    /// from A on (they must be this host's).
     Short {
         #[arg(long)]
         addr: SocketAddr,
@@ -64,6 +75,12 @@ enum Mode {
         secs: u64,
         #[arg(long, default_value_t = 64)]
         size: usize,
+        /// The first source address (default: the one the route gives).
+        #[arg(long)]
+        from: Option<Ipv4Addr>,
+        /// How many source addresses, from `--from` on.
+        #[arg(long, default_value_t = 1, requires = "from", value_parser = clap::value_parser!(u32).range(1..=65536))]
+        sources: u32,
     },
     /// Bulk: one connection to an echo service, sending and reading back as fast as it can;
     /// Mbit/s each way.
@@ -100,12 +117,15 @@ fn main() -> anyhow::Result<()> {
             println!("http {addr}: {rate:.0} requests/s ({conns} keep-alive conns)");
         }
         Mode::Serve { echo, http, body } => serve(echo, http, body)?,
-        Mode::Short { addr, conns, secs, size } => {
+        Mode::Short { addr, conns, secs, size, from, sources } => {
+            let next = Arc::new(AtomicU32::new(0));
             let rate = drive(conns, secs, move |stop, count| {
                 let msg = vec![0x5a; size];
                 let mut back = vec![0; size];
                 while !stop.load(Ordering::Relaxed) {
-                    let mut s = connect(addr)?;
+                    let source =
+                        from.map(|a| Ipv4Addr::from(u32::from(a) + next.fetch_add(1, Ordering::Relaxed) % sources));
+                    let mut s = connect_from(addr, source)?;
                     s.write_all(&msg)?;
                     s.read_exact(&mut back)?;
                     drop(s);
@@ -212,10 +232,45 @@ where
 }
 
 fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| format!("connect {addr}"))?;
+    connect_from(addr, None)
+}
+
+/// Connects to `addr` from `source`, if given, with a port chosen at connect time
+/// (`IP_BIND_ADDRESS_NO_PORT`), so that one source port serves many destinations.
+fn connect_from(addr: SocketAddr, source: Option<Ipv4Addr>) -> anyhow::Result<TcpStream> {
+    let s = match source {
+        None => TcpStream::connect_timeout(&addr, Duration::from_secs(5)),
+        Some(ip) => bound_connect(addr, ip),
+    }
+    .with_context(|| match source {
+        Some(ip) => format!("connect {addr} from {ip}"),
+        None => format!("connect {addr}"),
+    })?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     Ok(s)
+}
+
+fn bound_connect(addr: SocketAddr, ip: Ipv4Addr) -> std::io::Result<TcpStream> {
+    use std::os::fd::AsRawFd;
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option value of the size given.
+    let ret = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if ret != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    s.bind(&SocketAddr::from((ip, 0)).into())?;
+    s.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    Ok(s.into())
 }
 
 fn echo_client(addr: SocketAddr, size: usize, stop: &AtomicBool, count: &AtomicU64) -> anyhow::Result<()> {
