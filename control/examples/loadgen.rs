@@ -118,6 +118,11 @@ fn main() -> anyhow::Result<()> {
         }
         Mode::Serve { echo, http, body } => serve(echo, http, body)?,
         Mode::Short { addr, conns, secs, size, from, sources } => {
+            if let Some(a) = from {
+                if u32::from(a).checked_add(sources - 1).is_none() {
+                    bail!("--from {a} --sources {sources}: the addresses would pass 255.255.255.255");
+                }
+            }
             let next = Arc::new(AtomicU32::new(0));
             let rate = drive(conns, secs, move |stop, count| {
                 let msg = vec![0x5a; size];
