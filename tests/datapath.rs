@@ -142,7 +142,7 @@ fn a_client_reusing_its_four_tuple_at_once_is_never_refused() {
     let out = f.ns.command("sysctl").args(["-q", "-w", "net.ipv4.tcp_max_tw_buckets=0"]).output().expect("sysctl");
     assert!(out.status.success(), "sysctl: {}", String::from_utf8_lossy(&out.stderr));
     let (done, refused) = f.ns.run(|| {
-        let local = std::net::SocketAddr::from(([198, 18, 0, 1], 40000));
+        let local = std::net::SocketAddr::new(common::HOST.parse().unwrap(), 40000);
         let mut refused = 0;
         for i in 0..20_000 {
             let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();

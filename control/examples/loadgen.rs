@@ -257,22 +257,9 @@ fn connect_from(addr: SocketAddr, source: Option<Ipv4Addr>) -> anyhow::Result<Tc
 }
 
 fn bound_connect(addr: SocketAddr, ip: Ipv4Addr) -> std::io::Result<TcpStream> {
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket and a c_int option value of the size given.
-    let ret = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if ret != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    control::switch::sys::set_bind_address_no_port(s.as_fd())?;
     s.bind(&SocketAddr::from((ip, 0)).into())?;
     s.connect_timeout(&addr.into(), Duration::from_secs(5))?;
     Ok(s.into())

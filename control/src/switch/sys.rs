@@ -189,6 +189,12 @@ pub fn set_fastopen_listen(fd: BorrowedFd<'_>, queue: i32) -> io::Result<()> {
     setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_FASTOPEN, queue)
 }
 
+/// IP_BIND_ADDRESS_NO_PORT: a `bind` to an address with port 0 leaves the port to `connect`,
+/// which picks one free for that destination (so one source port serves many destinations).
+pub fn set_bind_address_no_port(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
+}
+
 /// TCP_USER_TIMEOUT: unacknowledged data (a SYN included) aborts the connection with ETIMEDOUT
 /// after this long.
 pub fn set_user_timeout(fd: BorrowedFd<'_>, t: Duration) -> io::Result<()> {
