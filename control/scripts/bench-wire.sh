@@ -10,6 +10,9 @@
 #     macswap echo on CPU 0): the raw packet rate of the wire the appliance sits on;
 #  4. dpdk-testpmd io forwarding between both ends of a memif pair inside one process, one
 #     forwarding core (no cross-core traffic): the wire's rate with both ends on one core.
+# Every run also reports the hypervisor's steal on CPUs 0 and 1 over its measured window
+# (/proc/stat): the machines are VMs on shared hosts, and the host taking a CPU away slows a run
+# from outside, whatever the code does.
 # Needs root. SECS, REPEAT, SHORT_CONNS, PERSISTENT_CONNS, CHECKSUMS as the wire bench takes them:
 # by default both ends of the memif wire send and check no IPv4/TCP checksums (`checksums =
 # "none"`, a trusted memory wire, as Linux's loopback skips them); CHECKSUMS=port has smoltcp
@@ -83,6 +86,14 @@ CFG
 
 secs=${SECS:-5}
 [ "$secs" -ge 3 ] || { echo "bench-wire: SECS must be at least 3" >&2; exit 1; }
+# The hypervisor's steal so far on CPUs 0 and 1 (/proc/stat, clock ticks), and the time:
+# "ticks0 ticks1 seconds". Exported for the testpmd command feeders, which run in `bash -c`.
+steal_now() { awk -v t="$(date +%s.%N)" '/^cpu0 / { a = $9 } /^cpu1 / { b = $9 } END { print a, b, t }' /proc/stat; }
+export -f steal_now
+# Percent of the wall time between two steal_now samples ($1, $2) stolen from CPU 0 and CPU 1.
+steal_share() {
+    echo "$1 $2" | awk -v hz="$(getconf CLK_TCK)" '{ w = $6 - $3; printf "%.1f %.1f\n", 100 * ($4 - $1) / hz / w, 100 * ($5 - $2) / hz / w }'
+}
 # Busy time and frames of the appliance's core, from its control socket: "busy_us elapsed_us frames"
 # (python3 reads the JSON; Debian's dpdk package depends on it).
 core_counters() {
@@ -92,7 +103,8 @@ core_counters() {
 # One loadgen run against a fresh appliance; prints loadgen's line and the appliance core's load
 # over a window inside the run (from one second after traffic starts to one second before loadgen's
 # SECS end, timed by the core's own clock), and appends "rate frames_per_s frames_per_busy_s
-# appliance_busy_% loadgen_busy_%" to $tmp/$1 (loadgen's own core over its window, from its line).
+# appliance_busy_% loadgen_busy_% steal0_% steal1_%" to $tmp/$1 (loadgen's own core over its
+# window, from its line; the host's steal on each CPU over the appliance's window).
 appliance_run() {
     local mode=$1 conns=$2
     # Emptied here, not by the background job's redirection: that runs asynchronously, and the
@@ -110,7 +122,7 @@ appliance_run() {
         tail -20 "$tmp/srv.log" >&2
         exit 1
     fi
-    local idle before after
+    local idle before after s0 s1
     idle=$(core_counters)
     "$bin" loadgen --config "$tmp/cli.toml" --target 198.18.0.2:7 --mode "$mode" --conns "$conns" --secs "$secs" 2>/dev/null |
         grep '^loadgen' > "$tmp/line" &
@@ -120,36 +132,42 @@ appliance_run() {
         sleep 0.1
     done
     sleep 1
+    s0=$(steal_now)
     before=$(core_counters)
     sleep $((secs - 2))
     after=$(core_counters)
+    s1=$(steal_now)
     wait "$lg"
     stop_server
     cat "$tmp/line"
     read -r b0 e0 f0 <<< "$before"
     read -r b1 e1 f1 <<< "$after"
     awk -v r="$(awk '{ print $3 }' "$tmp/line")" -v lb="$(sed -n 's/.* busy \([0-9.]*\)%$/\1/p' "$tmp/line")" \
-        -v b=$((b1 - b0)) -v e=$((e1 - e0)) -v f=$((f1 - f0)) -v out="$tmp/$mode" 'BEGIN {
-        printf "  appliance core over %.1f s inside the run: %.0f frames/s (rx+tx), busy %.1f%%, %.0f frames per busy second; load generator core busy %s%%\n", e / 1e6, f * 1e6 / e, 100 * b / e, f * 1e6 / b, lb
-        printf "%s %.0f %.0f %.1f %s\n", r, f * 1e6 / e, f * 1e6 / b, 100 * b / e, lb >> out }'
+        -v b=$((b1 - b0)) -v e=$((e1 - e0)) -v f=$((f1 - f0)) -v st="$(steal_share "$s0" "$s1")" -v out="$tmp/$mode" 'BEGIN {
+        split(st, h, " ")
+        printf "  appliance core over %.1f s inside the run: %.0f frames/s (rx+tx), busy %.1f%%, %.0f frames per busy second; load generator core busy %s%%; host steal CPU 0 %s%%, CPU 1 %s%%\n", e / 1e6, f * 1e6 / e, 100 * b / e, f * 1e6 / b, lb, h[1], h[2]
+        printf "%s %.0f %.0f %.1f %s %s\n", r, f * 1e6 / e, f * 1e6 / b, 100 * b / e, lb, st >> out }'
 }
 # The same workload on Linux right after a two-process run (the wire bench's mio server on CPU 0,
-# client on CPU 1): prints its line and appends the rate to $tmp/linux-$1.
+# client on CPU 1): prints its line and appends the rate to $tmp/linux-$1, the host's steal on each
+# CPU over the whole command to $tmp/steal-linux-$1.
 linux_run() {
-    local mode=$1 line
+    local mode=$1 line s0
+    s0=$(steal_now)
     line=$(KERNEL_ONLY=1 REPEAT=1 SECS="$secs" cargo bench --locked -q -p switchyard-dataplane --bench wire 2>/dev/null |
         grep "^linux $([ "$mode" = short ] && echo short || echo persistent)")
-    echo "$line"
+    steal_share "$s0" "$(steal_now)" >> "$tmp/steal-linux-$mode"
+    echo "$line; host steal CPU 0 / CPU 1: $(tail -1 "$tmp/steal-linux-$mode" | sed 's| |% / |')%"
     echo "$line" | awk '{ print $(NF - 1) }' >> "$tmp/linux-$mode"
 }
 # The same wire between two testpmd processes: flowgen (CPU 1) sends 64 B frames as fast as it can
 # and drops what comes back; macswap (CPU 0, where the appliance runs) echoes each frame. Prints
 # the echo side's rx+tx packets/s (what the appliance's port would carry) and appends it to
-# $tmp/ceiling2.
+# $tmp/ceiling2, and the host's steal over the measured window to $tmp/steal-ceiling2.
 testpmd_pair() {
     local sock=$tmp/pair.sock samples=""
     rm -f "$sock"
-    local ask="sleep 3; echo start; sleep 2; echo 'show port stats all'; sleep $secs; echo 'show port stats all'; sleep 1; echo stop; sleep 1; echo quit; sleep 1"
+    local ask="sleep 3; echo start; sleep 2; echo 'show port stats all'; steal_now > $tmp/s0; sleep $secs; steal_now > $tmp/s1; echo 'show port stats all'; sleep 1; echo stop; sleep 1; echo quit; sleep 1"
     bash -c "$ask" | timeout 60 dpdk-testpmd --no-huge -m 1024 --no-pci --file-prefix="sy-pair-a-$$" -l 0,1 --main-lcore 1 \
         --vdev="net_memif0,role=server,socket=$sock,id=0" --log-level=warning -- \
         -i --total-num-mbufs=32768 --forward-mode=macswap --port-topology=loop > "$tmp/pair-a.out" 2>&1 &
@@ -163,7 +181,8 @@ testpmd_pair() {
     pair_pid=""
     samples=$(awk '/Rx-pps:/ { rx = $2 } /Tx-pps:/ { tx = $2 } END { print rx, tx }' "$tmp/pair-a.out")
     read -r rx tx <<< "$samples"
-    echo "testpmd pair (flowgen on CPU 1 -> macswap on CPU 0, 64 B): echo side ${rx} rx + ${tx} tx = $((rx + tx)) packets/s"
+    steal_share "$(cat "$tmp/s0")" "$(cat "$tmp/s1")" >> "$tmp/steal-ceiling2"
+    echo "testpmd pair (flowgen on CPU 1 -> macswap on CPU 0, 64 B): echo side ${rx} rx + ${tx} tx = $((rx + tx)) packets/s; host steal CPU 0 / CPU 1: $(tail -1 "$tmp/steal-ceiling2" | sed 's| |% / |')%"
     echo $((rx + tx)) >> "$tmp/ceiling2"
 }
 
@@ -182,12 +201,13 @@ done
 # SECS later, and read the second sample.
 : > "$tmp/ceiling1"
 for _ in $(seq "${REPEAT:-3}"); do
-    out=$( (sleep 3; echo "start tx_first"; sleep 1; echo "show port stats all"; sleep "$secs"; echo "show port stats all"; sleep 1; echo "stop"; sleep 1; echo "quit"; sleep 1) |
+    out=$( (sleep 3; echo "start tx_first"; sleep 1; echo "show port stats all"; steal_now > "$tmp/s0"; sleep "$secs"; steal_now > "$tmp/s1"; echo "show port stats all"; sleep 1; echo "stop"; sleep 1; echo "quit"; sleep 1) |
         timeout 60 dpdk-testpmd --no-huge -m 1024 --no-pci --file-prefix="sy-ceiling-$$" -l 0-1 \
             --vdev="net_memif0,role=server,socket=$tmp/ceiling.sock,id=0" --vdev="net_memif1,role=client,socket=$tmp/ceiling.sock,id=0" \
             --log-level=warning -- -i --total-num-mbufs=32768 --forward-mode=io 2>&1)
     pps=$(echo "$out" | awk '/Rx-pps:/ { v[++n] = $2 } END { print v[n-1] + v[n] }')
-    echo "one process: dpdk-testpmd io forwarding between both ends of a memif pair, one forwarding core: ${pps} packets/s received (both ports)"
+    steal_share "$(cat "$tmp/s0")" "$(cat "$tmp/s1")" >> "$tmp/steal-ceiling1"
+    echo "one process: dpdk-testpmd io forwarding between both ends of a memif pair, one forwarding core: ${pps} packets/s received (both ports); host steal CPU 0 / CPU 1: $(tail -1 "$tmp/steal-ceiling1" | sed 's| |% / |')%"
     echo "$pps" >> "$tmp/ceiling1"
 done
 
@@ -203,6 +223,14 @@ echo "  cores busy, persistent requests: appliance $(mmm "$tmp/persistent" 4) %,
 echo "  cores busy, short connections: appliance $(mmm "$tmp/short" 4) %, load generator $(mmm "$tmp/short" 5) %"
 echo "  ceiling, same two-process wire (testpmd echo side rx+tx): $(mmm "$tmp/ceiling2" 1)"
 echo "  ceiling, one process, one core for both ends (testpmd io, rx both ports): $(mmm "$tmp/ceiling1" 1)"
+# The host's steal: median (max) of CPU 0's and of CPU 1's share, from columns $2 and $3 of $1.
+smm() {
+    awk -v a="$2" -v b="$3" '{ print $a, $b }' "$1" | sort -n -k1,1 | awk '{ v[NR] = $1; m = $1 > m ? $1 : m } END { printf "CPU 0 %.1f%% (max %.1f)", v[int((NR + 1) / 2)], m }'
+    awk -v a="$2" -v b="$3" '{ print $a, $b }' "$1" | sort -n -k2,2 | awk '{ v[NR] = $2; m = $2 > m ? $2 : m } END { printf ", CPU 1 %.1f%% (max %.1f)", v[int((NR + 1) / 2)], m }'
+}
+echo "  host steal over the measured windows, medians (max): appliance, persistent requests $(smm "$tmp/persistent" 6 7); short connections $(smm "$tmp/short" 6 7)"
+echo "    Linux right after, persistent $(smm "$tmp/steal-linux-persistent" 1 2); short $(smm "$tmp/steal-linux-short" 1 2)"
+echo "    testpmd pair $(smm "$tmp/steal-ceiling2" 1 2); testpmd one process $(smm "$tmp/steal-ceiling1" 1 2)"
 # Against the Linux runs made right after each two-process run: the ratio of the medians, and the
 # median (min, max) of the paired ratios, each run over the Linux run moments after it.
 paired() { paste -d' ' <(cut -d' ' -f1 "$tmp/$1") "$tmp/linux-$1" | awk '{ print $1 / $2 }' > "$tmp/paired-$1"; }

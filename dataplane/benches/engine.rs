@@ -21,6 +21,8 @@
 //!    request; the figure is engine time per request. The ratio 1M/1k is the target (<= 1.2). A
 //!    second engine holding 1k connections is measured in turn with the growing one at every step,
 //!    so each ratio compares runs made under the same machine conditions (the machines are shared).
+//!    The last column is the hypervisor's steal over each engine's runs (`lcore::HostSteal`): time
+//!    the host took the CPU away inside a timed poll counts as engine time.
 //! 2. **Handshakes/s**: engine time per completed handshake while opening those connections.
 //! 3. **Short connections/s**: connect, 64-byte request, 64-byte echo, close (client first), 256
 //!    at a time.
@@ -36,6 +38,7 @@ use std::time::{Duration, Instant as Clock};
 
 use dataplane::engine::flow::{plain_tcp, tcp_frame_len, write_tcp_frame};
 use dataplane::engine::{neighbor, BacklogPolicy, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull};
+use dataplane::lcore::HostSteal;
 use dataplane::phy::{BurstDevice, MemoryDevice, MemoryLink};
 use dataplane::services::ServiceKind;
 use smoltcp::phy::{Device, RxToken, TxToken};
@@ -579,8 +582,8 @@ fn main() {
     let (rx_buf, tx_buf) = (env("RX_BUF", 2048) as usize, env("TX_BUF", 2048) as usize);
     let mut b = Bench::with_buffers(max_conns, rx_buf, tx_buf);
     let mut opened = 0;
-    println!("| established | ns/request (min / median / max) | same run, 1k engine (median) | ratio to 1k | handshake ns | RSS MiB |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| established | ns/request (min / median / max) | same run, 1k engine (median) | ratio to 1k | handshake ns | RSS MiB | host steal % (its runs / 1k runs) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for target in [1_000u32, 10_000, 100_000, 1_000_000] {
         let target = target.min(max_conns);
         if target <= opened {
@@ -591,16 +594,30 @@ fn main() {
         assert_eq!(b.engine.stats().open, opened as usize, "all connections established");
         b.exchange(active, 20); // warm
         let (mut big, mut small) = (Vec::new(), Vec::new());
+        // The host's steal over each engine's runs (wall time, stolen time): the machines are VMs,
+        // and a stolen millisecond inside a timed poll counts as engine time.
+        let (mut big_steal, mut small_steal) = ((Duration::ZERO, Duration::ZERO), (Duration::ZERO, Duration::ZERO));
+        let timed = |steal: &mut (Duration, Duration), run: &mut dyn FnMut() -> f64| {
+            let t0 = HostSteal::now().expect("/proc/stat");
+            let clock = std::time::Instant::now();
+            let ns = run();
+            steal.0 += clock.elapsed();
+            steal.1 += HostSteal::now().expect("/proc/stat").stolen_all_since(&t0);
+            ns
+        };
         for _ in 0..repeat {
-            small.push(base.exchange(active, rounds));
-            big.push(b.exchange(active, rounds));
+            small.push(timed(&mut small_steal, &mut || base.exchange(active, rounds)));
+            big.push(timed(&mut big_steal, &mut || b.exchange(active, rounds)));
         }
         let (lo, med, hi) = stats(&mut big);
         let (_, base_med, _) = stats(&mut small);
+        let pct = |(wall, stolen): (Duration, Duration)| 100.0 * stolen.as_secs_f64() / wall.as_secs_f64();
         println!(
-            "| {target} | {lo:.0} / {med:.0} / {hi:.0} | {base_med:.0} | {:.2} | {hs:.0} | {:.0} |",
+            "| {target} | {lo:.0} / {med:.0} / {hi:.0} | {base_med:.0} | {:.2} | {hs:.0} | {:.0} | {:.1} / {:.1} |",
             med / base_med,
-            rss_mib()
+            rss_mib(),
+            pct(big_steal),
+            pct(small_steal)
         );
         if target == max_conns {
             println!(

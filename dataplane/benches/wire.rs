@@ -19,6 +19,8 @@
 //! generator near 100 % means the figure is its limit, not the echo server's.
 //! Each fast run is also divided by the Linux run right after it: on a machine whose speed moves
 //! within the hour, those paired ratios (min/median/max) compare runs made moments apart.
+//! The line ends with the hypervisor's steal on each CPU (median share of the runs' wall time, from
+//! `/proc/stat`): the machines are VMs, and the host taking a CPU away slows a run from outside.
 //! `KERNEL=0` skips the Linux runs (to profile the fast path alone); `KERNEL_ONLY=1` makes only
 //! them, printing one line per run (`control/scripts/bench-wire.sh` interleaves them with its
 //! two-process runs).
@@ -33,7 +35,7 @@ use dataplane::dpdk::clock::TscClock;
 use dataplane::dpdk::launch::run_on_lcores;
 use dataplane::dpdk::{Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
 use dataplane::engine::{BacklogPolicy, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull};
-use dataplane::lcore::BusyMeter;
+use dataplane::lcore::{BusyMeter, HostSteal};
 use dataplane::phy::{BurstDevice, PortDevice};
 use dataplane::services::{LoadGen, LoadMode, LoadSpec, LoadStats, ServiceKind, Session};
 
@@ -57,6 +59,12 @@ fn pin(cpu: usize) {
 
 fn clock(tsc: &TscClock) -> EngineInstant {
     EngineInstant::from_micros(tsc.micros())
+}
+
+/// Percent of the wall time since `earlier` the host stole from CPU 0 and from CPU 1.
+fn steal_since(earlier: &HostSteal) -> [f64; 2] {
+    let now = HostSteal::now().expect("/proc/stat");
+    [0, 1].map(|cpu| now.percent_since(earlier, cpu))
 }
 
 /// A core's loop, metered: its busy share over the measured window, from `warm` after the run's
@@ -403,24 +411,35 @@ fn main() {
     );
     for (name, mode, conns, unit) in workloads() {
         let (mut fast, mut kern, mut client_busy, mut server_busy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // Per CPU: [CPU 0 in fast runs, CPU 1 in fast runs, CPU 0 in Linux runs, CPU 1 in Linux runs].
+        let mut steal: [Vec<f64>; 4] = Default::default();
         for _ in 0..repeat {
+            let taken = HostSteal::now().expect("/proc/stat");
             let (rate, c, s) = fast_run(&origin, &eal, &mut server, &mut client, mode, conns, secs);
+            let [s0, s1] = steal_since(&taken);
             fast.push(rate);
             client_busy.push(100.0 * c);
             server_busy.push(100.0 * s);
+            steal[0].push(s0);
+            steal[1].push(s1);
+            let taken = HostSteal::now().expect("/proc/stat");
             if env("KERNEL", 1) != 0 {
                 kern.push(kernel_run(mode, conns, secs));
             } else {
                 kern.push(f64::NAN);
             }
+            let [k0, k1] = steal_since(&taken);
+            steal[2].push(k0);
+            steal[3].push(k1);
         }
+        let [sf0, sf1, sk0, sk1] = steal.each_mut().map(|v| stats(v).1);
         let mut paired: Vec<f64> = fast.iter().zip(&kern).map(|(f, k)| f / k).collect();
         let (p_lo, p_med, p_hi) = stats(&mut paired);
         let (f_lo, f_med, f_hi) = stats(&mut fast);
         let (k_lo, k_med, k_hi) = stats(&mut kern);
         let (cb, sb) = (stats(&mut client_busy).1, stats(&mut server_busy).1);
         println!(
-            "{name} ({conns} concurrent, {SIZE} B): fast {f_med:.0} {unit} (min {f_lo:.0}, max {f_hi:.0}); Linux {k_med:.0} (min {k_lo:.0}, max {k_hi:.0}); ratio fast/Linux {:.1}; paired ratios {p_med:.1} (min {p_lo:.1}, max {p_hi:.1}); fast cores busy (medians): load generator {cb:.1}%, echo server {sb:.1}%",
+            "{name} ({conns} concurrent, {SIZE} B): fast {f_med:.0} {unit} (min {f_lo:.0}, max {f_hi:.0}); Linux {k_med:.0} (min {k_lo:.0}, max {k_hi:.0}); ratio fast/Linux {:.1}; paired ratios {p_med:.1} (min {p_lo:.1}, max {p_hi:.1}); fast cores busy (medians): load generator {cb:.1}%, echo server {sb:.1}%; host steal on CPU 0 / CPU 1 (medians): fast runs {sf0:.1}% / {sf1:.1}%, Linux runs {sk0:.1}% / {sk1:.1}%",
             f_med / k_med
         );
     }

@@ -137,6 +137,68 @@ impl BusyMeter {
     }
 }
 
+/// The hypervisor's steal time per CPU, read from `/proc/stat`: time the host ran something else
+/// while this VM's vCPU had work to do. A poll-mode core on a VM loses that share of its wall time
+/// from outside, whatever the engine does; the benchmarks print it beside their figures.
+#[derive(Clone, Debug)]
+pub struct HostSteal {
+    /// Steal per CPU, in clock ticks (`USER_HZ`), indexed by CPU number.
+    ticks: Vec<u64>,
+    at: std::time::Instant,
+}
+
+impl HostSteal {
+    /// `/proc/stat`'s tick rate: the kernel's `USER_HZ`, 100 on x86 and arm64 whatever the kernel's
+    /// own `HZ` (what `sysconf(_SC_CLK_TCK)` answers).
+    const USER_HZ: u64 = 100;
+
+    /// The counters now.
+    pub fn now() -> std::io::Result<HostSteal> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        Ok(HostSteal { ticks: Self::parse(&stat), at: std::time::Instant::now() })
+    }
+
+    /// Steal ticks per CPU from the `cpuN` lines of `/proc/stat` (`cpuN user nice system idle iowait
+    /// irq softirq steal ...`); a CPU whose line lacks the field counts 0.
+    fn parse(stat: &str) -> Vec<u64> {
+        let mut ticks = Vec::new();
+        for line in stat.lines() {
+            let mut fields = line.split_whitespace();
+            let Some(cpu) = fields.next().and_then(|n| n.strip_prefix("cpu")).and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            if ticks.len() <= cpu {
+                ticks.resize(cpu + 1, 0);
+            }
+            ticks[cpu] = fields.nth(7).and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+        ticks
+    }
+
+    /// Time stolen from `cpu` between `earlier` and `self` (zero for a CPU not listed).
+    pub fn stolen_since(&self, earlier: &HostSteal, cpu: usize) -> Duration {
+        let at = |s: &HostSteal| s.ticks.get(cpu).copied().unwrap_or(0);
+        Duration::from_millis(at(self).saturating_sub(at(earlier)) * 1000 / Self::USER_HZ)
+    }
+
+    /// Time stolen from all CPUs together since `earlier`: a thread that may run on any CPU
+    /// loses at most this (an idle vCPU has nothing to be stolen).
+    pub fn stolen_all_since(&self, earlier: &HostSteal) -> Duration {
+        (0..self.ticks.len()).map(|cpu| self.stolen_since(earlier, cpu)).sum()
+    }
+
+    /// Percent of the wall time between `earlier` and `self` stolen from `cpu`.
+    pub fn percent_since(&self, earlier: &HostSteal, cpu: usize) -> f64 {
+        let wall = self.at.duration_since(earlier.at).as_secs_f64();
+        if wall > 0.0 {
+            100.0 * self.stolen_since(earlier, cpu).as_secs_f64() / wall
+        } else {
+            0.0
+        }
+    }
+}
+
 /// Idle back-off state, separate from the loop so it can be tested without a device.
 #[derive(Debug)]
 pub struct Backoff {
@@ -305,6 +367,23 @@ pub fn run_answering<D: BurstDevice>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_steal_reads_the_eighth_counter_of_each_cpu_line() {
+        let stat =
+            "cpu  10 0 5 100 1 0 2 9 0 0\ncpu0 5 0 2 50 1 0 1 4 0 0\ncpu1 5 0 3 50 0 0 1 5 0 0\nintr 1 2 3\nctxt 7\n";
+        assert_eq!(HostSteal::parse(stat), vec![4, 5], "the aggregate line and other lines skipped");
+        assert_eq!(HostSteal::parse("cpu3 1 2 3\n"), vec![0, 0, 0, 0], "a short line counts 0");
+        let hz = HostSteal::USER_HZ;
+        let t = std::time::Instant::now();
+        let before = HostSteal { ticks: vec![4, 5], at: t };
+        let after = HostSteal { ticks: vec![4 + hz / 10, 5 + hz], at: t + Duration::from_secs(2) };
+        assert_eq!(after.stolen_since(&before, 1), Duration::from_secs(1));
+        assert_eq!(after.stolen_since(&before, 7), Duration::ZERO, "a CPU not listed");
+        assert_eq!(after.stolen_all_since(&before), Duration::from_millis(1100));
+        assert!((after.percent_since(&before, 1) - 50.0).abs() < 1e-9);
+        assert!(!HostSteal::now().expect("/proc/stat").ticks.is_empty(), "this machine's CPUs");
+    }
 
     /// A clock that panics at its `n`th reading, as a core whose engine hits a bug.
     struct PanicsAt(std::sync::atomic::AtomicU32, u32);
