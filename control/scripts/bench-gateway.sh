@@ -6,10 +6,12 @@
 # (198.18.0.3), each tap a net_tap port, each side a namespace. A Linux UDP sender on side A sends
 # SIZE-byte datagrams to side B as fast as it can for SECS seconds; a counter on side B reports
 # what arrived. "busy": at the same time, echo clients on both sides (CONNS each) ping-pong 64-byte
-# messages with the embedded engine. Phases are interleaved REPEAT times; min/median/max printed.
+# messages with the embedded engine. Phases are interleaved REPEAT times; min/median/max printed,
+# with the hypervisor's steal on CPUs 0 and 1 over each round (control/scripts/steal.sh).
 #
 # Usage (root): control/scripts/bench-gateway.sh      SECS=5 REPEAT=3 SIZE=64 CONNS=4
 set -euo pipefail
+. "$(dirname "$0")/steal.sh"
 SECS=${SECS:-5}
 REPEAT=${REPEAT:-3}
 SIZE=${SIZE:-64}
@@ -27,7 +29,8 @@ cleanup() {
     for ns in $A $B $G; do ip netns del "$ns" 2>/dev/null || true; done
     rmdir /var/run/dpdk/bench-gateway 2>/dev/null || true
 }
-trap 'cleanup; rm -f "$log"' EXIT
+steal_log=$(mktemp /tmp/bench-gateway.XXXXXX.steal)
+trap 'cleanup; rm -f "$log" "$steal_log" "$steal_log.plain"' EXIT
 
 start() { # start [gateway flags]
     cleanup
@@ -77,15 +80,19 @@ stats() { # min median max of the numbers on stdin
 idle=() busy=() plain=() echo_rt=()
 start
 for r in $(seq "$REPEAT"); do
+    s0=$(steal_now)
     read -r got sent < <(phase idle); idle+=("$got")
     echo "round $r idle: $got datagrams/s forwarded ($sent/s sent)" >&2
     read -r got sent ea eb < <(phase busy); busy+=("$got"); echo_rt+=("$(awk -v a="$ea" -v b="$eb" 'BEGIN {print a + b}')")
-    echo "round $r busy: $got datagrams/s forwarded ($sent/s sent), echo $ea + $eb round trips/s" >&2
+    steal_share "$s0" "$(steal_now)" >> "$steal_log"
+    echo "round $r busy: $got datagrams/s forwarded ($sent/s sent), echo $ea + $eb round trips/s; host steal over the round CPU 0 / CPU 1: $(tail -1 "$steal_log" | sed 's| |% / |')%" >&2
 done
 start --no-engine
 for r in $(seq "$REPEAT"); do
+    s0=$(steal_now)
     read -r got sent < <(phase idle); plain+=("$got")
-    echo "round $r plain l2fwd: $got datagrams/s forwarded ($sent/s sent)" >&2
+    steal_share "$s0" "$(steal_now)" >> "$steal_log.plain"
+    echo "round $r plain l2fwd: $got datagrams/s forwarded ($sent/s sent); host steal CPU 0 / CPU 1: $(tail -1 "$steal_log.plain" | sed 's| |% / |')%" >&2
 done
 cleanup
 
@@ -98,3 +105,4 @@ echo "  plain l2fwd (--no-engine):       $(printf '%s\n' "${plain[@]}" | stats)"
 echo "  engine embedded, idle:           $(printf '%s\n' "${idle[@]}" | stats)"
 echo "  engine embedded, serving echo:   $(printf '%s\n' "${busy[@]}" | stats)   (echo: $(printf '%s\n' "${echo_rt[@]}" | stats) round trips/s, both sides)"
 awk -v i="$mi" -v b="$mb" -v p="$mp" 'BEGIN {printf "  ratios of medians: idle/plain %.3f, busy/idle %.3f\n", i / p, b / i}'
+echo "  host steal, medians (max): engine rounds $(steal_summary < "$steal_log"); plain rounds $(steal_summary < "$steal_log.plain")"

@@ -5,10 +5,12 @@
 # A third column is the same clients against the appliance's own echo service: the tap and the
 # engine without the proxy, i.e. the part of the cost that is the wire.
 # Bulk: one connection echoing as fast as it can (Mbit/s each way). Short: 16 clients doing
-# connect, 64 B, echo, close (connections/s). Interleaved REPEAT times; min/median/max printed.
+# connect, 64 B, echo, close (connections/s). Interleaved REPEAT times; min/median/max printed,
+# with the hypervisor's steal on CPUs 0 and 1 over each round (control/scripts/steal.sh).
 #
 # Usage (root): control/scripts/bench-proxy.sh      SECS=5 REPEAT=3
 set -euo pipefail
+. "$(dirname "$0")/steal.sh"
 SECS=${SECS:-5}
 REPEAT=${REPEAT:-3}
 [ "$(id -u)" = 0 ] || { echo "bench-proxy: needs root (a namespace, net_tap)" >&2; exit 1; }
@@ -68,13 +70,15 @@ stats() { sort -n | awk '{v[NR]=$1} END {printf "min %.0f  median %.0f  max %.0f
 med() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 pb=() db=() eb=() ps=() ds=() es=()
 for r in $(seq "$REPEAT"); do
+    s0=$(steal_now)
     pb+=("$(ip netns exec $ns "$lg" bulk --addr 198.18.0.2:8080 --secs "$SECS" | num)")
     db+=("$(ip netns exec $ns "$lg" bulk --addr 127.0.0.1:5101 --secs "$SECS" | num)")
     eb+=("$(ip netns exec $ns "$lg" bulk --addr 198.18.0.2:7 --secs "$SECS" | num)")
     ps+=("$(ip netns exec $ns "$lg" short --addr 198.18.0.2:8080 --conns 16 --secs "$SECS" "${sources[@]}" | num)")
     ds+=("$(ip netns exec $ns "$lg" short --addr 127.0.0.1:5101 --conns 16 --secs "$SECS" | num)")
     es+=("$(ip netns exec $ns "$lg" short --addr 198.18.0.2:7 --conns 16 --secs "$SECS" "${sources[@]}" | num)")
-    echo "round $r: bulk proxy ${pb[-1]} / direct ${db[-1]} / appliance echo ${eb[-1]} Mbit/s; short proxy ${ps[-1]} / direct ${ds[-1]} / appliance echo ${es[-1]} conns/s" >&2
+    steal_share "$s0" "$(steal_now)" >> "$tmp/steal"
+    echo "round $r: bulk proxy ${pb[-1]} / direct ${db[-1]} / appliance echo ${eb[-1]} Mbit/s; short proxy ${ps[-1]} / direct ${ds[-1]} / appliance echo ${es[-1]} conns/s; host steal CPU 0 / CPU 1: $(tail -1 "$tmp/steal" | sed 's| |% / |')%" >&2
 done
 echo
 echo "proxy (client -> net_tap -> appliance proxy -> kernel loopback -> echo) vs direct (client -> loopback -> echo)"
@@ -84,4 +88,5 @@ echo "  short conns/s (64 B):   proxy $(printf '%s\n' "${ps[@]}" | stats);  dire
 awk -v a="$(printf '%s\n' "${pb[@]}" | med)" -v b="$(printf '%s\n' "${db[@]}" | med)" -v e="$(printf '%s\n' "${eb[@]}" | med)" \
     -v c="$(printf '%s\n' "${ps[@]}" | med)" -v d="$(printf '%s\n' "${ds[@]}" | med)" -v f="$(printf '%s\n' "${es[@]}" | med)" \
     'BEGIN {printf "  ratios of medians: proxy/direct bulk %.3f, short %.3f; proxy/appliance echo bulk %.3f, short %.3f\n", a / b, c / d, a / e, c / f}'
+echo "  host steal over the rounds, medians (max): $(steal_summary < "$tmp/steal")"
 "$sy" ctl --socket "$tmp/ctl.sock" listeners

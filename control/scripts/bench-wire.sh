@@ -21,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ "$(id -u)" = 0 ] || { echo "bench-wire: needs root (DPDK memif)" >&2; exit 1; }
 control/scripts/deps.sh
+. control/scripts/steal.sh
 
 # Everything this script creates, removed on any exit: one trap for the whole script.
 tmp=$(mktemp -d)
@@ -86,14 +87,6 @@ CFG
 
 secs=${SECS:-5}
 [ "$secs" -ge 3 ] || { echo "bench-wire: SECS must be at least 3" >&2; exit 1; }
-# The hypervisor's steal so far on CPUs 0 and 1 (/proc/stat, clock ticks), and the time:
-# "ticks0 ticks1 seconds". Exported for the testpmd command feeders, which run in `bash -c`.
-steal_now() { awk -v t="$(date +%s.%N)" '/^cpu0 / { a = $9 } /^cpu1 / { b = $9 } END { print a, b, t }' /proc/stat; }
-export -f steal_now
-# Percent of the wall time between two steal_now samples ($1, $2) stolen from CPU 0 and CPU 1.
-steal_share() {
-    echo "$1 $2" | awk -v hz="$(getconf CLK_TCK)" '{ w = $6 - $3; printf "%.1f %.1f\n", 100 * ($4 - $1) / hz / w, 100 * ($5 - $2) / hz / w }'
-}
 # Busy time and frames of the appliance's core, from its control socket: "busy_us elapsed_us frames"
 # (python3 reads the JSON; Debian's dpdk package depends on it).
 core_counters() {
@@ -223,14 +216,10 @@ echo "  cores busy, persistent requests: appliance $(mmm "$tmp/persistent" 4) %,
 echo "  cores busy, short connections: appliance $(mmm "$tmp/short" 4) %, load generator $(mmm "$tmp/short" 5) %"
 echo "  ceiling, same two-process wire (testpmd echo side rx+tx): $(mmm "$tmp/ceiling2" 1)"
 echo "  ceiling, one process, one core for both ends (testpmd io, rx both ports): $(mmm "$tmp/ceiling1" 1)"
-# The host's steal: median (max) of CPU 0's and of CPU 1's share, from columns $2 and $3 of $1.
-smm() {
-    awk -v a="$2" -v b="$3" '{ print $a, $b }' "$1" | sort -n -k1,1 | awk '{ v[NR] = $1; m = $1 > m ? $1 : m } END { printf "CPU 0 %.1f%% (max %.1f)", v[int((NR + 1) / 2)], m }'
-    awk -v a="$2" -v b="$3" '{ print $a, $b }' "$1" | sort -n -k2,2 | awk '{ v[NR] = $2; m = $2 > m ? $2 : m } END { printf ", CPU 1 %.1f%% (max %.1f)", v[int((NR + 1) / 2)], m }'
-}
-echo "  host steal over the measured windows, medians (max): appliance, persistent requests $(smm "$tmp/persistent" 6 7); short connections $(smm "$tmp/short" 6 7)"
-echo "    Linux right after, persistent $(smm "$tmp/steal-linux-persistent" 1 2); short $(smm "$tmp/steal-linux-short" 1 2)"
-echo "    testpmd pair $(smm "$tmp/steal-ceiling2" 1 2); testpmd one process $(smm "$tmp/steal-ceiling1" 1 2)"
+echo "  host steal over the measured windows, medians (max):"
+echo "    appliance, persistent requests: $(awk '{ print $6, $7 }' "$tmp/persistent" | steal_summary); short connections: $(awk '{ print $6, $7 }' "$tmp/short" | steal_summary)"
+echo "    Linux right after, persistent requests: $(steal_summary < "$tmp/steal-linux-persistent"); short connections: $(steal_summary < "$tmp/steal-linux-short")"
+echo "    testpmd pair: $(steal_summary < "$tmp/steal-ceiling2"); testpmd one process: $(steal_summary < "$tmp/steal-ceiling1")"
 # Against the Linux runs made right after each two-process run: the ratio of the medians, and the
 # median (min, max) of the paired ratios, each run over the Linux run moments after it.
 paired() { paste -d' ' <(cut -d' ' -f1 "$tmp/$1") "$tmp/linux-$1" | awk '{ print $1 / $2 }' > "$tmp/paired-$1"; }

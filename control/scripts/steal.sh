@@ -1,0 +1,24 @@
+# Sourced by the bench scripts: the hypervisor's steal on CPUs 0 and 1, from /proc/stat, that is the
+# time the host ran something else while our vCPU had work to do. The machines are VMs on shared
+# hosts, and a stolen share slows a run from outside, whatever the code does (a poll-mode core
+# keeps its vCPU busy; a blocking Linux server halts it and waits for the host to run it again).
+# The benches' Rust side reads the same counters with `dataplane::lcore::HostSteal`.
+
+# "ticks0 ticks1 seconds": the steal so far on CPUs 0 and 1 (clock ticks) and the time. Exported
+# for the command feeders the benches run in `bash -c`.
+steal_now() { awk -v t="$(date +%s.%N)" '/^cpu0 / { a = $9 } /^cpu1 / { b = $9 } END { print a, b, t }' /proc/stat; }
+export -f steal_now
+
+# steal_share A B: "cpu0% cpu1%", the share of the wall time between samples A and B stolen from
+# each CPU.
+steal_share() {
+    echo "$1 $2" | awk -v hz="$(getconf CLK_TCK)" '{ w = $6 - $3; printf "%.1f %.1f\n", 100 * ($4 - $1) / hz / w, 100 * ($5 - $2) / hz / w }'
+}
+
+# Median (max) of each column of the "cpu0% cpu1%" lines on stdin.
+steal_summary() {
+    local lines col
+    lines=$(cat)
+    col() { echo "$lines" | awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { printf "%.1f%% (max %.1f)", v[int((NR + 1) / 2)], v[NR] }'; }
+    echo "CPU 0 $(col 1), CPU 1 $(col 2)"
+}
