@@ -11,8 +11,7 @@
 #  4. dpdk-testpmd io forwarding between both ends of a memif pair inside one process, one
 #     forwarding core (no cross-core traffic): the wire's rate with both ends on one core.
 # Every run also reports the hypervisor's steal on CPUs 0 and 1 over its measured window
-# (/proc/stat): the machines are VMs on shared hosts, and the host taking a CPU away slows a run
-# from outside, whatever the code does.
+# (control/scripts/steal.sh says what it does and does not tell).
 # Needs root. SECS, REPEAT, SHORT_CONNS, PERSISTENT_CONNS, CHECKSUMS as the wire bench takes them:
 # by default both ends of the memif wire send and check no IPv4/TCP checksums (`checksums =
 # "none"`, a trusted memory wire, as Linux's loopback skips them); CHECKSUMS=port has smoltcp

@@ -1,7 +1,8 @@
 # Sourced by the bench scripts: the hypervisor's steal on CPUs 0 and 1, from /proc/stat, that is the
 # time the host ran something else while our vCPU had work to do. The machines are VMs on shared
-# hosts, and a stolen share slows a run from outside, whatever the code does (a poll-mode core
-# keeps its vCPU busy; a blocking Linux server halts it and waits for the host to run it again).
+# hosts, and a stolen share slows a busy-polling run from outside, whatever the code does. The
+# blocking Linux runs show more steal, but mostly while their vCPUs sit halted: the same runs
+# spinning on epoll showed almost none and moved as much (BENCHMARKS.md, "The host's steal").
 # The benches' Rust side reads the same counters with `dataplane::lcore::HostSteal`.
 
 # "ticks0 ticks1 seconds": the steal so far on CPUs 0 and 1 (clock ticks) and the time. Exported

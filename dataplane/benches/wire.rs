@@ -20,7 +20,9 @@
 //! Each fast run is also divided by the Linux run right after it: on a machine whose speed moves
 //! within the hour, those paired ratios (min/median/max) compare runs made moments apart.
 //! The line ends with the hypervisor's steal on each CPU (median share of the runs' wall time, from
-//! `/proc/stat`): the machines are VMs, and the host taking a CPU away slows a run from outside.
+//! `/proc/stat`): the machines are VMs, and the host taking a CPU away slows a busy-polling run
+//! from outside. (The Linux runs show more, mostly while their vCPUs sit halted in idle; it does
+//! not move their figures: BENCHMARKS.md, "The host's steal".)
 //! `KERNEL=0` skips the Linux runs (to profile the fast path alone); `KERNEL_ONLY=1` makes only
 //! them, printing one line per run (`control/scripts/bench-wire.sh` interleaves them with its
 //! two-process runs).
