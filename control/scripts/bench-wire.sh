@@ -141,16 +141,14 @@ appliance_run() {
         printf "%s %.0f %.0f %.1f %s %s\n", r, f * 1e6 / e, f * 1e6 / b, 100 * b / e, lb, st >> out }'
 }
 # The same workload on Linux right after a two-process run (the wire bench's mio server on CPU 0,
-# client on CPU 1): prints its line and appends the rate to $tmp/linux-$1, the host's steal on each
-# CPU over the whole command to $tmp/steal-linux-$1.
+# client on CPU 1): prints its line and appends the rate to $tmp/linux-$1, and the host's steal on
+# each CPU over the run (from the line) to $tmp/steal-linux-$1.
 linux_run() {
-    local mode=$1 line s0
-    s0=$(steal_now)
-    line=$(KERNEL_ONLY=1 REPEAT=1 SECS="$secs" cargo bench --locked -q -p switchyard-dataplane --bench wire 2>/dev/null |
-        grep "^linux $([ "$mode" = short ] && echo short || echo persistent)")
-    steal_share "$s0" "$(steal_now)" >> "$tmp/steal-linux-$mode"
-    echo "$line; host steal CPU 0 / CPU 1: $(tail -1 "$tmp/steal-linux-$mode" | sed 's| |% / |')%"
-    echo "$line" | awk '{ print $(NF - 1) }' >> "$tmp/linux-$mode"
+    local mode=$1 line
+    line=$(ONLY=$mode KERNEL_ONLY=1 REPEAT=1 SECS="$secs" cargo bench --locked -q -p switchyard-dataplane --bench wire 2>/dev/null | grep "^linux ")
+    echo "$line"
+    echo "$line" | sed -n 's/.* B): \([0-9]*\) .*/\1/p' >> "$tmp/linux-$mode"
+    echo "$line" | sed -n 's/.*CPU 1: \([0-9.]*\)% \/ \([0-9.]*\)%$/\1 \2/p' >> "$tmp/steal-linux-$mode"
 }
 # The same wire between two testpmd processes: flowgen (CPU 1) sends 64 B frames as fast as it can
 # and drops what comes back; macswap (CPU 0, where the appliance runs) echoes each frame. Prints

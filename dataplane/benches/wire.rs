@@ -24,8 +24,8 @@
 //! from outside. (The Linux runs show more, mostly while their vCPUs sit halted in idle; it does
 //! not move their figures: BENCHMARKS.md, "The host's steal".)
 //! `KERNEL=0` skips the Linux runs (to profile the fast path alone); `KERNEL_ONLY=1` makes only
-//! them, printing one line per run (`control/scripts/bench-wire.sh` interleaves them with its
-//! two-process runs).
+//! them, printing one line per run with its steal (`control/scripts/bench-wire.sh` interleaves
+//! them with its two-process runs); `ONLY=short` or `ONLY=persistent` runs that workload alone.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -322,12 +322,18 @@ fn stats(v: &mut [f64]) -> (f64, f64, f64) {
     (v[0], v[v.len() / 2], v[v.len() - 1])
 }
 
-/// The two workloads: name, mode, concurrent connections, unit.
-fn workloads() -> [(&'static str, LoadMode, usize, &'static str); 2] {
+/// The workloads: name, mode, concurrent connections, unit; both, or the one `ONLY` names
+/// (`short` or `persistent`).
+fn workloads() -> Vec<(&'static str, LoadMode, usize, &'static str)> {
+    let only = std::env::var("ONLY").ok();
     [
-        ("short connections", LoadMode::Short, env("SHORT_CONNS", 256) as usize, "conns/s"),
-        ("persistent requests", LoadMode::Persistent, env("PERSISTENT_CONNS", 64) as usize, "req/s"),
+        ("short", "short connections", LoadMode::Short, env("SHORT_CONNS", 256) as usize, "conns/s"),
+        ("persistent", "persistent requests", LoadMode::Persistent, env("PERSISTENT_CONNS", 64) as usize, "req/s"),
     ]
+    .into_iter()
+    .filter(|w| only.as_deref().is_none_or(|o| o == w.0))
+    .map(|(_, name, mode, conns, unit)| (name, mode, conns, unit))
+    .collect()
 }
 
 fn main() {
@@ -336,7 +342,10 @@ fn main() {
     if env("KERNEL_ONLY", 0) != 0 {
         for _ in 0..repeat {
             for (name, mode, conns, unit) in workloads() {
-                println!("linux {name} ({conns} concurrent, {SIZE} B): {:.0} {unit}", kernel_run(mode, conns, secs));
+                let taken = HostSteal::now().expect("/proc/stat");
+                let rate = kernel_run(mode, conns, secs);
+                let [s0, s1] = steal_since(&taken);
+                println!("linux {name} ({conns} concurrent, {SIZE} B): {rate:.0} {unit}; host steal CPU 0 / CPU 1: {s0:.1}% / {s1:.1}%");
             }
         }
         return;
