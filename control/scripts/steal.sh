@@ -1,8 +1,9 @@
 # Sourced by the bench scripts: the hypervisor's steal on CPUs 0 and 1, from /proc/stat, that is the
 # time the host ran something else while our vCPU had work to do. The machines are VMs on shared
-# hosts, and a stolen share slows a busy-polling run from outside, whatever the code does. The
-# blocking Linux runs show more steal, but mostly while their vCPUs sit halted: the same runs
-# spinning on epoll showed almost none and moved as much (BENCHMARKS.md, "The host's steal").
+# hosts, and a stolen share slows a run from outside, whatever the code does. A process that
+# blocks halts its vCPU whenever it waits, and a halted vCPU can wait long to be run again: the
+# wire bench's Linux baseline busy-polls for that reason, as the fast path does (BENCHMARKS.md,
+# "The host's steal").
 # The benches' Rust side reads the same counters with `dataplane::lcore::HostSteal`.
 
 # "ticks0 ticks1 seconds": the steal so far on CPUs 0 and 1 (clock ticks) and the time. Exported

@@ -10,7 +10,7 @@
 //!   (CPU 0); a load-generating engine (198.18.0.1 and 7 more source addresses) runs on the client
 //!   side on lcore 1 (CPU 1). Both busy-poll.
 //! - **Linux**: the same workloads on the kernel's TCP over loopback. A minimal mio echo server runs
-//!   on CPU 0 and a mio client on CPU 1.
+//!   on CPU 0 and a mio client on CPU 1, both busy-polling as the fast path does.
 //! - **Workloads**: short connections (connect, 64-byte request, 64-byte response, close; the client
 //!   closes first) and persistent connections (one 64-byte request in flight each).
 //!
@@ -20,9 +20,7 @@
 //! Each fast run is also divided by the Linux run right after it: on a machine whose speed moves
 //! within the hour, those paired ratios (min/median/max) compare runs made moments apart.
 //! The line ends with the hypervisor's steal on each CPU (median share of the runs' wall time, from
-//! `/proc/stat`): the machines are VMs, and the host taking a CPU away slows a busy-polling run
-//! from outside. (The Linux runs show more, mostly while their vCPUs sit halted in idle; it does
-//! not move their figures: BENCHMARKS.md, "The host's steal".)
+//! `/proc/stat`): the machines are VMs, and the host taking a CPU away slows a run from outside.
 //! `KERNEL=0` skips the Linux runs (to profile the fast path alone); `KERNEL_ONLY=1` makes only
 //! them, printing one line per run with its steal (`control/scripts/bench-wire.sh` interleaves
 //! them with its two-process runs); `ONLY=short` or `ONLY=persistent` runs that workload alone.
@@ -178,6 +176,12 @@ fn fast_run(
 
 /// The Linux side: a mio echo server on CPU 0 and a mio client on CPU 1, over loopback; returns
 /// operations per second over the measured window.
+///
+/// Both loops busy-poll (`poll` with a zero timeout), as the fast path's cores do. Blocking, they
+/// halted their vCPUs whenever they waited, and on a busy host a halted vCPU waits to be run
+/// again: in interleaved pairs the blocking baseline did 60,672-125,681 requests/s with 8-49 % of
+/// both CPUs stolen, the spinning one 100,677-138,741 with 0-24 % (BENCHMARKS.md, "The host's
+/// steal").
 fn kernel_run(mode: LoadMode, conns: usize, secs: u64) -> f64 {
     use mio::net::{TcpListener, TcpStream};
     use mio::{Events, Interest, Poll, Token};
@@ -196,7 +200,7 @@ fn kernel_run(mode: LoadMode, conns: usize, secs: u64) -> f64 {
             let mut events = Events::with_capacity(1024);
             let mut buf = [0u8; 4096];
             while !stop.load(Ordering::Relaxed) {
-                poll.poll(&mut events, Some(Duration::from_millis(50))).unwrap();
+                poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
                 for ev in &events {
                     if ev.token() == Token(usize::MAX) {
                         while let Ok((mut s, _)) = listener.accept() {
@@ -266,7 +270,7 @@ fn kernel_run(mode: LoadMode, conns: usize, secs: u64) -> f64 {
         let warm = Duration::from_millis(500);
         let mut window: Option<(Instant, u64)> = None;
         loop {
-            poll.poll(&mut events, Some(Duration::from_millis(10))).unwrap();
+            poll.poll(&mut events, Some(Duration::ZERO)).unwrap();
             for ev in &events {
                 let i = ev.token().0;
                 let mut reopen = false;
