@@ -10,7 +10,8 @@
 //!   (CPU 0); a load-generating engine (198.18.0.1 and 7 more source addresses) runs on the client
 //!   side on lcore 1 (CPU 1). Both busy-poll.
 //! - **Linux**: the same workloads on the kernel's TCP over loopback. A minimal mio echo server runs
-//!   on CPU 0 and a mio client on CPU 1, both busy-polling as the fast path does.
+//!   on CPU 0 and a mio client on CPU 1, both busy-polling as the fast path does; the client
+//!   connects from eight loopback addresses, as the load generator has eight.
 //! - **Workloads**: short connections (connect, 64-byte request, 64-byte response, close; the client
 //!   closes first) and persistent connections (one 64-byte request in flight each).
 //!
@@ -59,6 +60,42 @@ fn pin(cpu: usize) {
 
 fn clock(tsc: &TscClock) -> EngineInstant {
     EngineInstant::from_micros(tsc.micros())
+}
+
+/// How many loopback addresses the Linux client connects from (127.0.0.1 on), as the fast path's
+/// load generator has eight. From one address every connect searched a port range full of
+/// TIME_WAIT entries for one it may reuse: 36 % of the client's core in `__inet_hash_connect`
+/// (3.5 % from eight), and 12-14k short connections/s instead of 22-24k (BENCHMARKS.md, "The
+/// Linux baseline's port search").
+const LINUX_SOURCES: usize = 8;
+
+/// A nonblocking connect to `addr` from 127.0.0.`n`, its port chosen by the connect
+/// (IP_BIND_ADDRESS_NO_PORT), as `switchyard`'s example load generator does with `--sources`.
+fn connect_from(n: usize, addr: std::net::SocketAddr) -> mio::net::TcpStream {
+    use std::os::fd::AsRawFd;
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, Some(socket2::Protocol::TCP)).unwrap();
+    let one: libc::c_int = 1;
+    // SAFETY: the descriptor is open (`s` owns it) and the option's value is a c_int that lives
+    // across the call, its size passed with it.
+    let set = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "IP_BIND_ADDRESS_NO_PORT: {}", std::io::Error::last_os_error());
+    let source = Ipv4Addr::new(127, 0, 0, n as u8);
+    s.bind(&std::net::SocketAddr::from((source, 0)).into()).unwrap();
+    s.set_nonblocking(true).unwrap();
+    match s.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => panic!("connect {addr} from {source}: {e}"),
+    }
+    mio::net::TcpStream::from_std(s.into())
 }
 
 /// Percent of the wall time since `earlier` the host stole from CPU 0 and from CPU 1.
@@ -257,7 +294,7 @@ fn kernel_run(mode: LoadMode, conns: usize, secs: u64) -> f64 {
             sent: bool,
         }
         let open = |poll: &Poll, i: usize| -> C {
-            let mut s = TcpStream::connect(addr).unwrap();
+            let mut s = connect_from(1 + i % LINUX_SOURCES, addr);
             let _ = s.set_nodelay(true);
             poll.registry().register(&mut s, Token(i), Interest::READABLE | Interest::WRITABLE).unwrap();
             C { s, got: 0, sent: false }
