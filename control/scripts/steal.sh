@@ -17,10 +17,12 @@ steal_share() {
     echo "$1 $2" | awk -v hz="$(getconf CLK_TCK)" '{ w = $6 - $3; printf "%.1f %.1f\n", 100 * ($4 - $1) / hz / w, 100 * ($5 - $2) / hz / w }'
 }
 
+# Median (max) of column $1 of the "cpu0% cpu1%" lines on stdin.
+steal_column() { awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { printf "%.1f%% (max %.1f)", v[int((NR + 1) / 2)], v[NR] }'; }
+
 # Median (max) of each column of the "cpu0% cpu1%" lines on stdin.
 steal_summary() {
-    local lines col
+    local lines
     lines=$(cat)
-    col() { echo "$lines" | awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { printf "%.1f%% (max %.1f)", v[int((NR + 1) / 2)], v[NR] }'; }
-    echo "CPU 0 $(col 1), CPU 1 $(col 2)"
+    echo "CPU 0 $(echo "$lines" | steal_column 1), CPU 1 $(echo "$lines" | steal_column 2)"
 }
