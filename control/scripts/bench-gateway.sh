@@ -84,15 +84,13 @@ for r in $(seq "$REPEAT"); do
     read -r got sent < <(phase idle); idle+=("$got")
     echo "round $r idle: $got datagrams/s forwarded ($sent/s sent)" >&2
     read -r got sent ea eb < <(phase busy); busy+=("$got"); echo_rt+=("$(awk -v a="$ea" -v b="$eb" 'BEGIN {print a + b}')")
-    steal_share "$s0" "$(steal_now)" >> "$steal_log"
-    echo "round $r busy: $got datagrams/s forwarded ($sent/s sent), echo $ea + $eb round trips/s; host steal over the round CPU 0 / CPU 1: $(tail -1 "$steal_log" | sed 's| |% / |')%" >&2
+    echo "round $r busy: $got datagrams/s forwarded ($sent/s sent), echo $ea + $eb round trips/s; host steal over the round CPU 0 / CPU 1: $(steal_record "$steal_log" "$s0" "$(steal_now)")" >&2
 done
 start --no-engine
 for r in $(seq "$REPEAT"); do
     s0=$(steal_now)
     read -r got sent < <(phase idle); plain+=("$got")
-    steal_share "$s0" "$(steal_now)" >> "$steal_log.plain"
-    echo "round $r plain l2fwd: $got datagrams/s forwarded ($sent/s sent); host steal CPU 0 / CPU 1: $(tail -1 "$steal_log.plain" | sed 's| |% / |')%" >&2
+    echo "round $r plain l2fwd: $got datagrams/s forwarded ($sent/s sent); host steal CPU 0 / CPU 1: $(steal_record "$steal_log.plain" "$s0" "$(steal_now)")" >&2
 done
 cleanup
 

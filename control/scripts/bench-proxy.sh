@@ -77,8 +77,7 @@ for r in $(seq "$REPEAT"); do
     ps+=("$(ip netns exec $ns "$lg" short --addr 198.18.0.2:8080 --conns 16 --secs "$SECS" "${sources[@]}" | num)")
     ds+=("$(ip netns exec $ns "$lg" short --addr 127.0.0.1:5101 --conns 16 --secs "$SECS" | num)")
     es+=("$(ip netns exec $ns "$lg" short --addr 198.18.0.2:7 --conns 16 --secs "$SECS" "${sources[@]}" | num)")
-    steal_share "$s0" "$(steal_now)" >> "$tmp/steal"
-    echo "round $r: bulk proxy ${pb[-1]} / direct ${db[-1]} / appliance echo ${eb[-1]} Mbit/s; short proxy ${ps[-1]} / direct ${ds[-1]} / appliance echo ${es[-1]} conns/s; host steal CPU 0 / CPU 1: $(tail -1 "$tmp/steal" | sed 's| |% / |')%" >&2
+    echo "round $r: bulk proxy ${pb[-1]} / direct ${db[-1]} / appliance echo ${eb[-1]} Mbit/s; short proxy ${ps[-1]} / direct ${ds[-1]} / appliance echo ${es[-1]} conns/s; host steal CPU 0 / CPU 1: $(steal_record "$tmp/steal" "$s0" "$(steal_now)")" >&2
 done
 echo
 echo "proxy (client -> net_tap -> appliance proxy -> kernel loopback -> echo) vs direct (client -> loopback -> echo)"

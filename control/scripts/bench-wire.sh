@@ -171,8 +171,7 @@ testpmd_pair() {
     pair_pid=""
     samples=$(awk '/Rx-pps:/ { rx = $2 } /Tx-pps:/ { tx = $2 } END { print rx, tx }' "$tmp/pair-a.out")
     read -r rx tx <<< "$samples"
-    steal_share "$(cat "$tmp/s0")" "$(cat "$tmp/s1")" >> "$tmp/steal-ceiling2"
-    echo "testpmd pair (flowgen on CPU 1 -> macswap on CPU 0, 64 B): echo side ${rx} rx + ${tx} tx = $((rx + tx)) packets/s; host steal CPU 0 / CPU 1: $(tail -1 "$tmp/steal-ceiling2" | sed 's| |% / |')%"
+    echo "testpmd pair (flowgen on CPU 1 -> macswap on CPU 0, 64 B): echo side ${rx} rx + ${tx} tx = $((rx + tx)) packets/s; host steal CPU 0 / CPU 1: $(steal_record "$tmp/steal-ceiling2" "$(cat "$tmp/s0")" "$(cat "$tmp/s1")")"
     echo $((rx + tx)) >> "$tmp/ceiling2"
 }
 
@@ -196,8 +195,7 @@ for _ in $(seq "${REPEAT:-3}"); do
             --vdev="net_memif0,role=server,socket=$tmp/ceiling.sock,id=0" --vdev="net_memif1,role=client,socket=$tmp/ceiling.sock,id=0" \
             --log-level=warning -- -i --total-num-mbufs=32768 --forward-mode=io 2>&1)
     pps=$(echo "$out" | awk '/Rx-pps:/ { v[++n] = $2 } END { print v[n-1] + v[n] }')
-    steal_share "$(cat "$tmp/s0")" "$(cat "$tmp/s1")" >> "$tmp/steal-ceiling1"
-    echo "one process: dpdk-testpmd io forwarding between both ends of a memif pair, one forwarding core: ${pps} packets/s received (both ports); host steal CPU 0 / CPU 1: $(tail -1 "$tmp/steal-ceiling1" | sed 's| |% / |')%"
+    echo "one process: dpdk-testpmd io forwarding between both ends of a memif pair, one forwarding core: ${pps} packets/s received (both ports); host steal CPU 0 / CPU 1: $(steal_record "$tmp/steal-ceiling1" "$(cat "$tmp/s0")" "$(cat "$tmp/s1")")"
     echo "$pps" >> "$tmp/ceiling1"
 done
 

@@ -17,6 +17,15 @@ steal_share() {
     echo "$1 $2" | awk -v hz="$(getconf CLK_TCK)" '{ w = $6 - $3; printf "%.1f %.1f\n", 100 * ($4 - $1) / hz / w, 100 * ($5 - $2) / hz / w }'
 }
 
+# steal_record FILE A B: appends the share stolen between samples A and B ("cpu0% cpu1%") to FILE,
+# where steal_summary reads it later, and prints it as "cpu0% / cpu1%" for the run's own line.
+steal_record() {
+    local share
+    share=$(steal_share "$2" "$3")
+    echo "$share" >> "$1"
+    echo "${share% *}% / ${share#* }%"
+}
+
 # Median (max) of column $1 of the "cpu0% cpu1%" lines on stdin.
 steal_column() { awk -v c="$1" '{ print $c }' | sort -g | awk '{ v[NR] = $1 } END { printf "%.1f%% (max %.1f)", v[int((NR + 1) / 2)], v[NR] }'; }
 
