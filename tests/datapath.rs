@@ -203,7 +203,7 @@ fn sigterm_stops_cleanly_and_removes_the_tap() {
 /// A TCP SYN from `198.18.0.1:src_port` to the appliance's echo port, its checksum right or not
 /// (written by the engine's own frame writer; the raw socket takes the TCP segment alone).
 fn syn_segment(src_port: u16, checksum_right: bool) -> Vec<u8> {
-    use dataplane::engine::flow::{plain_tcp, tcp_frame_len, write_tcp_frame};
+    use engine::flow::{plain_tcp, tcp_frame_len, write_tcp_frame};
     let tcp = plain_tcp((src_port, 7), smoltcp::wire::TcpControl::Syn, 0x1234_5678, None, 64240, &[]);
     let mut frame = vec![0u8; tcp_frame_len(&tcp)];
     let (host, appliance) = (std::net::Ipv4Addr::new(198, 18, 0, 1), std::net::Ipv4Addr::from(common::APPLIANCE));

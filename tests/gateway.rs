@@ -1,4 +1,4 @@
-//! The embedding example (`dataplane/examples/gateway.rs`) on two net_tap ports: a gateway that
+//! The embedding example (`dataplane/runtime/examples/gateway.rs`) on two net_tap ports: a gateway that
 //! owns its DPDK loop, forwards between its ports like l2fwd and hands the frames for its own
 //! address to an embedded engine serving echo.
 //!
@@ -26,7 +26,7 @@ fn gateway_binary() -> PathBuf {
     let bin = exe.parent().and_then(|d| d.parent()).unwrap().join("examples/gateway");
     if !bin.exists() {
         let built = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", "gateway", "-p", "switchyard-dataplane"])
+            .args(["build", "--example", "gateway", "-p", "switchyard-runtime"])
             .status();
         assert!(built.is_ok_and(|s| s.success()), "building the gateway example");
     }

@@ -18,4 +18,4 @@ if [ -n "${HUGEPAGES:-}" ]; then
     echo "$HUGEPAGES" > /proc/sys/vm/nr_hugepages
     echo "bench-engine: $(cat /proc/sys/vm/nr_hugepages) hugepages reserved for this run (asked $HUGEPAGES)"
 fi
-cargo bench --locked -q -p switchyard-dataplane --bench engine
+cargo bench --locked -q -p switchyard-runtime --bench engine

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cost of embedding: forwarding rate of the example gateway (dataplane/examples/gateway.rs)
+# The cost of embedding: forwarding rate of the example gateway (dataplane/runtime/examples/gateway.rs)
 # with its embedded engine idle and busy, in the same run, and as plain l2fwd (--no-engine).
 #
 # Topology as in gateway-demo.sh: side A (198.18.0.1) -- gateway (198.18.0.2) -- side B
@@ -18,7 +18,7 @@ SIZE=${SIZE:-64}
 CONNS=${CONNS:-4}
 [ "$(id -u)" = 0 ] || { echo "bench-gateway: needs root (namespaces, net_tap)" >&2; exit 1; }
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --examples -p switchyard-dataplane -p switchyard-control >&2
+cargo build --release --examples -p switchyard-runtime -p switchyard-control >&2
 gw=target/release/examples/gateway
 lg=target/release/examples/loadgen
 G=sybg-g A=sybg-a B=sybg-b

@@ -35,7 +35,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cargo bench --locked -q -p switchyard-dataplane --bench wire 2>&1 | grep -v '^EAL:\|^TELEMETRY' | tee "$tmp/inproc"
+cargo bench --locked -q -p switchyard-runtime --bench wire 2>&1 | grep -v '^EAL:\|^TELEMETRY' | tee "$tmp/inproc"
 
 # The same workloads across two processes, as an operator would run them: the appliance
 # (`switchyard run`, busy polling on CPU 0) and `switchyard loadgen` (CPU 1) on a net_memif wire.
@@ -145,7 +145,7 @@ appliance_run() {
 # each CPU over the run (from the line) to $tmp/steal-linux-$1.
 linux_run() {
     local mode=$1 line
-    line=$(ONLY=$mode KERNEL_ONLY=1 REPEAT=1 SECS="$secs" cargo bench --locked -q -p switchyard-dataplane --bench wire 2>/dev/null | grep "^linux ")
+    line=$(ONLY=$mode KERNEL_ONLY=1 REPEAT=1 SECS="$secs" cargo bench --locked -q -p switchyard-runtime --bench wire 2>/dev/null | grep "^linux ")
     echo "$line"
     echo "$line" | sed -n 's/.* B): \([0-9]*\) .*/\1/p' >> "$tmp/linux-$mode"
     echo "$line" | sed -n 's/.*CPU 1: \([0-9.]*\)% \/ \([0-9.]*\)%$/\1 \2/p' >> "$tmp/steal-linux-$mode"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The embedding example: the two-port gateway (dataplane/examples/gateway.rs) between two
+# The embedding example: the two-port gateway (dataplane/runtime/examples/gateway.rs) between two
 # namespaces. It starts in namespace gw-demo (its taps gwa and gwb are born there, DESIGN fact 3),
 # then each tap's kernel side moves to a host namespace: gw-a (198.18.0.1/24) and gw-b
 # (198.18.0.3/24). The gateway forwards between them and serves echo at 198.18.0.2. Ctrl-C (or

@@ -8,17 +8,18 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dataplane::dpdk::clock::TscClock;
-use dataplane::dpdk::launch::{self, LaunchError};
-use dataplane::dpdk::pcapng::CaptureHook;
-use dataplane::dpdk::{self, DpdkError, Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
-use dataplane::engine::{Engine, EngineConfig, EngineError, EngineInstant, ListenerSpec};
-use dataplane::lcore::{self, Lane, LoopConfig, LoopStats, SnapshotRequests, StopOnPanic};
-use dataplane::phy::PortDevice;
-use dataplane::services::{HttpConfig, ServiceKind};
-use dataplane::steer::SteerCtx;
+use dpdk::clock::TscClock;
+use dpdk::launch::{self, LaunchError};
+use dpdk::pcapng::CaptureHook;
+use dpdk::{DpdkError, Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
+use engine::services::{HttpConfig, ServiceKind};
+use engine::{EngineConfig, EngineError, EngineInstant, ListenerSpec};
+use runtime::device::PortDevice;
+use runtime::lcore::{self, Lane, LoopConfig, LoopStats, SnapshotRequests, StopOnPanic};
+use runtime::steer::SteerCtx;
 
-use dataplane::bridge::Commands;
+use runtime::bridge::{Attachment, Commands};
+use runtime::{Engine, Service};
 
 use crate::config::{Resolved, ServiceSection};
 use crate::ctl;
@@ -182,7 +183,7 @@ const COMMAND_QUEUE: usize = 4096;
 ///
 /// With `engine.cores = N`, every port gets N rx/tx queue pairs; core `c` runs one engine per port
 /// on queue `c`, on the `c`-th EAL lcore (the first on the calling thread). Frames a queue receives
-/// for a flow another core owns are handed to that core (`dataplane::steer`).
+/// for a flow another core owns are handed to that core (`runtime::steer`).
 pub fn run_with_switch(
     r: &Resolved,
     stop: &AtomicBool,
@@ -279,12 +280,14 @@ pub fn run_with_switch(
                 max_backlog: g.max_backlog,
                 tcp_timeout: Duration::from_secs(g.tcp_timeout_secs),
                 buffer_idle: g.buffer_idle(),
-            };
+            }
+            .map_services(Service::from);
             let mut engine =
                 Engine::new(&cfg, &mut device, now).map_err(|error| ApplianceError::Engine { port: i, error })?;
+            let mut bridge = None;
             if i == 0 {
                 let q = Arc::new(Commands::new(COMMAND_QUEUE));
-                engine.attach_commands(q.clone());
+                bridge = Some(Attachment::new(q.clone()));
                 commands.push(q);
             }
             if let Some(ctx) = steering[i].get(usize::from(core)) {
@@ -309,7 +312,7 @@ pub fn run_with_switch(
                 link_up = port.link_up(),
                 "engine up"
             );
-            lanes.push(Lane { engine, device });
+            lanes.push(Lane { engine, device, bridge });
         }
         per_core.push(lanes);
     }

@@ -68,7 +68,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use dataplane::engine::{BacklogPolicy, OnFull};
+use engine::{BacklogPolicy, OnFull};
 
 use crate::profile::NicProfile;
 
@@ -390,7 +390,7 @@ pub struct ResolvedPort {
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
     /// `checksums = "none"`: no IPv4 or TCP checksums are sent or checked on this port (a memory
-    /// wire to a trusted process; `dataplane::phy::MbufDevice::unchecked`).
+    /// wire to a trusted process; `runtime::device::MbufDevice::unchecked`).
     pub unchecked: bool,
 }
 

@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dataplane::dpdk::{telemetry, Mempool, Port};
-use dataplane::lcore::{CoreSnapshot, SnapshotRequest, SnapshotRequests};
+use dpdk::{telemetry, Mempool, Port};
+use runtime::lcore::{CoreSnapshot, SnapshotRequest, SnapshotRequests};
 use serde::{Deserialize, Serialize};
 
 /// A request, as the client sends it.
@@ -205,14 +205,14 @@ pub struct Context<'a> {
     pub pools: &'a [std::sync::Arc<Mempool>],
     /// Address/prefix and gateway of each port, as configured.
     pub addresses: Vec<(String, Option<String>)>,
-    /// Per port, who does its checksums ([`dataplane::phy::ChecksumMode`], as shown).
+    /// Per port, who does its checksums ([`runtime::device::ChecksumMode`], as shown).
     pub checksums: Vec<String>,
     pub cores: u16,
     /// One snapshot queue per core.
     pub requests: &'a [SnapshotRequests],
-    pub eal: &'a dataplane::dpdk::Eal,
+    pub eal: &'a dpdk::Eal,
     /// Per port, each core's capture hook.
-    pub captures: Vec<Vec<std::sync::Arc<dataplane::dpdk::pcapng::CaptureHook>>>,
+    pub captures: Vec<Vec<std::sync::Arc<dpdk::pcapng::CaptureHook>>>,
     /// Per port, the length of each core's steering ring (empty with one core).
     pub steer_rings: Vec<Vec<std::sync::Arc<dyn Fn() -> usize + Send + Sync + 'a>>>,
 }
@@ -240,7 +240,7 @@ impl Context<'_> {
     fn status(&self) -> Status {
         Status {
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            dpdk: dataplane::dpdk::version(),
+            dpdk: dpdk::version(),
             pid: std::process::id(),
             config: self.config.clone(),
             uptime_secs: self.started.elapsed().as_secs_f64(),
@@ -252,7 +252,7 @@ impl Context<'_> {
                 .map(|(i, p)| PortStatus {
                     port: i,
                     device: p.name().to_owned(),
-                    mac: dataplane::dpdk::format_mac(&p.mac()),
+                    mac: dpdk::format_mac(&p.mac()),
                     address: self.addresses[i].0.clone(),
                     gateway: self.addresses[i].1.clone(),
                     link_up: p.link_up(),
@@ -407,7 +407,7 @@ impl Context<'_> {
     }
 
     fn capture(&self, c: &CaptureRequest) -> Result<CaptureReport, String> {
-        use dataplane::dpdk::pcapng::{Capture, PcapngFile};
+        use dpdk::pcapng::{Capture, PcapngFile};
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let hooks =
             self.captures.get(c.port).ok_or_else(|| format!("no port {} (ports: 0..{})", c.port, self.ports.len()))?;

@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dataplane::dpdk::clock::TscClock;
-use dataplane::dpdk::{Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
-use dataplane::engine::{Engine, EngineConfig, EngineInstant};
-use dataplane::lcore::BusyMeter;
-use dataplane::phy::{BurstDevice, PortDevice};
-use dataplane::services::{LoadGen, LoadMode, LoadSpec, LoadStats, Session};
+use dpdk::clock::TscClock;
+use dpdk::{Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
+use engine::phy::BurstDevice;
+use engine::services::{LoadGen, LoadMode, LoadSpec, LoadStats, Session};
+use engine::{Engine, EngineConfig, EngineInstant};
+use runtime::device::PortDevice;
+use runtime::lcore::BusyMeter;
 
 use crate::appliance::{eal_args, ApplianceError};
 use crate::config::Resolved;
@@ -53,9 +54,9 @@ pub enum LoadgenError {
     #[error(transparent)]
     Appliance(#[from] ApplianceError),
     #[error(transparent)]
-    Dpdk(#[from] dataplane::dpdk::DpdkError),
+    Dpdk(#[from] dpdk::DpdkError),
     #[error("port {port}: {source}")]
-    Engine { port: usize, source: dataplane::engine::EngineError },
+    Engine { port: usize, source: engine::EngineError },
     #[error("the link of port 0 did not come up within 10 s: is the peer (the appliance) running, with the matching devargs?")]
     LinkDown,
     #[error("--sources {0}: between 1 and 8 source addresses")]
@@ -96,7 +97,7 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
         std::thread::sleep(Duration::from_millis(20));
     }
     let g = &r.config.engine;
-    let mut cfg = EngineConfig::new(port.mac(), p.address, p.prefix_len);
+    let mut cfg: EngineConfig = EngineConfig::new(port.mac(), p.address, p.prefix_len);
     cfg.extra_addresses = (1..u32::from(args.sources)).map(|i| Ipv4Addr::from(u32::from(p.address) + i)).collect();
     cfg.gateway = p.gateway;
     cfg.tcp_rx_buffer = g.tcp_rx_buffer;

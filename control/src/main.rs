@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use control::config::{Config, Resolved};
-use dataplane::services::LoadMode;
+use engine::services::LoadMode;
 
 #[derive(Parser)]
 #[command(

@@ -72,13 +72,13 @@ impl RssSection {
     }
 
     /// The request a port is opened with.
-    pub fn request(&self) -> dataplane::dpdk::RssRequest {
-        dataplane::dpdk::RssRequest { key: self.key_bytes(), hash: self.hash.clone() }
+    pub fn request(&self) -> dpdk::RssRequest {
+        dpdk::RssRequest { key: self.key_bytes(), hash: self.hash.clone() }
     }
 
     /// The first 40 bytes of the key, as the engines' software Toeplitz uses it.
     pub fn steering_key(&self) -> [u8; 40] {
-        let k = self.key_bytes().unwrap_or_else(|| dataplane::dpdk::symmetric_key(40));
+        let k = self.key_bytes().unwrap_or_else(|| dpdk::symmetric_key(40));
         let mut out = [0u8; 40];
         out.copy_from_slice(&k[..40]);
         out
@@ -221,7 +221,7 @@ impl NicProfile {
             }
         }
         for (dir, names) in [("offloads.rx", &self.offloads.rx), ("offloads.tx", &self.offloads.tx)] {
-            if let Some(n) = names.iter().find(|n| !dataplane::dpdk::known_offload(dir == "offloads.rx", n)) {
+            if let Some(n) = names.iter().find(|n| !dpdk::known_offload(dir == "offloads.rx", n)) {
                 return Err(bad(
                     dir,
                     format!("{n:?}"),
@@ -243,8 +243,8 @@ impl NicProfile {
             if rss.hash.is_empty() {
                 return Err(bad("rss.hash", "[]".into(), "at least one hash type, e.g. [\"ipv4-tcp\"]"));
             }
-            if let Err(name) = dataplane::dpdk::rss_mask(&rss.hash) {
-                let known: Vec<&str> = dataplane::dpdk::RSS_TYPES.iter().map(|(n, _)| *n).collect();
+            if let Err(name) = dpdk::rss_mask(&rss.hash) {
+                let known: Vec<&str> = dpdk::RSS_TYPES.iter().map(|(n, _)| *n).collect();
                 return Err(bad("rss.hash", format!("{name:?}"), &format!("one of {}", known.join(", "))));
             }
         }

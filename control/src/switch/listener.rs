@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dataplane::bridge::{Command, ListenError, ListenerShared};
+use runtime::bridge::{Command, ListenError, ListenerShared};
 use socket2::{Domain, Protocol, Type};
 
 use super::socket::{fast_conn, Conn};

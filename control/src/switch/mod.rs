@@ -59,9 +59,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dataplane::bridge::{Command, Commands, Notify};
+use runtime::bridge::{Command, Commands, Notify};
 
-pub use dataplane::engine::{BacklogPolicy, OnFull};
+pub use engine::{BacklogPolicy, OnFull};
 pub use listener::{AcceptCompletion, ListenOptions, Listener, ListenerCounters, Peer};
 pub use socket::{ConnectOptions, ConnectTime, Connected, FastOpen, Socket};
 

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dataplane::bridge::{self, AppEnd, Command, ConnectRequest, End, ReadOutcome};
+use runtime::bridge::{self, AppEnd, Command, ConnectRequest, End, ReadOutcome};
 use socket2::{Domain, Protocol, Type};
 
 use super::{error, kernel_error, push, sys, EventNotify, Provider, Switch};

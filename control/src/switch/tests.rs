@@ -406,7 +406,7 @@ fn listen_conflict_is_eaddrinuse_from_the_kernel_path() {
 #[test]
 fn route_picks_the_fast_path_for_its_subnet_only() {
     let port = FastPort { address: "198.18.0.2".parse().unwrap(), prefix_len: 24, gateway: None };
-    let fast = FastPath::new(port, vec![Arc::new(dataplane::bridge::Commands::new(4))]);
+    let fast = FastPath::new(port, vec![Arc::new(runtime::bridge::Commands::new(4))]);
     let switch = Switch::new(Some(fast), SwitchConfig::default());
     assert_eq!(switch.route("198.18.0.1:80".parse().unwrap()), Provider::Fast);
     assert_eq!(switch.route("198.19.0.1:80".parse().unwrap()), Provider::Kernel);
@@ -417,7 +417,7 @@ fn route_picks_the_fast_path_for_its_subnet_only() {
     assert!(!switch.listens_on_fast_path("127.0.0.1:80".parse().unwrap()), "L2: kernel-only address");
     // A configured route through the port's gateway.
     let port = FastPort { gateway: Some("198.18.0.1".parse().unwrap()), ..port };
-    let fast = FastPath::new(port, vec![Arc::new(dataplane::bridge::Commands::new(4))]);
+    let fast = FastPath::new(port, vec![Arc::new(runtime::bridge::Commands::new(4))]);
     let cfg = SwitchConfig { fast_routes: vec![("198.19.0.0".parse().unwrap(), 16)], ..Default::default() };
     let switch = Switch::new(Some(fast), cfg);
     assert_eq!(switch.route("198.19.200.1:80".parse().unwrap()), Provider::Fast);

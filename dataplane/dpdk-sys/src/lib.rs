@@ -4,7 +4,7 @@
 //! shim (`src/shim.c`) for the static-inline functions and macros DPDK keeps in its headers. The
 //! shim's functions are re-exported here under DPDK's own names, so callers write
 //! `rte_eth_rx_burst` whichever way a function is reached. The safe layer lives in
-//! `switchyard-dataplane`'s `dpdk` module; nothing else should use this crate.
+//! the `switchyard-dpdk` crate (`dataplane/dpdk`); nothing else should use this crate.
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
 #![allow(clippy::all, clippy::undocumented_unsafe_blocks)]
 
