@@ -210,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn full_counts_half_open_except_for_linux() {
+    fn b1_half_open_and_queued_are_counted_apart_per_policy() {
         let s = ListenerStats { limit: 2, half_open: 1, queued: 1, ..Default::default() };
         assert!(s.is_full(BacklogPolicy::Bsd, 4096));
         assert!(!s.is_full(BacklogPolicy::Linux, 4096));

@@ -246,10 +246,36 @@ fn b3_drop_policy_lets_a_retransmitted_syn_in_later() {
     assert_eq!((st.queued, st.completed, st.refused), (1, 2, 0));
 }
 
+/// B4, B1: a connection counts as queued (TCP accepted it) only once the third segment of its
+/// handshake has arrived; until then it is half-open, and nothing is handed to the service.
+#[test]
+fn b4_a_connection_is_queued_only_once_the_third_segment_arrives() {
+    let mut p = Pair::new(&hold_config(4, BacklogPolicy::Exact, OnFull::Refuse));
+    let h = p.connect(9000, 44000);
+    // ARP, the SYN and the SYN-ACK, until the client is established: its ACK then waits on the
+    // engine's wire.
+    for _ in 0..100 {
+        p.client_poll();
+        if p.sock(h).state() == tcp::State::Established {
+            break;
+        }
+        p.engine_poll();
+    }
+    assert_eq!(p.sock(h).state(), tcp::State::Established);
+    let ack = p.edev.take_inbound().expect("the client's ACK");
+    p.engine_poll();
+    let st = p.engine.listener_stats(9000).unwrap();
+    assert_eq!((st.half_open, st.completed, st.queued), (1, 0, 0), "before the third segment: {st:?}");
+    p.edev.inject(ack);
+    p.engine_poll();
+    let st = p.engine.listener_stats(9000).unwrap();
+    assert_eq!((st.half_open, st.completed, st.queued), (0, 1, 1), "after it: {st:?}");
+}
+
 /// A retransmitted SYN (its SYN-ACK was lost) reaches the half-open connection it created, not
 /// a fresh LISTEN socket.
 #[test]
-fn syn_retransmission_reaches_its_half_open_connection() {
+fn b4_retransmitted_syn_reaches_its_half_open_connection() {
     let mut p = Pair::new(&config());
     p.edev.drop_next(1); // the first SYN-ACK
     let h = p.connect(7, 46000);

@@ -106,6 +106,29 @@ fn bridge_connection_carries_one_mib_both_ways_through_the_rings() {
     assert!(p.run_until(2000, |p| p.engine.stats().open == 0));
 }
 
+/// B4: data the client sends after the handshake, before any application takes the connection
+/// from the accept queue, is kept and read once the application does.
+#[test]
+fn b4_data_sent_before_the_application_accepts_is_kept() {
+    use crate::bridge::ReadOutcome;
+    let mut p = pair();
+    let (_q, shared, _) = bridged(&mut p, 7204, 8);
+    let h = p.connect(7204, 40600);
+    assert!(p.run_until(200, |p| p.sock(h).may_send() && shared.queued() == 1));
+    p.sock(h).send_slice(b"early bytes").unwrap();
+    p.run_until(50, |_| false); // delivered into the connection, nobody has accepted it
+    assert_eq!(shared.queued(), 1);
+    let mut app = accept(&mut p, &shared);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    assert!(p.run_until(200, |_| {
+        while let ReadOutcome::Data(n) = app.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        got == b"early bytes"
+    }));
+}
+
 #[test]
 fn bridge_l4_queued_until_taken_then_refused_and_unlisten_resets_the_queue() {
     let mut p = pair();
