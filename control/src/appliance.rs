@@ -18,8 +18,8 @@ use runtime::device::PortDevice;
 use runtime::lcore::{self, Lane, LoopConfig, LoopStats, SnapshotRequests, StopOnPanic};
 use runtime::steer::SteerCtx;
 
-use runtime::bridge::{Attachment, Commands};
-use runtime::{Engine, Service};
+use runtime::bridge::Commands;
+use runtime::{Attachment, Engine, Service};
 
 use crate::config::{Resolved, ServiceSection};
 use crate::ctl;

@@ -13,8 +13,8 @@ use smoltcp::time::Instant;
 use engine::phy::BurstDevice;
 use engine::{ConnectionInfo, EngineStats, ListenerInfo, ReclaimStats, TimeWaitStats};
 
-use crate::bridge::Attachment;
 use crate::device::{DeviceCounters, DeviceStats};
+use crate::Attachment;
 use crate::Engine;
 
 /// First sleep of an idle loop.

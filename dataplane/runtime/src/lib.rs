@@ -47,7 +47,7 @@
 //!   ([`engine::services::ServiceKind`]: echo, http, hold);
 //! - outgoing connections come from [`engine::Engine::connect`] with a session;
 //! - application threads use the [`bridge`]: run an engine of this crate's [`Service`] with a
-//!   [`bridge::Attachment`] over its [`bridge::Commands`] queue, called before each poll (as
+//!   [`Attachment`] over its [`bridge::Commands`] queue, called before each poll (as
 //!   [`lcore::Lane::poll`] does); the control plane's socket switch is built on it.
 //!
 //! Nothing is global beyond what DPDK itself imposes (EAL once per process); the engine starts
@@ -102,12 +102,14 @@
 //! ```
 #![deny(unsafe_code)]
 
+mod attachment;
 pub mod bridge;
 pub mod device;
 pub mod lcore;
 mod service;
 pub mod steer;
 
+pub use attachment::Attachment;
 pub use service::{Service, Session};
 
 /// The engine of the runtime's cores: the built-in services and the bridge on its listeners.

@@ -2,7 +2,7 @@
 //! read and written from another thread, and how other threads ask an engine to listen or connect.
 //!
 //! The engine stays shared-nothing: every engine has one [`Commands`] queue that other threads
-//! push to and only its own loop pops (an [`Attachment`], run before each engine poll),
+//! push to and only its own loop pops (an [`Attachment`](crate::Attachment), run before each engine poll),
 //! and each bridged connection is two single-producer single-consumer byte rings:
 //!
 //! ```text
@@ -31,11 +31,9 @@ use crossbeam_queue::ArrayQueue;
 use engine::{BacklogPolicy, ConnId, Progress, Stream};
 pub use engine::{End, ListenError};
 
-mod attachment;
 #[cfg(test)]
 mod tests;
 
-pub use attachment::Attachment;
 use engine::OnFull;
 
 /// Wakes an application thread (the control plane implements it with an eventfd).

@@ -40,7 +40,8 @@ fn bridged(
     port: u16,
     backlog: usize,
 ) -> (Arc<crate::bridge::Commands>, Arc<crate::bridge::ListenerShared>, Arc<Count>) {
-    use crate::bridge::{Attachment, Command, Commands, ListenerShared};
+    use crate::bridge::{Command, Commands, ListenerShared};
+    use crate::Attachment;
     let q = Arc::new(Commands::new(64));
     let mut attachment = Attachment::new(q.clone());
     p.before_poll = Some(Box::new(move |engine, now| attachment.run(engine, now)));

@@ -1,11 +1,11 @@
-//! The engine's side of the bridge: what an engine's own core runs, before each poll, for the
-//! application threads that reach it.
+//! The engine's side of the [bridge](crate::bridge): what an engine's own core runs, before each
+//! poll, for the application threads that reach it.
 
 use std::sync::Arc;
 
 use engine::EngineInstant as Instant;
 
-use super::{conn_of, fail, Command, Commands, ConnShared, ConnectRequest};
+use crate::bridge::{conn_of, fail, Command, Commands, ConnShared, ConnectRequest};
 use crate::{Engine, Service, Session};
 
 /// An engine's command queue and what its core keeps for it: wakes that overflowed the queue, and
