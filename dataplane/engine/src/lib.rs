@@ -9,6 +9,25 @@
 //! Call order, once per loop turn: `device.refill()`, then [`Engine::poll`], then
 //! `device.flush()` (the runtime's per-core loop does exactly this).
 //!
+//! # How the crate is put together
+//! What runs on the connections is the layer above's: the engine is generic over a [`Service`]
+//! (per listener) and its [`Session`] (per connection), and names connections and listeners by
+//! [`ConnId`] and [`ListenerId`]. The built-in services ([`services`]) are the default.
+//! - `upper`: the [`Service`], [`Session`] and [`Stream`] traits, [`Accept`] and [`End`].
+//! - `config`: [`EngineConfig`], [`ListenerSpec`] and their validation ([`EngineError`]).
+//! - `demux` and `ingress`: each frame's decision ([`Demux`], [`Verdict`]) and its handling.
+//! - [`flow`]: header parsing, the 4-tuple and the engine's own TCP frame writer.
+//! - `slot` and `pool`: connection slots, pooled with their sockets and buffers, and the
+//!   listeners' rings of armed LISTEN sockets.
+//! - `open`: active open ([`ConnectError`]); `service`: the service phase, step by step.
+//! - [`listener`]: backlog policies and listener counters; [`time_wait`]: the TIME_WAIT table;
+//!   [`timer`]: the timer wheel; [`neighbor`]: ARP and the neighbour table; [`reclaim`]: giving
+//!   idle connections' buffer pages back; [`mem`]: the arenas buffers and sockets come from.
+//! - [`phy`]: the [`phy::BurstDevice`] trait the engine runs over, and an in-memory device.
+//! - `introspect`: counters, listeners, connections and memory as operators see them.
+//! - `testing` (in tests, and with the `testing` feature): the engine-and-client pair on a virtual
+//!   clock that the crates above test with.
+//!
 //! # Demux: O(1) per frame, whatever the number of connections
 //! smoltcp scans every socket of a set for every frame (DESIGN fact 5). The engine never hands it
 //! more than one socket. Each connection lives in a slot with a one-socket `SocketSet`. For each
