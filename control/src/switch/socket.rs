@@ -113,6 +113,7 @@ fn end_errno(e: End, established: bool) -> i32 {
         End::Aborted => libc::ECONNABORTED,
         End::AddrInUse => libc::EADDRINUSE,
         End::AddrNotAvail => libc::EADDRNOTAVAIL,
+        End::NoBuffers => libc::ENOBUFS,
         End::Graceful => libc::EPIPE,
     }
 }

@@ -8,6 +8,15 @@ use crate::listener::{BacklogPolicy, OnFull};
 use crate::services::ServiceKind;
 use crate::{neighbor, reclaim, time_wait};
 
+/// Connections per engine, by default ([`EngineConfig::max_connections`]): with the default 64 KiB
+/// buffers each way, at most 8 GiB of buffers per core.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 65_536;
+/// The largest `max_connections` accepted.
+pub const MAX_CONNECTIONS: usize = 1 << 24;
+/// TIME_WAIT entries per engine, by default (Linux's `tcp_max_tw_buckets` on a large machine);
+/// at 36 bytes an entry, about 9 MiB.
+pub const DEFAULT_MAX_TIME_WAIT: usize = 262_144;
+
 /// How long an idle connection keeps its buffer pages, by default.
 pub const DEFAULT_BUFFER_IDLE: Duration = Duration::from_secs(30);
 
@@ -43,6 +52,15 @@ pub struct EngineConfig<S = ServiceKind> {
     /// Backlog values above this are clamped to it (B5); also bounds half-open connections
     /// under the `linux` policy.
     pub max_backlog: usize,
+    /// Connections this engine holds at most (half-open, queued, accepted and outgoing): a SYN
+    /// beyond it meets its listener's `on_full` (refused or dropped, counted in
+    /// [`crate::EngineStats::over_max_connections`]), a connect fails with
+    /// [`crate::ConnectError::TooMany`] (ENOBUFS). The flow table is sized for it at start, so
+    /// it never grows on the packet path.
+    pub max_connections: usize,
+    /// TIME_WAIT entries this engine holds at most, as Linux's `tcp_max_tw_buckets`: a connection
+    /// that closes beyond it skips TIME_WAIT, counted ([`crate::TimeWaitStats::overflow`]).
+    pub max_time_wait: usize,
     /// A connection that waits this long for its peer, which stays silent meanwhile, is reset: sent
     /// data, a SYN-ACK or a FIN unacknowledged (counted from the first segment the peer has not
     /// answered: one that answers each window probe is not silent), or (after our FIN) the peer's
@@ -69,6 +87,8 @@ impl<S> EngineConfig<S> {
             random_seed: 0,
             time_wait: time_wait::DEFAULT_DELAY,
             max_backlog: 4096,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_time_wait: DEFAULT_MAX_TIME_WAIT,
             tcp_timeout: Duration::from_secs(60),
             buffer_idle: Some(DEFAULT_BUFFER_IDLE),
         }
@@ -89,6 +109,8 @@ impl<S> EngineConfig<S> {
             random_seed,
             time_wait,
             max_backlog,
+            max_connections,
+            max_time_wait,
             tcp_timeout,
             buffer_idle,
         } = self;
@@ -114,6 +136,8 @@ impl<S> EngineConfig<S> {
             random_seed,
             time_wait,
             max_backlog,
+            max_connections,
+            max_time_wait,
             tcp_timeout,
             buffer_idle,
         }
@@ -141,6 +165,10 @@ pub enum EngineError {
     TimeWaitOutOfRange(Duration),
     #[error("max_backlog {0} is out of range (1..=1048576)")]
     BadMaxBacklog(usize),
+    #[error("max_connections {0} is out of range (1..=16777216)")]
+    BadMaxConnections(usize),
+    #[error("max_time_wait {0} is out of range (0..=16777216)")]
+    BadMaxTimeWait(usize),
     #[error("TCP timeout {0:?} is out of range (1 s to 1 h)")]
     BadTimeout(Duration),
     #[error("{0} addresses: at most 8 (one address and 7 extra ones)")]
@@ -178,6 +206,12 @@ pub(crate) fn validate<S>(cfg: &EngineConfig<S>) -> Result<(), EngineError> {
     }
     if !(1..=1 << 20).contains(&cfg.max_backlog) {
         return Err(EngineError::BadMaxBacklog(cfg.max_backlog));
+    }
+    if !(1..=MAX_CONNECTIONS).contains(&cfg.max_connections) {
+        return Err(EngineError::BadMaxConnections(cfg.max_connections));
+    }
+    if cfg.max_time_wait > MAX_CONNECTIONS {
+        return Err(EngineError::BadMaxTimeWait(cfg.max_time_wait));
     }
     if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&cfg.tcp_timeout) {
         return Err(EngineError::BadTimeout(cfg.tcp_timeout));

@@ -114,7 +114,9 @@ impl<S: Service> Engine<S> {
                     l.stats.refused += 1;
                     return Demux::Refuse;
                 }
-                if !l.stats.is_full(l.policy, self.max_backlog) {
+                if self.stats.open >= self.max_connections {
+                    self.stats.over_max_connections += 1; // then as a full listener does
+                } else if !l.stats.is_full(l.policy, self.max_backlog) {
                     return Demux::Listener(li);
                 }
                 l.service.rejected(l.on_full);

@@ -35,6 +35,9 @@ pub struct EngineStats {
     pub connect_failed: u64,
     /// Frames demultiplexed.
     pub frames: u64,
+    /// SYNs a listener refused or dropped (per its `on_full`) because the engine held
+    /// `max_connections` already.
+    pub over_max_connections: u64,
     /// TCP segments answered with an RST because no connection or listener wanted them.
     pub no_listener: u64,
     /// ARP requests sent: for next hops of outgoing connections ([`crate::neighbor`]), and by
@@ -44,6 +47,8 @@ pub struct EngineStats {
     pub arp_replies: u64,
     /// Addresses in the neighbour table with an answer.
     pub neighbors: usize,
+    /// Neighbour entries forgotten to make room (the table's bound is 65,536 addresses).
+    pub neighbors_evicted: u64,
 }
 
 /// A listener as introspection shows it.
@@ -113,6 +118,7 @@ impl<S: Service> Engine<S> {
             free_slots: self.free.len(),
             arp_requests: self.neighbors.asked,
             neighbors: self.neighbors.len(),
+            neighbors_evicted: self.neighbors.evicted,
             ..self.stats
         }
     }

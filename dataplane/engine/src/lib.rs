@@ -97,7 +97,10 @@ use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Cidr};
 
-pub use config::{EngineConfig, EngineError, ListenerSpec, DEFAULT_BUFFER_IDLE};
+pub use config::{
+    EngineConfig, EngineError, ListenerSpec, DEFAULT_BUFFER_IDLE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_TIME_WAIT,
+    MAX_CONNECTIONS,
+};
 pub use demux::{Demux, Verdict};
 use flow::FourTuple;
 pub use introspect::{ConnectionInfo, EngineStats, ListenerInfo, MemoryStats};
@@ -149,6 +152,8 @@ pub struct Engine<S: Service = services::ServiceKind> {
     rx_buffer: usize,
     tx_buffer: usize,
     max_backlog: usize,
+    /// See [`EngineConfig::max_connections`].
+    max_connections: usize,
     tcp_timeout: smoltcp::time::Duration,
     stats: EngineStats,
     /// Our prefix mask and gateway, to tell on-link peers from routed ones.
@@ -216,10 +221,10 @@ impl<S: Service> Engine<S> {
             mac: cfg.mac,
             slots: Vec::new(),
             free: Vec::new(),
-            flows: HashMap::default(),
+            flows: HashMap::with_capacity_and_hasher(cfg.max_connections, Default::default()),
             listeners: Vec::new(),
             by_port: HashMap::default(),
-            time_wait: TimeWaitTable::new(cfg.time_wait),
+            time_wait: TimeWaitTable::new(cfg.time_wait, cfg.max_time_wait),
             timers: TimerWheel::new(now),
             dirty: Vec::new(),
             fired: Vec::new(),
@@ -228,6 +233,7 @@ impl<S: Service> Engine<S> {
             rx_buffer: cfg.tcp_rx_buffer,
             tx_buffer: cfg.tcp_tx_buffer,
             max_backlog: cfg.max_backlog,
+            max_connections: cfg.max_connections,
             tcp_timeout: smoltcp::time::Duration::from_micros(cfg.tcp_timeout.as_micros() as u64),
             stats: EngineStats::default(),
             mask: u32::MAX.checked_shl(32 - u32::from(cfg.prefix_len)).unwrap_or(0),

@@ -65,6 +65,8 @@ pub struct Neighbors {
     pub learned: u64,
     /// Addresses with an answer (kept as entries change).
     answered: usize,
+    /// Entries forgotten to make room for new ones: the table holds at most 65,536 addresses.
+    pub evicted: u64,
 }
 
 impl Neighbors {
@@ -115,10 +117,12 @@ impl Neighbors {
     /// [`LIFETIME`], and everything if that is not enough (a rare, O(n) pass).
     fn make_room(&mut self, ip: Ipv4Addr, now: Instant) {
         if self.map.len() >= MAX_PEERS && !self.map.contains_key(&ip) {
+            let before = self.map.len();
             self.map.retain(|_, e| e.mac.is_some_and(|(_, at)| now < at + LIFETIME));
             if self.map.len() >= MAX_PEERS {
                 self.map.clear();
             }
+            self.evicted += (before - self.map.len()) as u64;
             self.answered = self.map.len(); // only answered entries are left
         }
     }

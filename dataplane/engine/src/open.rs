@@ -33,6 +33,9 @@ pub enum ConnectError {
     /// EADDRINUSE: the 4-tuple asked for is open, or the local port has a listener.
     #[error("{local} -> {remote} is in use")]
     InUse { local: std::net::SocketAddrV4, remote: std::net::SocketAddrV4 },
+    /// ENOBUFS: the engine holds `max_connections` already.
+    #[error("the engine holds its maximum of {0} connections")]
+    TooMany(usize),
     /// The 4-tuple asked for is in TIME_WAIT until this instant (SEMANTICS C6: a reconnect may
     /// wait on it).
     #[error("{local} -> {remote} is in TIME_WAIT")]
@@ -60,6 +63,7 @@ impl<S: Service> Engine<S> {
         if remote.ip().is_unspecified() || remote.port() == 0 {
             return Err(ConnectError::BadRemote(remote));
         }
+        self.room_for_one()?;
         let t = self.pick_tuple(remote)?;
         Ok(ConnId(self.open(t, session, None)))
     }
@@ -79,6 +83,7 @@ impl<S: Service> Engine<S> {
         if remote.ip().is_unspecified() || remote.port() == 0 || remote.ip().is_broadcast() {
             return Err(ConnectError::BadRemote(remote));
         }
+        self.room_for_one()?;
         let t = match local {
             Some(l) if l.port() != 0 || !l.ip().is_unspecified() => {
                 let ip = if l.ip().is_unspecified() { self.addresses[0] } else { *l.ip() };
@@ -108,6 +113,14 @@ impl<S: Service> Engine<S> {
         };
         let deadline = timeout.map(|d| now + smoltcp::time::Duration::from_micros(d.as_micros() as u64));
         Ok(ConnId(self.open(t, session, deadline)))
+    }
+
+    /// Whether one more connection fits under `max_connections`.
+    fn room_for_one(&self) -> Result<(), ConnectError> {
+        if self.stats.open >= self.max_connections {
+            return Err(ConnectError::TooMany(self.max_connections));
+        }
+        Ok(())
     }
 
     /// A free 4-tuple toward `remote` from the next source address in turn.

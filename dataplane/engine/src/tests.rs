@@ -272,6 +272,26 @@ fn b4_a_connection_is_queued_only_once_the_third_segment_arrives() {
     assert_eq!((st.half_open, st.completed, st.queued), (0, 1, 1), "after it: {st:?}");
 }
 
+/// Bounded state: past `max_connections` a SYN meets its listener's `on_full` (here refused at once,
+/// L4), counted apart, and the engine's own connects fail with ENOBUFS (C4); the flow table was
+/// sized for the bound at start and never grows.
+#[test]
+fn max_connections_bounds_passive_and_active_opens() {
+    let mut cfg = hold_config(16, BacklogPolicy::Exact, OnFull::Refuse);
+    cfg.max_connections = 3;
+    let mut p = Pair::new(&cfg);
+    let capacity = p.engine.memory().flow_capacity;
+    assert!(capacity >= 3);
+    assert_eq!(queued_before_refusal(&mut p, 8), 3, "three connections, then the bound");
+    let st = p.engine.stats();
+    assert_eq!((st.open, st.over_max_connections), (3, 1), "{st:?}");
+    assert_eq!(p.engine.listener_stats(9000).unwrap().refused, 1);
+    let remote = std::net::SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 7);
+    let session = crate::services::Session::Echo(crate::services::Echo::new());
+    assert_eq!(p.engine.connect(remote, session).unwrap_err(), ConnectError::TooMany(3));
+    assert_eq!(p.engine.memory().flow_capacity, capacity, "the flow table never grew");
+}
+
 /// A retransmitted SYN (its SYN-ACK was lost) reaches the half-open connection it created, not
 /// a fresh LISTEN socket.
 #[test]

@@ -15,6 +15,12 @@
 //!
 //! Every entry gets the same delay, so expiry order is insertion order. A FIFO of (tuple, expiry)
 //! beside the map expires entries in O(1) each, with no timer per entry.
+//!
+//! The table is bounded, as Linux's `tcp_max_tw_buckets` bounds its own: both the map and the FIFO
+//! are sized at start for `max` entries and never grow. A connection that closes while the FIFO
+//! holds `max` entries skips TIME_WAIT (its socket is freed as with a zero delay), counted in
+//! [`TimeWaitStats::overflow`]. The FIFO bounds the map too: it holds every live entry, and also
+//! the stale ones of tuples reused early, until their time comes.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -59,6 +65,8 @@ pub struct TimeWaitStats {
     pub ignored: u64,
     /// Entries alive now.
     pub live: usize,
+    /// Connections that skipped TIME_WAIT because the table was full (its bound, `max`).
+    pub overflow: u64,
 }
 
 /// The engine's TIME_WAIT entries.
@@ -66,6 +74,8 @@ pub struct TimeWaitTable {
     map: HashMap<FourTuple, Entry, foldhash::fast::RandomState>,
     fifo: VecDeque<(FourTuple, u32)>,
     delay_ms: u32,
+    /// The bound on the FIFO, and so on the map.
+    max: usize,
     stats: TimeWaitStats,
 }
 
@@ -78,22 +88,30 @@ fn expired(expires_ms: u32, now_ms: u32) -> bool {
 }
 
 impl TimeWaitTable {
-    /// A table holding entries for `delay` (at most [`MAX_DELAY`]; checked by the engine config).
-    pub fn new(delay: Duration) -> Self {
+    /// A table holding at most `max` entries, each for `delay` (at most [`MAX_DELAY`]; checked by
+    /// the engine config). Its memory is taken now, for `max` entries.
+    pub fn new(delay: Duration, max: usize) -> Self {
         debug_assert!(delay <= MAX_DELAY);
+        let reserve = if delay.is_zero() { 0 } else { max };
         TimeWaitTable {
-            map: HashMap::default(),
-            fifo: VecDeque::new(),
+            map: HashMap::with_capacity_and_hasher(reserve, Default::default()),
+            fifo: VecDeque::with_capacity(reserve),
             delay_ms: delay.as_millis() as u32,
+            max,
             stats: TimeWaitStats::default(),
         }
     }
 
-    /// Remembers a connection that just entered TIME_WAIT. With a zero delay nothing is kept.
+    /// Remembers a connection that just entered TIME_WAIT. With a zero delay nothing is kept; with
+    /// the table full, nothing either (counted as overflow).
     pub fn insert(&mut self, tuple: FourTuple, peer_next: u32, now: Instant) {
         self.stats.entered += 1;
         if self.delay_ms == 0 {
             self.stats.expired += 1;
+            return;
+        }
+        if self.fifo.len() >= self.max {
+            self.stats.overflow += 1;
             return;
         }
         let expires_ms = ms(now).wrapping_add(self.delay_ms);
@@ -160,9 +178,6 @@ impl TimeWaitTable {
         }
         self.stats.expired += n as u64;
         self.stats.live = self.map.len();
-        if self.map.is_empty() && self.fifo.capacity() > 1024 {
-            self.fifo.shrink_to(1024);
-        }
         n
     }
 
@@ -232,13 +247,17 @@ mod tests {
         }
     }
 
+    fn tuple(remote_port: u16) -> FourTuple {
+        FourTuple { remote_port, ..seg(FIN, 0).tuple }
+    }
+
     const FIN: Flags = Flags { syn: false, ack: true, fin: true, rst: false };
     const SYN: Flags = Flags { syn: true, ack: false, fin: false, rst: false };
     const RST: Flags = Flags { syn: false, ack: false, fin: false, rst: true };
 
     #[test]
     fn t1_entry_lives_for_the_delay_then_expires() {
-        let mut t = TimeWaitTable::new(Duration::from_secs(240));
+        let mut t = TimeWaitTable::new(Duration::from_secs(240), 1024);
         let s = seg(FIN, 1000);
         t.insert(s.tuple, 1001, Instant::from_secs(10));
         assert!(t.contains(&s.tuple));
@@ -252,7 +271,7 @@ mod tests {
 
     #[test]
     fn t1_zero_delay_keeps_nothing() {
-        let mut t = TimeWaitTable::new(Duration::ZERO);
+        let mut t = TimeWaitTable::new(Duration::ZERO, 1024);
         let s = seg(FIN, 1);
         t.insert(s.tuple, 2, Instant::from_secs(1));
         assert!(t.is_empty());
@@ -261,7 +280,7 @@ mod tests {
 
     #[test]
     fn t2_fin_is_reacked_rst_and_data_ignored() {
-        let mut t = TimeWaitTable::new(DEFAULT_DELAY);
+        let mut t = TimeWaitTable::new(DEFAULT_DELAY, 1024);
         let s = seg(FIN, 5000);
         t.insert(s.tuple, 5001, Instant::from_secs(0));
         assert_eq!(t.on_segment(&s), TimeWaitAction::ReAck);
@@ -272,7 +291,7 @@ mod tests {
 
     #[test]
     fn t2_new_syn_reuses_only_past_the_old_sequence() {
-        let mut t = TimeWaitTable::new(DEFAULT_DELAY);
+        let mut t = TimeWaitTable::new(DEFAULT_DELAY, 1024);
         let s = seg(SYN, 100);
         t.insert(s.tuple, 5001, Instant::from_secs(0));
         assert_eq!(t.on_segment(&seg(SYN, 4000)), TimeWaitAction::Ignore);
@@ -305,7 +324,7 @@ mod tests {
 
     #[test]
     fn an_entry_costs_at_most_64_bytes() {
-        let mut t = TimeWaitTable::new(DEFAULT_DELAY);
+        let mut t = TimeWaitTable::new(DEFAULT_DELAY, 1024);
         for i in 0..100_000u32 {
             let mut s = seg(FIN, i);
             s.tuple.remote_port = (i % 60000) as u16;
@@ -315,5 +334,22 @@ mod tests {
         let b = t.bytes_per_entry().unwrap();
         eprintln!("TIME_WAIT entry: {b} bytes (key 12 + value 8 in the map, 16 in the FIFO)");
         assert!(b <= 64, "{b} bytes per entry");
+    }
+
+    #[test]
+    fn t1_a_full_table_lets_the_closing_connection_skip_time_wait() {
+        let now = Instant::from_secs(1);
+        let mut t = TimeWaitTable::new(DEFAULT_DELAY, 2);
+        for port in 0..3 {
+            t.insert(tuple(port), 1, now);
+        }
+        let st = t.stats();
+        assert_eq!((st.entered, st.live, st.overflow), (3, 2, 1), "{st:?}");
+        assert!(t.contains(&tuple(0)) && t.contains(&tuple(1)) && !t.contains(&tuple(2)));
+        // Room again once an entry expires.
+        t.expire(now + smoltcp::time::Duration::from_secs(241));
+        t.insert(tuple(2), 1, now + smoltcp::time::Duration::from_secs(241));
+        assert!(t.contains(&tuple(2)));
+        assert_eq!(t.stats().overflow, 1);
     }
 }

@@ -74,6 +74,8 @@ pub enum End {
     /// The connect could not start: no usable local address or port, or a bad remote
     /// (EADDRNOTAVAIL).
     AddrNotAvail,
+    /// The connect could not start: the engine holds its maximum of connections (ENOBUFS).
+    NoBuffers,
 }
 
 /// What runs on one connection: moves bytes between the connection's buffers and whatever it

@@ -238,6 +238,7 @@ impl Bench {
         cfg.tcp_tx_buffer = tx;
         cfg.random_seed = 1;
         cfg.max_backlog = 1 << 20;
+        cfg.max_connections = max_conns as usize + 65_536;
         cfg.listeners = vec![
             ListenerSpec {
                 port: ECHO,

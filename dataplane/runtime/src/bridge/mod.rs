@@ -57,6 +57,7 @@ pub(crate) fn fail(shared: &ConnShared, e: &engine::ConnectError) {
         ConnectError::InUse { .. } => End::AddrInUse,
         ConnectError::BadRemote(_) | ConnectError::NoPorts(_) | ConnectError::BadLocal(_) => End::AddrNotAvail,
         ConnectError::TimeWait { .. } => End::AddrInUse,
+        ConnectError::TooMany(_) => End::NoBuffers,
     };
     let _ = shared.end.set(end);
     shared.set(ENDED);
