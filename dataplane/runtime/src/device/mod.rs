@@ -2,7 +2,9 @@
 //! and taken out (what an embedding gateway uses), and [`PortDevice`], the same glued to one queue
 //! of a DPDK port, with software steering to the core that owns each frame. Both implement the
 //! engine's [`BurstDevice`](engine::phy::BurstDevice); the engine itself never sees DPDK.
+//! [`faults`] makes a port queue a lossy, duplicating, reordering wire for tests and benchmarks.
 
+pub mod faults;
 mod mbuf;
 mod port;
 

@@ -4,6 +4,7 @@
 //! engine built and sends them with `tx_burst`. A gateway that owns its loop does the same with an
 //! [`MbufDevice`] of its own: this is the appliance's use of that API, not a second path.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use dpdk::pcapng::CaptureHook;
@@ -12,6 +13,7 @@ use engine::phy::BurstDevice;
 use smoltcp::phy;
 use smoltcp::time::Instant;
 
+use super::faults::{FaultPlan, FaultStats, Faults};
 use super::mbuf::{self, ChecksumOffload, MbufDevice};
 use super::DeviceCounters;
 use crate::steer::{SteerCtx, Target};
@@ -55,6 +57,23 @@ pub struct PortDevice<'p> {
     steer: Option<SteerCtx>,
     /// Packet capture (`switchyard ctl capture`), when one is armed.
     capture: Option<Arc<CaptureHook>>,
+    /// A faulty wire on this queue, for tests and benchmarks ([`faults`]).
+    faults: Option<Box<QueueFaults>>,
+}
+
+/// Both directions of a queue's faulty wire, their clock, and the frames to send that it let go.
+struct QueueFaults {
+    rx: Faults<Mbuf>,
+    tx: Faults<Mbuf>,
+    start: std::time::Instant,
+    /// Frames the send side released, waiting for room in the tx burst.
+    out: VecDeque<Mbuf>,
+}
+
+impl QueueFaults {
+    fn now_us(&self) -> i64 {
+        self.start.elapsed().as_micros() as i64
+    }
 }
 
 impl<'p> PortDevice<'p> {
@@ -69,7 +88,25 @@ impl<'p> PortDevice<'p> {
             stats: DeviceStats::default(),
             steer: None,
             capture: None,
+            faults: None,
         }
+    }
+
+    /// Puts a faulty wire on this queue: `rx` for the frames it receives, `tx` for those it sends,
+    /// drawn from `seed` (the send side from the next seed). For tests and benchmarks only.
+    pub fn with_faults(mut self, rx: FaultPlan, tx: FaultPlan, seed: u64) -> Self {
+        self.faults = Some(Box::new(QueueFaults {
+            rx: Faults::new(rx, seed),
+            tx: Faults::new(tx, seed.wrapping_add(1)),
+            start: std::time::Instant::now(),
+            out: VecDeque::new(),
+        }));
+        self
+    }
+
+    /// The faulty wire's counters, receive side then send side, if it has one.
+    pub fn fault_stats(&self) -> Option<(FaultStats, FaultStats)> {
+        self.faults.as_ref().map(|f| (f.rx.stats(), f.tx.stats()))
     }
 
     /// No IPv4 or TCP checksum computed or checked on this queue: see [`MbufDevice::unchecked`].
@@ -103,6 +140,27 @@ impl<'p> PortDevice<'p> {
     /// Moves frames to send from the device into the tx burst (counting their bytes), copying
     /// them to the armed capture, if any.
     fn take_tx(&mut self) {
+        if let Some(f) = &mut self.faults {
+            let (pool, now) = (self.pool, f.now_us());
+            let QueueFaults { tx, out, .. } = &mut **f;
+            while let Some(m) = self.dev.pop_tx() {
+                tx.push(m, now, |m| pool.alloc_copy(m.data()), &mut |m| out.push_back(m));
+            }
+            tx.release(now, &mut |m| out.push_back(m));
+            while !self.tx.is_full() {
+                let Some(m) = out.pop_front() else { break };
+                self.stats.tx_bytes += u64::from(m.pkt_len());
+                let _ = self.tx.push(m); // not full
+            }
+            if let Some(h) = self.capture.as_ref().filter(|h| h.is_armed()) {
+                let frames: Vec<Mbuf> = std::iter::from_fn(|| self.tx.pop()).collect();
+                h.tap_all(self.queue.0, frames.iter(), true);
+                for m in frames {
+                    let _ = self.tx.push(m); // they came from it: room
+                }
+            }
+            return;
+        }
         match self.capture.as_ref().filter(|h| h.is_armed()) {
             None => {
                 while !self.tx.is_full() {
@@ -137,7 +195,20 @@ impl<'p> PortDevice<'p> {
     /// per turn).
     #[inline]
     fn give(&mut self, m: dpdk::Mbuf) {
-        let _ = self.dev.handle(m);
+        let Some(f) = &mut self.faults else {
+            let _ = self.dev.handle(m);
+            return;
+        };
+        let (pool, dev, now) = (self.pool, &mut self.dev, f.now_us());
+        f.rx.push(m, now, |m| pool.alloc_copy(m.data()), &mut |m| drop(dev.handle(m)));
+    }
+
+    /// Hands the faulty wire's received frames whose time has come to the engine's device.
+    fn release_rx(&mut self) {
+        if let Some(f) = &mut self.faults {
+            let (dev, now) = (&mut self.dev, f.now_us());
+            f.rx.release(now, &mut |m| drop(dev.handle(m)));
+        }
     }
 
     /// Sorts one rx burst by owner, then tops up from this core's ring.
@@ -201,6 +272,7 @@ impl BurstDevice for PortDevice<'_> {
         if self.dev.pending().0 > 0 {
             return 0;
         }
+        self.release_rx();
         if let Some(st) = self.steer.take() {
             let n = self.refill_steered(&st);
             self.steer = Some(st);
