@@ -70,7 +70,7 @@ use serde::Deserialize;
 
 use engine::{BacklogPolicy, OnFull};
 
-use crate::profile::NicProfile;
+use crate::profile::{NicProfile, ProfileError};
 
 /// The built-in default configuration (`control/configs/demo.toml`).
 pub const DEMO: &str = include_str!("../configs/demo.toml");
@@ -78,17 +78,21 @@ pub const DEMO: &str = include_str!("../configs/demo.toml");
 /// The PMDs whose wire is memory inside this host, where `checksums = "none"` is allowed.
 const MEMORY_WIRES: [&str; 2] = ["net_memif", "net_ring"];
 
-/// Why a configuration or profile was rejected.
+/// Why a configuration was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read.
     #[error("{file}: {message}")]
     Io { file: String, message: String },
+    /// The config is not valid TOML, or has a field that is unknown or of the wrong type.
     #[error("{file}: {message}")]
     Toml { file: String, message: String },
+    /// A field's value is out of its range or does not fit with another field.
     #[error("{file}: {field} = {value}: {why}")]
     Value { file: String, field: String, value: String, why: String },
-    #[error("unknown NIC profile {name:?}: the built-in ones are {known}, or give a path to a profile TOML")]
-    UnknownProfile { name: String, known: String },
+    /// A port's NIC profile is unknown, unreadable or invalid; the message is the profile's own.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
 }
 
 #[derive(Clone, Debug, Deserialize)]
