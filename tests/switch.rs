@@ -6,16 +6,20 @@
 //! owns their flow, the engines share each bridged listener's accept queue, and a connect from a
 //! bound port goes to the core that will receive its replies.
 //!
-//! One appliance serves every scenario, so the binary has its own `main` (no libtest harness):
-//! it sets the stage, runs each scenario (named after the rule it proves) under `catch_unwind`,
-//! prints libtest-style lines and a `test result:` line, then stops the appliance and deletes
-//! the namespace whatever happened.
+//! One appliance serves every scenario, so the binary has its own `main` (`harness = false`) built
+//! on `libtest-mimic`: it reads the command line as libtest does (a name filter, `--exact`,
+//! `--skip`, `--list`, ...), sets the stage once when any scenario is to run, runs each scenario
+//! (named after the rule it proves) as a `Trial`, one at a time, and prints libtest's lines
+//! ending with `test result:`; then it stops the appliance and deletes the namespace whatever
+//! happened. A stage that could not be set fails every scenario with the reason; an appliance
+//! that stops with an error adds a failure, with a `test result:` line of its own.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -26,6 +30,7 @@ use control::switch::{
     errno, BacklogPolicy, ConnectOptions, ConnectTime, FastOpen, ListenOptions, Listener, OnFull, Provider, Socket,
     Switch,
 };
+use libtest_mimic::{Arguments, Failed, Trial};
 use sha2::{Digest, Sha256};
 
 const TAP: &str = "sysw0";
@@ -495,10 +500,88 @@ port = 7
     Config::parse(&text, "switch test config", None).expect("valid test config")
 }
 
-fn main() {
+/// What every scenario runs against: the appliance's switch, on a thread inside the namespace.
+#[derive(Clone)]
+struct Stage {
+    ns: Arc<NetNs>,
+    switch: Switch,
+}
+
+impl Stage {
+    /// Runs a scenario on a thread inside the namespace; its panic is the trial's failure.
+    fn run(self, scenario: fn(&Switch)) -> Result<(), Failed> {
+        let sw = self.switch;
+        let outcome = self.ns.spawn(move || scenario(&sw)).join();
+        outcome.map_err(|panic| format!("test panicked: {}", panic_message(&*panic)).into())
+    }
+}
+
+/// A panic's message, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    let text = panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied());
+    text.unwrap_or("(no message)")
+}
+
+/// One trial per scenario; each fails with `stage`'s error when there is no stage.
+fn trials(stage: &Result<Stage, String>) -> Vec<Trial> {
+    SCENARIOS
+        .iter()
+        .map(|&(name, scenario)| {
+            let stage = stage.clone();
+            Trial::test(name, move || match stage {
+                Ok(stage) => stage.run(scenario),
+                Err(why) => Err(why.into()),
+            })
+        })
+        .collect()
+}
+
+/// Waits for the appliance's switch, then readies the namespace around it: the tap's kernel
+/// side, the routes of the kernel-path scenarios, TCP Fast Open, and an answer on the echo port.
+fn set_stage(ns: &NetNs, switch: mpsc::Receiver<Switch>) -> Result<Switch, String> {
+    let sw = switch
+        .recv_timeout(Duration::from_secs(60))
+        .map_err(|_| "the appliance did not start (see its log above)".to_owned())?;
+    ns.ip(&["addr", "add", &format!("{HOST}/24"), "dev", TAP]);
+    ns.ip(&["link", "set", TAP, "up"]);
+    ns.ip(&["route", "add", "unreachable", "198.19.6.0/24"]);
+    ns.ip(&["route", "add", "198.19.7.0/24", "dev", TAP]);
+    // net.ipv4.tcp_fastopen = 3 in the namespace (per-namespace; procps may be absent).
+    let sysctl = ns.command("sh").args(["-c", "echo 3 > /proc/sys/net/ipv4/tcp_fastopen"]).status();
+    if !sysctl.is_ok_and(|s| s.success()) {
+        return Err("setting net.ipv4.tcp_fastopen=3 in the namespace failed".into());
+    }
+    let ready = ns.run(|| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if TcpStream::connect_timeout(&addr(FAST, 7), Duration::from_millis(500)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    });
+    if !ready {
+        return Err("the appliance's echo port never answered".into());
+    }
+    Ok(sw)
+}
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // The scenarios share one appliance and measure its timing: one at a time, whatever
+    // --test-threads says.
+    args.test_threads = Some(1);
+    let runs = |name: &str| {
+        let probe = Trial::test(name, || Ok(()));
+        !args.is_filtered_out(&probe) && !args.is_ignored(&probe)
+    };
+    if args.list || !SCENARIOS.iter().any(|&(name, _)| runs(name)) {
+        // Nothing to run: no appliance either.
+        return libtest_mimic::run(&args, trials(&Err("not set up".into()))).exit_code();
+    }
     require_environment();
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let ns = NetNs::new("switch");
+    let ns = Arc::new(NetNs::new("switch"));
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let r = config(&ns);
@@ -510,61 +593,27 @@ fn main() {
             })
         })
     };
-    let mut passed = 0;
-    let mut failed = Vec::new();
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(sw) => {
-            ns.ip(&["addr", "add", &format!("{HOST}/24"), "dev", TAP]);
-            ns.ip(&["link", "set", TAP, "up"]);
-            ns.ip(&["route", "add", "unreachable", "198.19.6.0/24"]);
-            ns.ip(&["route", "add", "198.19.7.0/24", "dev", TAP]);
-            // net.ipv4.tcp_fastopen = 3 in the namespace (per-namespace; procps may be absent).
-            let sysctl = ns.command("sh").args(["-c", "echo 3 > /proc/sys/net/ipv4/tcp_fastopen"]).status();
-            assert!(sysctl.is_ok_and(|s| s.success()), "setting net.ipv4.tcp_fastopen=3 in the namespace");
-            let ready = ns.run(|| {
-                let t = Instant::now();
-                while t.elapsed() < Duration::from_secs(30) {
-                    if TcpStream::connect_timeout(&addr(FAST, 7), Duration::from_millis(500)).is_ok() {
-                        return true;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                false
-            });
-            assert!(ready, "the appliance's echo port never answered");
-            for &(name, f) in SCENARIOS {
-                if !filter.is_empty() && !filter.iter().any(|x| name.contains(x.as_str())) {
-                    continue;
-                }
-                let sw = sw.clone();
-                let ok = ns.run(move || catch_unwind(AssertUnwindSafe(|| f(&sw))).is_ok());
-                say!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
-                if ok {
-                    passed += 1;
-                } else {
-                    failed.push(name);
-                }
-            }
-        }
-        Err(_) => failed.push("the appliance did not start (see its log above)"),
-    }
+    let stage = catch_unwind(AssertUnwindSafe(|| set_stage(&ns, rx)))
+        .unwrap_or_else(|panic| Err(format!("setting the stage failed: {}", panic_message(&*panic))))
+        .map(|switch| Stage { ns: ns.clone(), switch });
+    // A panic here is the printer's (stdout closed): the appliance is stopped all the same.
+    let conclusion = catch_unwind(AssertUnwindSafe(|| libtest_mimic::run(&args, trials(&stage))));
+    drop(stage);
     stop.store(true, Ordering::Relaxed);
     let outcome = app.join();
     // EAL unlinks its telemetry socket only at exit: take the whole runtime folder now.
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", ns.name));
-    drop(ns);
+    drop(ns); // the last reference (the trials are gone): deletes the namespace
     if let Ok(Err(e)) = &outcome {
-        failed.push("the appliance stopped with an error");
         eprintln!("appliance: {e}");
+        // Counted as a failure in the same format, so totals summed over `test result:` lines
+        // (the Makefile's) include it.
+        say!("\nfailures:\n    the appliance stopped with an error\n");
+        say!("test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out");
+        return ExitCode::from(101);
     }
-    say!("");
-    if !failed.is_empty() {
-        say!("failures:\n    {}", failed.join("\n    "));
+    match conclusion {
+        Ok(conclusion) => conclusion.exit_code(),
+        Err(_) => ExitCode::from(101),
     }
-    say!(
-        "test result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        failed.len()
-    );
-    std::process::exit(if failed.is_empty() { 0 } else { 101 });
 }
