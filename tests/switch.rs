@@ -2,9 +2,10 @@
 //! thread inside a namespace this test creates, so its net_tap is born there), the switch's
 //! applications run on threads in the same namespace, and real Linux sockets are the peers.
 //!
-//! The appliance runs two engines (two lcores; `SWITCH_TEST_CORES=1` for one): software steering hands frames to the core that
-//! owns their flow, the engines share each bridged listener's accept queue, and a connect from a
-//! bound port goes to the core that will receive its replies.
+//! The appliance runs two engines (two lcores; `SWITCH_TEST_CORES=1` for one): software
+//! steering hands frames to the core that owns their flow, the engines share each bridged
+//! listener's accept queue, and a connect from a bound port goes to the core that will receive
+//! its replies.
 //!
 //! One appliance serves every scenario, so the binary has its own `main` (`harness = false`) built
 //! on `libtest-mimic`: it reads the command line as libtest does (a name filter, `--exact`,
@@ -326,11 +327,11 @@ fn c4_errors_on_the_fast_path(sw: &Switch) {
     let t = Instant::now();
     assert_eq!(errno_of(run(&mut bound(), addr("198.18.0.77", 80))), libc::EHOSTUNREACH);
     assert!(t.elapsed() < Duration::from_secs(3));
-    // ETIMEDOUT: the host is there but drops our SYNs (a Linux listener whose accept queue is
+    // ETIMEDOUT: the host is there but drops the SYNs (a Linux listener whose accept queue is
     // full).
     let full = TcpListener::bind((HOST, 0)).unwrap();
     let full_at = full.local_addr().unwrap();
-    // SAFETY: listen(2) on a socket we own, shrinking its backlog to 0 (a queue of one).
+    // SAFETY: listen(2) on a socket this test owns, shrinking its backlog to 0 (a queue of one).
     unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&full), 0) };
     let _fill: Vec<TcpStream> =
         (0..2).filter_map(|_| TcpStream::connect_timeout(&full_at, Duration::from_millis(300)).ok()).collect();
@@ -371,14 +372,14 @@ fn c6_fast_path_reconnect_waits_out_time_wait(sw: &Switch) {
         for _ in 0..2 {
             let (mut s, _) = server.accept().unwrap();
             let mut sink = Vec::new();
-            let _ = s.read_to_end(&mut sink); // until our FIN; then Linux closes too
+            let _ = s.read_to_end(&mut sink); // until the switch's FIN; then Linux closes too
         }
     });
     let mut s = sw.socket();
     s.bind(addr(FAST, 45000)).unwrap();
     s.connect_ex(to, b"one", ConnectOptions::default()).unwrap();
     s.wait_connect(Some(Duration::from_secs(5))).unwrap();
-    s.disconnect().unwrap(); // we close first: the 4-tuple enters TIME_WAIT here (2 s in this test)
+    s.disconnect().unwrap(); // the switch closes first: the 4-tuple enters TIME_WAIT here (2 s in this test)
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
     s.connect_ex(to, b"two", ConnectOptions::default()).unwrap();
