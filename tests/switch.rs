@@ -2,20 +2,25 @@
 //! thread inside a namespace this test creates, so its net_tap is born there), the switch's
 //! applications run on threads in the same namespace, and real Linux sockets are the peers.
 //!
-//! The appliance runs two engines (two lcores; `SWITCH_TEST_CORES=1` for one): software steering hands frames to the core that
-//! owns their flow, the engines share each bridged listener's accept queue, and a connect from a
-//! bound port goes to the core that will receive its replies.
+//! The appliance runs two engines (two lcores; `SWITCH_TEST_CORES=1` for one): software
+//! steering hands frames to the core that owns their flow, the engines share each bridged
+//! listener's accept queue, and a connect from a bound port goes to the core that will receive
+//! its replies.
 //!
-//! One appliance serves every scenario, so the binary has its own `main` (no libtest harness):
-//! it sets the stage, runs each scenario (named after the rule it proves) under `catch_unwind`,
-//! prints libtest-style lines and a `test result:` line, then stops the appliance and deletes
-//! the namespace whatever happened.
+//! One appliance serves every scenario, so the binary has its own `main` (`harness = false`) built
+//! on `libtest-mimic`: it reads the command line as libtest does (a name filter, `--exact`,
+//! `--skip`, `--list`, ...), sets the stage once when any scenario is to run, runs each scenario
+//! (named after the rule it proves) as a `Trial`, one at a time, and prints libtest's lines
+//! ending with `test result:`; then it stops the appliance and deletes the namespace whatever
+//! happened. A stage that could not be set fails every scenario with the reason; an appliance
+//! that stops with an error adds a failure, with a `test result:` line of its own.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -26,6 +31,7 @@ use control::switch::{
     errno, BacklogPolicy, ConnectOptions, ConnectTime, FastOpen, ListenOptions, Listener, OnFull, Provider, Socket,
     Switch,
 };
+use libtest_mimic::{Arguments, Failed, Trial};
 use sha2::{Digest, Sha256};
 
 const TAP: &str = "sysw0";
@@ -321,11 +327,11 @@ fn c4_errors_on_the_fast_path(sw: &Switch) {
     let t = Instant::now();
     assert_eq!(errno_of(run(&mut bound(), addr("198.18.0.77", 80))), libc::EHOSTUNREACH);
     assert!(t.elapsed() < Duration::from_secs(3));
-    // ETIMEDOUT: the host is there but drops our SYNs (a Linux listener whose accept queue is
+    // ETIMEDOUT: the host is there but drops the SYNs (a Linux listener whose accept queue is
     // full).
     let full = TcpListener::bind((HOST, 0)).unwrap();
     let full_at = full.local_addr().unwrap();
-    // SAFETY: listen(2) on a socket we own, shrinking its backlog to 0 (a queue of one).
+    // SAFETY: listen(2) on a socket this test owns, shrinking its backlog to 0 (a queue of one).
     unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&full), 0) };
     let _fill: Vec<TcpStream> =
         (0..2).filter_map(|_| TcpStream::connect_timeout(&full_at, Duration::from_millis(300)).ok()).collect();
@@ -366,14 +372,14 @@ fn c6_fast_path_reconnect_waits_out_time_wait(sw: &Switch) {
         for _ in 0..2 {
             let (mut s, _) = server.accept().unwrap();
             let mut sink = Vec::new();
-            let _ = s.read_to_end(&mut sink); // until our FIN; then Linux closes too
+            let _ = s.read_to_end(&mut sink); // until the switch's FIN; then Linux closes too
         }
     });
     let mut s = sw.socket();
     s.bind(addr(FAST, 45000)).unwrap();
     s.connect_ex(to, b"one", ConnectOptions::default()).unwrap();
     s.wait_connect(Some(Duration::from_secs(5))).unwrap();
-    s.disconnect().unwrap(); // we close first: the 4-tuple enters TIME_WAIT here (2 s in this test)
+    s.disconnect().unwrap(); // the switch closes first: the 4-tuple enters TIME_WAIT here (2 s in this test)
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
     s.connect_ex(to, b"two", ConnectOptions::default()).unwrap();
@@ -495,10 +501,88 @@ port = 7
     Config::parse(&text, "switch test config", None).expect("valid test config")
 }
 
-fn main() {
+/// What every scenario runs against: the appliance's switch, on a thread inside the namespace.
+#[derive(Clone)]
+struct Stage {
+    ns: Arc<NetNs>,
+    switch: Switch,
+}
+
+impl Stage {
+    /// Runs a scenario on a thread inside the namespace; its panic is the trial's failure.
+    fn run(self, scenario: fn(&Switch)) -> Result<(), Failed> {
+        let sw = self.switch;
+        let outcome = self.ns.spawn(move || scenario(&sw)).join();
+        outcome.map_err(|panic| format!("test panicked: {}", panic_message(&*panic)).into())
+    }
+}
+
+/// A panic's message, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    let text = panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied());
+    text.unwrap_or("(no message)")
+}
+
+/// One trial per scenario; each fails with `stage`'s error when there is no stage.
+fn trials(stage: &Result<Stage, String>) -> Vec<Trial> {
+    SCENARIOS
+        .iter()
+        .map(|&(name, scenario)| {
+            let stage = stage.clone();
+            Trial::test(name, move || match stage {
+                Ok(stage) => stage.run(scenario),
+                Err(why) => Err(why.into()),
+            })
+        })
+        .collect()
+}
+
+/// Waits for the appliance's switch, then readies the namespace around it: the tap's kernel
+/// side, the routes of the kernel-path scenarios, TCP Fast Open, and an answer on the echo port.
+fn set_stage(ns: &NetNs, switch: mpsc::Receiver<Switch>) -> Result<Switch, String> {
+    let sw = switch
+        .recv_timeout(Duration::from_secs(60))
+        .map_err(|_| "the appliance did not start (see its log above)".to_owned())?;
+    ns.ip(&["addr", "add", &format!("{HOST}/24"), "dev", TAP]);
+    ns.ip(&["link", "set", TAP, "up"]);
+    ns.ip(&["route", "add", "unreachable", "198.19.6.0/24"]);
+    ns.ip(&["route", "add", "198.19.7.0/24", "dev", TAP]);
+    // net.ipv4.tcp_fastopen = 3 in the namespace (per-namespace; procps may be absent).
+    let sysctl = ns.command("sh").args(["-c", "echo 3 > /proc/sys/net/ipv4/tcp_fastopen"]).status();
+    if !sysctl.is_ok_and(|s| s.success()) {
+        return Err("setting net.ipv4.tcp_fastopen=3 in the namespace failed".into());
+    }
+    let ready = ns.run(|| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(30) {
+            if TcpStream::connect_timeout(&addr(FAST, 7), Duration::from_millis(500)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    });
+    if !ready {
+        return Err("the appliance's echo port never answered".into());
+    }
+    Ok(sw)
+}
+
+fn main() -> ExitCode {
+    let mut args = Arguments::from_args();
+    // The scenarios share one appliance and measure its timing: one at a time, whatever
+    // --test-threads says.
+    args.test_threads = Some(1);
+    let runs = |name: &str| {
+        let probe = Trial::test(name, || Ok(()));
+        !args.is_filtered_out(&probe) && !args.is_ignored(&probe)
+    };
+    if args.list || !SCENARIOS.iter().any(|&(name, _)| runs(name)) {
+        // Nothing to run: no appliance either.
+        return libtest_mimic::run(&args, trials(&Err("not set up".into()))).exit_code();
+    }
     require_environment();
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let ns = NetNs::new("switch");
+    let ns = Arc::new(NetNs::new("switch"));
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
     let r = config(&ns);
@@ -510,61 +594,27 @@ fn main() {
             })
         })
     };
-    let mut passed = 0;
-    let mut failed = Vec::new();
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(sw) => {
-            ns.ip(&["addr", "add", &format!("{HOST}/24"), "dev", TAP]);
-            ns.ip(&["link", "set", TAP, "up"]);
-            ns.ip(&["route", "add", "unreachable", "198.19.6.0/24"]);
-            ns.ip(&["route", "add", "198.19.7.0/24", "dev", TAP]);
-            // net.ipv4.tcp_fastopen = 3 in the namespace (per-namespace; procps may be absent).
-            let sysctl = ns.command("sh").args(["-c", "echo 3 > /proc/sys/net/ipv4/tcp_fastopen"]).status();
-            assert!(sysctl.is_ok_and(|s| s.success()), "setting net.ipv4.tcp_fastopen=3 in the namespace");
-            let ready = ns.run(|| {
-                let t = Instant::now();
-                while t.elapsed() < Duration::from_secs(30) {
-                    if TcpStream::connect_timeout(&addr(FAST, 7), Duration::from_millis(500)).is_ok() {
-                        return true;
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                false
-            });
-            assert!(ready, "the appliance's echo port never answered");
-            for &(name, f) in SCENARIOS {
-                if !filter.is_empty() && !filter.iter().any(|x| name.contains(x.as_str())) {
-                    continue;
-                }
-                let sw = sw.clone();
-                let ok = ns.run(move || catch_unwind(AssertUnwindSafe(|| f(&sw))).is_ok());
-                say!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
-                if ok {
-                    passed += 1;
-                } else {
-                    failed.push(name);
-                }
-            }
-        }
-        Err(_) => failed.push("the appliance did not start (see its log above)"),
-    }
+    let stage = catch_unwind(AssertUnwindSafe(|| set_stage(&ns, rx)))
+        .unwrap_or_else(|panic| Err(format!("setting the stage failed: {}", panic_message(&*panic))))
+        .map(|switch| Stage { ns: ns.clone(), switch });
+    // A panic here is the printer's (stdout closed): the appliance is stopped all the same.
+    let conclusion = catch_unwind(AssertUnwindSafe(|| libtest_mimic::run(&args, trials(&stage))));
+    drop(stage);
     stop.store(true, Ordering::Relaxed);
     let outcome = app.join();
     // EAL unlinks its telemetry socket only at exit: take the whole runtime folder now.
     let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", ns.name));
-    drop(ns);
+    drop(ns); // the last reference (the trials are gone): deletes the namespace
     if let Ok(Err(e)) = &outcome {
-        failed.push("the appliance stopped with an error");
         eprintln!("appliance: {e}");
+        // Counted as a failure in the same format, so totals summed over `test result:` lines
+        // (the Makefile's) include it.
+        say!("\nfailures:\n    the appliance stopped with an error\n");
+        say!("test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out");
+        return ExitCode::from(101);
     }
-    say!("");
-    if !failed.is_empty() {
-        say!("failures:\n    {}", failed.join("\n    "));
+    match conclusion {
+        Ok(conclusion) => conclusion.exit_code(),
+        Err(_) => ExitCode::from(101),
     }
-    say!(
-        "test result: {}. {passed} passed; {} failed; 0 ignored; 0 measured; 0 filtered out",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        failed.len()
-    );
-    std::process::exit(if failed.is_empty() { 0 } else { 101 });
 }

@@ -6,7 +6,24 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+/// Why a profile was rejected. Every message names the file (or the built-in profile) it came
+/// from. This module depends on nothing else in the crate: a configuration whose port names a bad
+/// profile wraps this error in its own.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The profile file could not be read.
+    #[error("{file}: {message}")]
+    Io { file: String, message: String },
+    /// The profile is not valid TOML, or has a field that is unknown or of the wrong type.
+    #[error("{file}: {message}")]
+    Toml { file: String, message: String },
+    /// A field's value is out of its range.
+    #[error("{file}: {field} = {value}: {why}")]
+    Value { file: String, field: String, value: String, why: String },
+    /// The name is neither a built-in profile nor a path.
+    #[error("unknown NIC profile {name:?}: the built-in ones are {known}, or give a path to a profile TOML")]
+    Unknown { name: String, known: String },
+}
 
 /// The profiles compiled into the binary, by name.
 pub const BUILT_IN: &[(&str, &str)] = &[
@@ -41,8 +58,9 @@ pub struct NicProfile {
     pub rss: Option<RssSection>,
 }
 
-/// RSS: the Toeplitz key and the hash types. With our key the engines know where the NIC puts a
-/// flow, and outgoing connections pick source ports whose replies come back to their own core.
+/// RSS: the Toeplitz key and the hash types. With a key the appliance sets, the engines know where
+/// the NIC puts a flow, and outgoing connections pick source ports whose replies come back to
+/// their own core.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RssSection {
@@ -171,36 +189,36 @@ impl Default for MempoolSection {
 
 impl NicProfile {
     /// Parses a profile; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<NicProfile, ConfigError> {
+    pub fn parse(text: &str, origin: &str) -> Result<NicProfile, ProfileError> {
         let p: NicProfile =
-            toml::from_str(text).map_err(|e| ConfigError::Toml { file: origin.to_owned(), message: e.to_string() })?;
+            toml::from_str(text).map_err(|e| ProfileError::Toml { file: origin.to_owned(), message: e.to_string() })?;
         p.validate(origin)?;
         Ok(p)
     }
 
     /// A built-in profile by name, or a profile file when `name` is a path (contains `/` or ends
     /// in `.toml`); relative paths are taken from `base` (the config file's folder).
-    pub fn resolve(name: &str, base: Option<&Path>) -> Result<NicProfile, ConfigError> {
+    pub fn resolve(name: &str, base: Option<&Path>) -> Result<NicProfile, ProfileError> {
         if name.contains('/') || name.ends_with(".toml") {
             let path = match base {
                 Some(b) if Path::new(name).is_relative() => b.join(name),
                 _ => Path::new(name).to_path_buf(),
             };
             let text = std::fs::read_to_string(&path)
-                .map_err(|e| ConfigError::Io { file: path.display().to_string(), message: e.to_string() })?;
+                .map_err(|e| ProfileError::Io { file: path.display().to_string(), message: e.to_string() })?;
             return NicProfile::parse(&text, &path.display().to_string());
         }
         match BUILT_IN.iter().find(|(n, _)| *n == name) {
             Some((n, text)) => NicProfile::parse(text, &format!("built-in profile {n}")),
-            None => Err(ConfigError::UnknownProfile {
+            None => Err(ProfileError::Unknown {
                 name: name.to_owned(),
                 known: BUILT_IN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
             }),
         }
     }
 
-    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |field: &str, value: String, why: &str| ConfigError::Value {
+    fn validate(&self, origin: &str) -> Result<(), ProfileError> {
+        let bad = |field: &str, value: String, why: &str| ProfileError::Value {
             file: origin.to_owned(),
             field: field.to_owned(),
             value,
