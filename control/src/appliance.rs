@@ -278,8 +278,8 @@ pub fn run_with_switch(
                 random_seed: random_seed()?,
                 time_wait: Duration::from_secs(g.time_wait_secs),
                 max_backlog: g.max_backlog,
-                max_connections: engine::DEFAULT_MAX_CONNECTIONS,
-                max_time_wait: engine::DEFAULT_MAX_TIME_WAIT,
+                max_connections: g.max_connections,
+                max_time_wait: g.max_time_wait,
                 tcp_timeout: Duration::from_secs(g.tcp_timeout_secs),
                 buffer_idle: g.buffer_idle(),
             }

@@ -67,6 +67,12 @@ pub struct EngineSection {
     pub time_wait_secs: u64,
     /// Backlog values above this are clamped to it (B5).
     pub max_backlog: usize,
+    /// Connections per core at most: beyond, a SYN meets its listener's `on_full` and a connect
+    /// fails with ENOBUFS (counted).
+    pub max_connections: usize,
+    /// TIME_WAIT entries per core at most (as `tcp_max_tw_buckets`): beyond, a closing
+    /// connection skips TIME_WAIT (counted).
+    pub max_time_wait: usize,
     /// Waiting this long for a silent peer (data, SYN-ACK or FIN unacknowledged) resets a
     /// connection; an idle one never times out.
     pub tcp_timeout_secs: u64,
@@ -87,6 +93,8 @@ impl Default for EngineSection {
             tcp_tx_buffer: 65536,
             time_wait_secs: 240,
             max_backlog: 4096,
+            max_connections: engine::DEFAULT_MAX_CONNECTIONS,
+            max_time_wait: engine::DEFAULT_MAX_TIME_WAIT,
             tcp_timeout_secs: 60,
             buffer_idle_secs: 30,
             drain_secs: 10,

@@ -103,6 +103,8 @@ fn bad_configs_name_the_field_and_value() {
         (format!("{port}[[service]]\nkind = \"hold\"\n"), &["port"]),
         (format!("{port}[engine]\ntime_wait_secs = 301\n"), &["engine.time_wait_secs", "301", "300"]),
         (format!("{port}[engine]\nmax_backlog = 0\n"), &["engine.max_backlog", "0"]),
+        (format!("{port}[engine]\nmax_connections = 0\n"), &["engine.max_connections", "0"]),
+        (format!("{port}[engine]\nmax_time_wait = 16777217\n"), &["engine.max_time_wait", "16777217"]),
         (format!("{port}[engine]\nbuffer_idle_secs = 86401\n"), &["engine.buffer_idle_secs", "86401"]),
         (format!("{port}[engine]\ncores = 0\n"), &["engine.cores", "0"]),
         (format!("{port}[engine]\ntcp_timeout_secs = 0\n"), &["engine.tcp_timeout_secs"]),
