@@ -100,7 +100,7 @@ fn linux_roundtrip(to: SocketAddr, data: Vec<u8>) -> Vec<u8> {
     back
 }
 
-fn l2_l3_wildcard_listener_accepts_from_both_providers(sw: &Switch) {
+fn l3_one_wildcard_listener_accepts_from_both_providers(sw: &Switch) {
     let l = sw.listen(addr("0.0.0.0", 7100), ListenOptions::default()).unwrap();
     assert_eq!(l.providers(), [Provider::Kernel, Provider::Fast]);
     let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 + i / 251) as u8).collect();
@@ -447,7 +447,7 @@ fn examples_switch_client_against_a_switch_echo(sw: &Switch) {
 type Scenario = (&'static str, fn(&Switch));
 
 const SCENARIOS: &[Scenario] = &[
-    ("l2_l3_wildcard_listener_accepts_from_both_providers", l2_l3_wildcard_listener_accepts_from_both_providers),
+    ("l3_one_wildcard_listener_accepts_from_both_providers", l3_one_wildcard_listener_accepts_from_both_providers),
     ("l2_specific_addresses", l2_specific_addresses),
     ("l2_port_conflict_is_eaddrinuse_from_the_fast_path", l2_port_conflict_is_eaddrinuse_from_the_fast_path),
     (
