@@ -262,6 +262,13 @@ pub fn run_with_switch(
             if p.unchecked {
                 device = device.unchecked();
             }
+            if let Some((plan, seed)) = p.faults {
+                // Each core's queue and each direction draws from a stream of its own.
+                device = device.with_faults(plan, plan, seed.wrapping_add(2 * u64::from(core)));
+                if core == 0 {
+                    tracing::warn!(port = i, ?plan, seed, "a faulty wire on this port (tests and benchmarks only)");
+                }
+            }
             if core == 0 {
                 checksums.push(device.checksum_mode().to_string()); // the same on every core
             }

@@ -79,6 +79,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use runtime::device::faults::FaultPlan;
+
 use crate::profile::{NicProfile, ProfileError};
 
 mod schema;
@@ -87,8 +89,8 @@ mod tests;
 mod validate;
 
 pub use schema::{
-    Config, ControlSection, EalSection, EngineSection, ListenSection, MetricsSection, PortSection, ServiceSection,
-    SwitchSection,
+    Config, ControlSection, EalSection, EngineSection, FaultsSection, ListenSection, MetricsSection, PortSection,
+    ServiceSection, SwitchSection,
 };
 
 /// The built-in default configuration (`control/configs/demo.toml`).
@@ -127,6 +129,8 @@ pub struct ResolvedPort {
     /// `checksums = "none"`: no IPv4 or TCP checksums are sent or checked on this port (a memory
     /// wire to a trusted process; `runtime::device::MbufDevice::unchecked`).
     pub unchecked: bool,
+    /// `[port.faults]`: the faulty wire's plan (the same each way) and seed, if the port has one.
+    pub faults: Option<(FaultPlan, u64)>,
 }
 
 /// A validated configuration.

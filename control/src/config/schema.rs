@@ -164,6 +164,26 @@ pub struct PortSection {
     /// `"port"` (default) or `"none"`: see [`ResolvedPort::unchecked`](super::ResolvedPort::unchecked).
     #[serde(default = "port_checksums")]
     pub checksums: String,
+    /// A faulty wire on this port, for tests and benchmarks only: refused unless the environment
+    /// sets `SWITCHYARD_ALLOW_FAULTS=1`.
+    pub faults: Option<FaultsSection>,
+}
+
+/// `[port.faults]`: what the port's wire does to frames, each way, from a seed
+/// (`runtime::device::faults`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsSection {
+    /// Frames lost, in percent.
+    pub loss_percent: f64,
+    /// Frames followed by a copy, in percent.
+    pub duplicate_percent: f64,
+    /// Frames held back so that later ones overtake them, in percent.
+    pub reorder_percent: f64,
+    /// Every frame's extra latency, in microseconds.
+    pub delay_us: u64,
+    /// The seed of the draws (each core and direction draws from its own stream).
+    pub seed: u64,
 }
 
 fn port_checksums() -> String {

@@ -104,6 +104,8 @@ fn bad_configs_name_the_field_and_value() {
         (format!("{port}[engine]\ntime_wait_secs = 301\n"), &["engine.time_wait_secs", "301", "300"]),
         (format!("{port}[engine]\nmax_backlog = 0\n"), &["engine.max_backlog", "0"]),
         (format!("{port}[engine]\nmax_connections = 0\n"), &["engine.max_connections", "0"]),
+        // No test of this crate sets SWITCHYARD_ALLOW_FAULTS: a faulty wire is refused.
+        (format!("{port}[port.faults]\nloss_percent = 5.0\n"), &["port[0].faults", "SWITCHYARD_ALLOW_FAULTS=1"]),
         (format!("{port}[engine]\nmax_time_wait = 16777217\n"), &["engine.max_time_wait", "16777217"]),
         (format!("{port}[engine]\nbuffer_idle_secs = 86401\n"), &["engine.buffer_idle_secs", "86401"]),
         (format!("{port}[engine]\ncores = 0\n"), &["engine.cores", "0"]),

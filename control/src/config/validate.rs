@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 
 use engine::{BacklogPolicy, OnFull};
 
+use runtime::device::faults::FaultPlan;
+
 use super::schema::{
-    ControlSection, EalSection, EngineSection, MetricsSection, PortSection, ServiceSection, SwitchSection,
+    ControlSection, EalSection, EngineSection, FaultsSection, MetricsSection, PortSection, ServiceSection,
+    SwitchSection,
 };
 use super::{default_control_socket, ConfigError, ResolvedPort};
 use crate::profile::NicProfile;
@@ -157,7 +160,39 @@ fn port(
         }
         other => return Err(errors.bad(format!("port[{i}].checksums"), format!("{other:?}"), "\"port\" or \"none\"")),
     };
-    Ok(ResolvedPort { profile, devargs: p.devargs.clone(), address, prefix_len, gateway: p.gateway, unchecked })
+    let faults = p.faults.as_ref().map(|f| faults(errors, i, f)).transpose()?;
+    Ok(ResolvedPort { profile, devargs: p.devargs.clone(), address, prefix_len, gateway: p.gateway, unchecked, faults })
+}
+
+/// The environment variable that allows `[port.faults]`.
+pub const ALLOW_FAULTS: &str = "SWITCHYARD_ALLOW_FAULTS";
+
+/// `port[i].faults`: percentages in 0..=100 and a delay of at most a second, and only where the
+/// environment allows a faulty wire (tests and benchmarks set `SWITCHYARD_ALLOW_FAULTS=1`): a
+/// production appliance never loses frames on purpose because of a stray table.
+fn faults(errors: Errors, i: usize, f: &FaultsSection) -> Result<(FaultPlan, u64), ConfigError> {
+    if std::env::var(ALLOW_FAULTS).as_deref() != Ok("1") {
+        return Err(errors.bad(
+            format!("port[{i}].faults"),
+            "a faulty wire".into(),
+            &format!("no [port.faults] outside tests and benchmarks (they set {ALLOW_FAULTS}=1)"),
+        ));
+    }
+    let percent = |field: &str, v: f64| {
+        if (0.0..=100.0).contains(&v) {
+            Ok(v / 100.0)
+        } else {
+            Err(errors.bad(format!("port[{i}].faults.{field}"), v.to_string(), "a percentage, 0 to 100"))
+        }
+    };
+    errors.range(&format!("port[{i}].faults.delay_us"), f.delay_us, 0, 1_000_000, "at most 1000000 (1 s)")?;
+    let plan = FaultPlan {
+        loss: percent("loss_percent", f.loss_percent)?,
+        duplicate: percent("duplicate_percent", f.duplicate_percent)?,
+        reorder: percent("reorder_percent", f.reorder_percent)?,
+        delay: std::time::Duration::from_micros(f.delay_us),
+    };
+    Ok((plan, f.seed))
 }
 
 /// `[switch]`: its limits, and its fast routes parsed; routes go through the first port's
