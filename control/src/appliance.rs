@@ -107,8 +107,12 @@ fn listeners(r: &Resolved) -> Vec<ListenerSpec> {
         .filter_map(|s| {
             let service = match s {
                 ServiceSection::Echo { .. } => ServiceKind::Echo,
-                ServiceSection::Http { body, content_type, .. } => {
-                    ServiceKind::Http(Arc::new(HttpConfig::new(body.as_bytes(), content_type)))
+                ServiceSection::Http { body, content_type, header_timeout_secs, .. } => {
+                    let mut http = HttpConfig::new(body.as_bytes(), content_type);
+                    if *header_timeout_secs > 0 {
+                        http = http.with_header_timeout(Duration::from_secs(*header_timeout_secs));
+                    }
+                    ServiceKind::Http(Arc::new(http))
                 }
                 ServiceSection::Hold { .. } => ServiceKind::Hold,
                 ServiceSection::Proxy { .. } => return None,

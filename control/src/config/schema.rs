@@ -232,6 +232,10 @@ pub enum ServiceSection {
         body: String,
         #[serde(default = "content_type")]
         content_type: String,
+        /// A request head not whole this long after the connection started or the previous
+        /// response was queued is answered 408 and its connection closed (0: no limit).
+        #[serde(default = "header_timeout_secs")]
+        header_timeout_secs: u64,
     },
     Hold {
         port: u16,
@@ -297,6 +301,9 @@ fn http_body() -> String {
 }
 fn content_type() -> String {
     "text/plain".into()
+}
+fn header_timeout_secs() -> u64 {
+    30
 }
 
 impl ServiceSection {

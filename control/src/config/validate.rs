@@ -280,7 +280,7 @@ fn service(errors: Errors, i: usize, s: &ServiceSection) -> Result<(), ConfigErr
             errors.range(&format!("service[{i}].retry_secs"), *retry_secs, 1, 3600, secs)?;
             errors.range(&format!("service[{i}].silent_secs"), *silent_secs, 1, 3600, secs)?;
         }
-        ServiceSection::Http { content_type, .. } => {
+        ServiceSection::Http { content_type, header_timeout_secs, .. } => {
             if content_type.is_empty() || content_type.contains(['\r', '\n']) {
                 return Err(errors.bad(
                     format!("service[{i}].content_type"),
@@ -288,6 +288,8 @@ fn service(errors: Errors, i: usize, s: &ServiceSection) -> Result<(), ConfigErr
                     "a media type on one line",
                 ));
             }
+            let why = "between 0 (no limit) and 3600 seconds";
+            errors.range(&format!("service[{i}].header_timeout_secs"), *header_timeout_secs, 0, 3600, why)?;
         }
         ServiceSection::Echo { .. } | ServiceSection::Hold { .. } => {}
     }

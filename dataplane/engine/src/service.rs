@@ -32,7 +32,7 @@ impl<S: Service> Engine<S> {
             return;
         }
         self.enforce_deadlines(now, id);
-        self.run_session(id, state);
+        self.run_session(now, id, state);
         let (emitted, poll_at) = self.egress(now, device, id);
         self.schedule(now, id, emitted, poll_at);
     }
@@ -138,7 +138,7 @@ impl<S: Service> Engine<S> {
     /// Drives the connection's session while the connection is open, and queues our FIN when the
     /// session is done. `state` is the TCP state read at the start of the service.
     #[inline]
-    fn run_session(&mut self, id: u32, state: tcp::State) {
+    fn run_session(&mut self, now: Instant, id: u32, state: tcp::State) {
         let slot = &mut self.slots[id as usize];
         // Every abort above says why in `ended_by_engine`: without one, the state is as read.
         let state = if slot.ended_by_engine.is_some() { slot.socket().state() } else { state };
@@ -147,7 +147,7 @@ impl<S: Service> Engine<S> {
             let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
             let close = match &mut slot.phase {
                 Phase::Accepted(session) | Phase::Client { session, .. } => {
-                    session.drive(&mut TcpStream(sock, &mut slot.bytes)) == Progress::Close
+                    session.drive(now, &mut TcpStream(sock, &mut slot.bytes)) == Progress::Close
                 }
                 // A queued connection whose peer has gone leaves the queue.
                 Phase::Queued => state == tcp::State::CloseWait,
@@ -254,7 +254,8 @@ impl<S: Service> Engine<S> {
         };
         let give_up = slot.give_up(self.tcp_timeout);
         let poll_at = poll_at.unwrap_or_else(|| self.iface.poll_at(now, &slot.set));
-        let at = earliest(earliest(poll_at, slot.connect_deadline), give_up);
+        let wake = if slot.closing { None } else { slot.session().and_then(|s| s.deadline()) };
+        let at = earliest(earliest(poll_at, slot.connect_deadline), earliest(give_up, wake));
         if !emitted && wants_to_send && !slot.neighbor_wait {
             // Maybe blocked on ARP: poll it again when an ARP frame arrives.
             slot.neighbor_wait = true;

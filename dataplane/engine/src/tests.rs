@@ -12,7 +12,7 @@ use super::*;
 use crate::listener::{BacklogPolicy, OnFull};
 use crate::phy::{MemoryDevice, MemoryLink};
 use crate::pool::ARMED;
-use crate::services::ServiceKind;
+use crate::services::{HttpConfig, ServiceKind};
 use crate::testing::*;
 
 #[test]
@@ -109,6 +109,42 @@ fn http_keep_alive_serves_many_requests_on_one_connection() {
     }
     assert_eq!(p.engine.stats().established, 1);
     assert!(p.sock(h).is_active());
+}
+
+/// Slow senders on the HTTP service: a client that trickles a request head, one that sends
+/// nothing, and one idle after its response are each answered 408 and closed once the header
+/// timeout has passed since the connection started (or its last response was queued); a client
+/// that completes its head in time is served.
+#[test]
+fn http_header_timeout_closes_slow_and_silent_clients() {
+    let mut cfg = config();
+    let http = HttpConfig::new(b"hello\n", "text/plain").with_header_timeout(std::time::Duration::from_secs(5));
+    cfg.listeners[1].service = ServiceKind::Http(Arc::new(http));
+    let mut p = Pair::new(&cfg);
+    let (slow, silent, served) = (p.connect(80, 47000), p.connect(80, 47001), p.connect(80, 47002));
+    assert!(p.run_until(100, |p| [slow, silent, served].iter().all(|&h| p.sock(h).may_send())));
+    let mut got = [Vec::new(), Vec::new(), Vec::new()];
+    for (i, piece) in [&b"GET / H"[..], b"TTP/1.1\r\n", b"Host: t\r\n"].iter().enumerate() {
+        p.sock(slow).send_slice(piece).unwrap();
+        if i == 0 {
+            p.sock(served).send_slice(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        }
+        p.step_by(Duration::from_millis(1500));
+    }
+    p.recv_all(served, &mut got[2]);
+    assert!(got[2].ends_with(b"hello\n"), "served in time: {:?}", String::from_utf8_lossy(&got[2]));
+    assert!(p.sock(slow).may_recv() && p.sock(silent).may_recv(), "nothing closed before the timeout");
+    // 4.5 s in; the served response left at 1.5 s: both timeouts pass by 6.5 s.
+    p.run_until(3000, |_| false);
+    for (i, h) in [slow, silent, served].into_iter().enumerate() {
+        p.recv_all(h, &mut got[i]);
+        assert!(!p.sock(h).may_recv(), "client {i} closed by the engine");
+    }
+    for g in &got[..2] {
+        assert!(g.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"), "{:?}", String::from_utf8_lossy(g));
+    }
+    let idle = String::from_utf8_lossy(&got[2]);
+    assert!(idle.contains("hello\nHTTP/1.1 408 Request Timeout\r\n"), "the idle one: {idle:?}");
 }
 
 #[test]

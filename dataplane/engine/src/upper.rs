@@ -10,8 +10,8 @@
 //!
 //! Call order, per connection: [`Session::attached`] (outgoing connections, at `connect`), then
 //! [`Session::established`] (outgoing, when the handshake completes), then [`Session::drive`]
-//! whenever the connection was serviced and is open, with [`Session::abort_requested`] asked
-//! before each drive, and [`Session::closed`] once, last.
+//! whenever the connection was serviced and is open (also when its [`Session::deadline`] came),
+//! with [`Session::abort_requested`] asked before each drive, and [`Session::closed`] once, last.
 
 use std::net::SocketAddrV4;
 
@@ -81,8 +81,14 @@ pub enum End {
 /// What runs on one connection: moves bytes between the connection's buffers and whatever it
 /// serves, and hears about the connection's life. Sessions never do I/O themselves.
 pub trait Session {
-    /// Moves what can be moved now.
-    fn drive(&mut self, s: &mut dyn Stream) -> Progress;
+    /// Moves what can be moved at `now`.
+    fn drive(&mut self, now: Instant, s: &mut dyn Stream) -> Progress;
+
+    /// When the session wants to be driven again even if nothing happens on its connection (a
+    /// timeout of its own), if ever. Asked after each drive.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
 
     /// An outgoing connection was opened for this session: its id and addresses, before its SYN
     /// leaves.

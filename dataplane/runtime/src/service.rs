@@ -44,10 +44,18 @@ impl From<services::Session> for Session {
 
 impl engine::Session for Session {
     #[inline]
-    fn drive(&mut self, s: &mut dyn Stream) -> Progress {
+    fn drive(&mut self, now: Instant, s: &mut dyn Stream) -> Progress {
         match self {
-            Session::Builtin(b) => b.drive(s),
+            Session::Builtin(b) => b.drive(now, s),
             Session::Bridge(end) => end.drive(s),
+        }
+    }
+
+    #[inline]
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            Session::Builtin(b) => b.deadline(),
+            Session::Bridge(_) => None,
         }
     }
 

@@ -1,7 +1,11 @@
 //! HTTP/1.1 with a fixed body: keep-alive, pipelining, a correct `Content-Length`, `HEAD`,
 //! `Connection: close` and HTTP/1.0 keep-alive honoured, and errors that close the connection:
 //! `400` for a malformed request, `431` for a head over [`MAX_HEAD`] bytes, `501` for a
-//! `Transfer-Encoding` request body, `505` for an HTTP major version other than 1.
+//! `Transfer-Encoding` request body, `505` for an HTTP major version other than 1, and `408` for a
+//! request head that did not arrive whole within the header timeout
+//! ([`HttpConfig::with_header_timeout`]): from the connection's start, or from the end of the
+//! previous response. A client that connects and stays silent, or trickles a head byte by byte,
+//! holds its connection that long at most.
 //!
 //! Responses are built once per service ([`HttpConfig::new`]) and shared by every session: serving
 //! a request copies the prebuilt bytes into the connection's send buffer and allocates nothing.
@@ -9,6 +13,9 @@
 //! read only once the previous response is fully queued (back-pressure).
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use smoltcp::time::Instant;
 
 use super::{Progress, Stream};
 
@@ -23,7 +30,9 @@ const READ_CHUNK: usize = 2048;
 pub struct HttpConfig {
     body_len: usize,
     responses: [Arc<[u8]>; 6],
-    errors: [Arc<[u8]>; 4],
+    errors: [Arc<[u8]>; 5],
+    /// How long a request head may take to arrive whole; `None`: for ever.
+    header_timeout: Option<smoltcp::time::Duration>,
 }
 
 /// How the connection continues after a response.
@@ -43,6 +52,7 @@ pub enum HttpError {
     HeadTooLarge = 1,
     NotImplemented = 2,
     VersionNotSupported = 3,
+    RequestTimeout = 4,
 }
 
 impl HttpError {
@@ -52,6 +62,7 @@ impl HttpError {
             HttpError::HeadTooLarge => "431 Request Header Fields Too Large",
             HttpError::NotImplemented => "501 Not Implemented",
             HttpError::VersionNotSupported => "505 HTTP Version Not Supported",
+            HttpError::RequestTimeout => "408 Request Timeout",
         }
     }
 }
@@ -102,8 +113,17 @@ impl HttpConfig {
                 error(HttpError::HeadTooLarge),
                 error(HttpError::NotImplemented),
                 error(HttpError::VersionNotSupported),
+                error(HttpError::RequestTimeout),
             ],
+            header_timeout: None,
         }
+    }
+
+    /// Answers `408` and closes a connection whose next request head has not arrived whole
+    /// `timeout` after the connection started or the previous response was queued.
+    pub fn with_header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = Some(smoltcp::time::Duration::from_micros(timeout.as_micros() as u64));
+        self
     }
 
     pub fn body_len(&self) -> usize {
@@ -265,11 +285,19 @@ pub struct Http {
     closing: bool,
     /// Requests answered (errors included).
     pub requests: u64,
+    /// Since when it waits for a request head (with a header timeout): the connection's start, or
+    /// the end of the previous response.
+    waiting_since: Option<Instant>,
 }
 
 impl Http {
     pub fn new(cfg: Arc<HttpConfig>) -> Self {
-        Http { cfg, input: Vec::new(), out: None, skip: 0, closing: false, requests: 0 }
+        Http { cfg, input: Vec::new(), out: None, skip: 0, closing: false, requests: 0, waiting_since: None }
+    }
+
+    /// When the head it waits for times out, if it waits for one with a timeout.
+    pub fn deadline(&self) -> Option<Instant> {
+        Some(self.waiting_since? + self.cfg.header_timeout?)
     }
 
     fn consume_input(&mut self, n: usize) {
@@ -292,7 +320,10 @@ impl Http {
         }
     }
 
-    pub fn drive(&mut self, s: &mut dyn Stream) -> Progress {
+    pub fn drive(&mut self, now: Instant, s: &mut dyn Stream) -> Progress {
+        if self.deadline().is_some_and(|t| now >= t) && self.out.is_none() && !self.closing {
+            self.fail(HttpError::RequestTimeout);
+        }
         loop {
             if let Some((resp, off)) = &mut self.out {
                 *off += s.send_from(&resp[*off..]);
@@ -325,10 +356,17 @@ impl Http {
                 Parse::Incomplete if self.input.len() >= MAX_HEAD => self.fail(HttpError::HeadTooLarge),
                 Parse::Incomplete => {
                     // An unfinished request at the peer's FIN is abandoned.
-                    return if s.peer_finished() { Progress::Close } else { Progress::Open };
+                    if s.peer_finished() {
+                        return Progress::Close;
+                    }
+                    if self.cfg.header_timeout.is_some() && self.waiting_since.is_none() {
+                        self.waiting_since = Some(now);
+                    }
+                    return Progress::Open;
                 }
                 Parse::Error(e) => self.fail(e),
                 Parse::Done(req) => {
+                    self.waiting_since = None;
                     self.consume_input(req.head_len);
                     self.skip = req.content_length;
                     self.closing = req.persist == Persist::Close;
@@ -341,6 +379,7 @@ impl Http {
 
     fn fail(&mut self, e: HttpError) {
         self.requests += 1;
+        self.waiting_since = None;
         self.input = Vec::new();
         self.closing = true;
         self.out = Some((self.cfg.errors[e as usize].clone(), 0));
@@ -363,7 +402,7 @@ mod tests {
         let mut out = Vec::new();
         let mut p = Progress::Open;
         for _ in 0..10_000 {
-            p = h.drive(&mut s);
+            p = h.drive(Instant::ZERO, &mut s);
             out.extend(s.take_output());
             if p == Progress::Close || (s.read == s.input.len() && h.out.is_none()) {
                 break;
@@ -537,7 +576,7 @@ mod tests {
         let mut h = Http::new(cfg);
         let mut out = Vec::new();
         for _ in 0..200 {
-            h.drive(&mut s);
+            h.drive(Instant::ZERO, &mut s);
             out.extend(s.take_output());
         }
         assert!(out.ends_with(&body));

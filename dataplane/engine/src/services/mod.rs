@@ -65,12 +65,20 @@ pub enum Session {
 }
 
 impl Session {
-    /// Moves what can be moved now.
-    pub fn drive(&mut self, s: &mut dyn Stream) -> Progress {
+    /// Moves what can be moved at `now`.
+    pub fn drive(&mut self, now: Instant, s: &mut dyn Stream) -> Progress {
         match self {
             Session::Echo(e) => e.drive(s),
-            Session::Http(h) => h.drive(s),
+            Session::Http(h) => h.drive(now, s),
             Session::LoadGen(g) => g.drive(s),
+        }
+    }
+
+    /// When the session must be driven again without I/O: an HTTP request head's timeout.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            Session::Http(h) => h.deadline(),
+            Session::Echo(_) | Session::LoadGen(_) => None,
         }
     }
 
@@ -85,8 +93,13 @@ impl Session {
 
 impl crate::Session for Session {
     #[inline]
-    fn drive(&mut self, s: &mut dyn Stream) -> Progress {
-        Session::drive(self, s)
+    fn drive(&mut self, now: Instant, s: &mut dyn Stream) -> Progress {
+        Session::drive(self, now, s)
+    }
+
+    #[inline]
+    fn deadline(&self) -> Option<Instant> {
+        Session::deadline(self)
     }
 
     fn closed(&mut self, established: bool, end: End) {
