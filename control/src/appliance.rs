@@ -290,6 +290,7 @@ pub fn run_with_switch(
                 time_wait: Duration::from_secs(g.time_wait_secs),
                 max_backlog: g.max_backlog,
                 max_connections: g.max_connections,
+                syn_backlog: g.syn_backlog,
                 max_time_wait: g.max_time_wait,
                 tcp_timeout: Duration::from_secs(g.tcp_timeout_secs),
                 buffer_idle: g.buffer_idle(),

@@ -70,6 +70,10 @@ pub struct EngineSection {
     /// Connections per core at most: beyond, a SYN meets its listener's `on_full` and a connect
     /// fails with ENOBUFS (counted).
     pub max_connections: usize,
+    /// Half-open connections per listener and core at most (as `tcp_max_syn_backlog`): beyond,
+    /// the oldest makes room for the new SYN (counted); half-open connections never make a
+    /// listener refuse.
+    pub syn_backlog: usize,
     /// TIME_WAIT entries per core at most (as `tcp_max_tw_buckets`): beyond, a closing
     /// connection skips TIME_WAIT (counted).
     pub max_time_wait: usize,
@@ -94,6 +98,7 @@ impl Default for EngineSection {
             time_wait_secs: 240,
             max_backlog: 4096,
             max_connections: engine::DEFAULT_MAX_CONNECTIONS,
+            syn_backlog: 4096,
             max_time_wait: engine::DEFAULT_MAX_TIME_WAIT,
             tcp_timeout_secs: 60,
             buffer_idle_secs: 30,

@@ -77,6 +77,7 @@ pub(super) fn engine(errors: Errors, g: &EngineSection) -> Result<(), ConfigErro
     errors.range("engine.max_backlog", g.max_backlog as u64, 1, 1 << 20, "between 1 and 1048576")?;
     let max = engine::MAX_CONNECTIONS as u64;
     errors.range("engine.max_connections", g.max_connections as u64, 1, max, "between 1 and 16777216")?;
+    errors.range("engine.syn_backlog", g.syn_backlog as u64, 1, 1 << 20, "between 1 and 1048576")?;
     errors.range("engine.max_time_wait", g.max_time_wait as u64, 0, max, "between 0 and 16777216")?;
     errors.range("engine.tcp_timeout_secs", g.tcp_timeout_secs, 1, 3600, "between 1 and 3600 seconds")?;
     errors.range("engine.buffer_idle_secs", g.buffer_idle_secs, 0, 86400, "between 0 (never) and 86400 seconds")?;

@@ -58,6 +58,11 @@ pub struct EngineConfig<S = ServiceKind> {
     /// [`crate::ConnectError::TooMany`] (ENOBUFS). The flow table is sized for it at start, so
     /// it never grows on the packet path.
     pub max_connections: usize,
+    /// Half-open connections per listener at most (as Linux's `tcp_max_syn_backlog`): a SYN
+    /// beyond it makes the listener give up its oldest half-open connection
+    /// ([`crate::ListenerStats::syn_evicted`]); half-open connections never make a listener
+    /// refuse (B1).
+    pub syn_backlog: usize,
     /// TIME_WAIT entries this engine holds at most, as Linux's `tcp_max_tw_buckets`: a connection
     /// that closes beyond it skips TIME_WAIT, counted ([`crate::TimeWaitStats::overflow`]).
     pub max_time_wait: usize,
@@ -88,6 +93,7 @@ impl<S> EngineConfig<S> {
             time_wait: time_wait::DEFAULT_DELAY,
             max_backlog: 4096,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            syn_backlog: 4096,
             max_time_wait: DEFAULT_MAX_TIME_WAIT,
             tcp_timeout: Duration::from_secs(60),
             buffer_idle: Some(DEFAULT_BUFFER_IDLE),
@@ -110,6 +116,7 @@ impl<S> EngineConfig<S> {
             time_wait,
             max_backlog,
             max_connections,
+            syn_backlog,
             max_time_wait,
             tcp_timeout,
             buffer_idle,
@@ -137,6 +144,7 @@ impl<S> EngineConfig<S> {
             time_wait,
             max_backlog,
             max_connections,
+            syn_backlog,
             max_time_wait,
             tcp_timeout,
             buffer_idle,
@@ -167,6 +175,8 @@ pub enum EngineError {
     BadMaxBacklog(usize),
     #[error("max_connections {0} is out of range (1..=16777216)")]
     BadMaxConnections(usize),
+    #[error("syn_backlog {0} is out of range (1..=1048576)")]
+    BadSynBacklog(usize),
     #[error("max_time_wait {0} is out of range (0..=16777216)")]
     BadMaxTimeWait(usize),
     #[error("TCP timeout {0:?} is out of range (1 s to 1 h)")]
@@ -209,6 +219,9 @@ pub(crate) fn validate<S>(cfg: &EngineConfig<S>) -> Result<(), EngineError> {
     }
     if !(1..=MAX_CONNECTIONS).contains(&cfg.max_connections) {
         return Err(EngineError::BadMaxConnections(cfg.max_connections));
+    }
+    if !(1..=1 << 20).contains(&cfg.syn_backlog) {
+        return Err(EngineError::BadSynBacklog(cfg.syn_backlog));
     }
     if cfg.max_time_wait > MAX_CONNECTIONS {
         return Err(EngineError::BadMaxTimeWait(cfg.max_time_wait));

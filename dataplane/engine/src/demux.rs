@@ -3,7 +3,7 @@
 //! same reading for a gateway that asks whether a frame is the engine's at all.
 
 use crate::flow::{self, Frame};
-use crate::listener::OnFull;
+use crate::listener::{Admission, OnFull};
 use crate::phy::{self, BurstDevice};
 use crate::time_wait::TimeWaitAction;
 use crate::upper::Service;
@@ -116,8 +116,8 @@ impl<S: Service> Engine<S> {
                 }
                 if self.stats.open >= self.max_connections {
                     self.stats.over_max_connections += 1; // then as a full listener does
-                } else if !l.stats.is_full(l.policy, self.max_backlog) {
-                    return Demux::Listener(li);
+                } else if l.stats.admission(l.policy, self.syn_backlog) != Admission::Full {
+                    return Demux::Listener(li); // `syn` makes room for it if it must
                 }
                 l.service.rejected(l.on_full);
                 return match l.on_full {

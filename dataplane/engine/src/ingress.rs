@@ -7,11 +7,12 @@ use smoltcp::time::Instant;
 
 use crate::demux::Demux;
 use crate::flow::{FourTuple, Frame, Segment};
+use crate::listener::Admission;
 use crate::neighbor::{self, Ether};
 use crate::phy::BurstDevice;
 use crate::slot::Phase;
 use crate::time_wait::{self, TimeWaitAction};
-use crate::upper::Service;
+use crate::upper::{End, Service};
 use crate::{reclaim, Engine};
 
 impl<S: Service> Engine<S> {
@@ -119,6 +120,10 @@ impl<S: Service> Engine<S> {
 
     /// A SYN for listener `li`, which has room: an armed LISTEN socket takes it.
     pub(crate) fn syn<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, li: usize, seg: Segment) {
+        let l = &self.listeners[li];
+        if l.stats.admission(l.policy, self.syn_backlog) == Admission::EvictOldest {
+            self.evict_oldest_half_open(now, li);
+        }
         let id = match self.listeners[li].ring.pop_front() {
             Some(id) => id,
             None => self.arm(li),
@@ -136,11 +141,44 @@ impl<S: Service> Engine<S> {
         slot.irs = seg.seq;
         slot.ooo_until = None;
         slot.phase = Phase::HalfOpen;
+        self.next_stamp = self.next_stamp.wrapping_add(1);
+        slot.syn_stamp = self.next_stamp;
         self.flows.insert(seg.tuple, id);
-        self.listeners[li].stats.half_open += 1;
+        let l = &mut self.listeners[li];
+        l.stats.half_open += 1;
+        l.half_open.push_back((id, self.next_stamp));
+        if l.half_open.len() > 2 * l.stats.half_open + 64 {
+            // Entries of connections that completed or ended pile up behind a long-lived one:
+            // keep the live ones (amortised: this runs once per that many SYNs).
+            let slots = &self.slots;
+            l.half_open.retain(|&(id, stamp)| {
+                let s = &slots[id as usize];
+                matches!(s.phase, Phase::HalfOpen) && s.syn_stamp == stamp
+            });
+        }
         self.stats.open += 1;
         self.mark_dirty(id); // its SYN-ACK goes out on egress
         self.rearm(li);
+    }
+
+    /// Gives up listener `li`'s oldest half-open connection to make room for a new SYN (see
+    /// [`crate::listener::Admission`]): its slot goes back to the pool without an RST (a
+    /// spoofed source would only get backscatter; a real client that is still there sends its SYN
+    /// again).
+    fn evict_oldest_half_open(&mut self, now: Instant, li: usize) {
+        while let Some((id, stamp)) = self.listeners[li].half_open.pop_front() {
+            let slot = &mut self.slots[id as usize];
+            if !matches!(slot.phase, Phase::HalfOpen) || slot.syn_stamp != stamp {
+                continue; // completed or ended since
+            }
+            // CLOSED at once; the RST smoltcp would send leaves only with an egress poll, and
+            // the slot is re-armed (reset) before it gets one.
+            slot.socket().abort();
+            slot.ended_by_engine = Some(End::Aborted);
+            self.listeners[li].stats.syn_evicted += 1;
+            self.release(now, id, false);
+            return;
+        }
     }
 
     /// An ARP frame: learn its sender if it is aimed at us from our link, and answer a request

@@ -154,6 +154,10 @@ pub struct Engine<S: Service = services::ServiceKind> {
     max_backlog: usize,
     /// See [`EngineConfig::max_connections`].
     max_connections: usize,
+    /// See [`EngineConfig::syn_backlog`].
+    syn_backlog: usize,
+    /// SYNs admitted so far (wrapping): the stamp of the next half-open connection.
+    next_stamp: u32,
     tcp_timeout: smoltcp::time::Duration,
     stats: EngineStats,
     /// Our prefix mask and gateway, to tell on-link peers from routed ones.
@@ -234,6 +238,8 @@ impl<S: Service> Engine<S> {
             tx_buffer: cfg.tcp_tx_buffer,
             max_backlog: cfg.max_backlog,
             max_connections: cfg.max_connections,
+            syn_backlog: cfg.syn_backlog,
+            next_stamp: 0,
             tcp_timeout: smoltcp::time::Duration::from_micros(cfg.tcp_timeout.as_micros() as u64),
             stats: EngineStats::default(),
             mask: u32::MAX.checked_shl(32 - u32::from(cfg.prefix_len)).unwrap_or(0),

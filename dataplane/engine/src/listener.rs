@@ -14,13 +14,16 @@
 //! | `bsd` (traditional Berkeley) | floor(3b/2) + 1 | half-open + queued | 1 2 4 5 7 8 |
 //! | `solaris` (Solaris 2.2) | b | half-open + queued | 0 1 2 3 4 5 |
 //! | `exact` | b | half-open + queued | 0 1 2 3 4 5 |
-//! | `linux` | b + 1 | queued only (half-open bounded by `max_backlog`) | 1 2 3 4 5 6 |
+//! | `linux` | b + 1 | queued only (half-open bounded by `syn_backlog`) | 1 2 3 4 5 6 |
 //!
 //! `bsd` and `solaris` are the seed's table (4.4BSD compares `so_qlen + so_q0len` with the limit);
 //! `exact` is the same count with the backlog value as it is, for applications that want the
 //! number they asked for; `linux` follows Linux, whose accept queue is full when more than
 //! `backlog` connections wait (`sk_acceptq_is_full`) and whose half-open connections are bounded
-//! separately (here by `max_backlog`).
+//! separately (here by `syn_backlog`).
+//!
+//! Half-open connections never make a listener full: when they use up their budget, the oldest
+//! gives way to the new SYN ([`ListenerStats::admission`]).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -133,15 +136,39 @@ pub struct ListenerStats {
     /// Connections the application's switch listener closed as silent clients (SEMANTICS A4;
     /// bridged listeners only).
     pub silent_closed: u64,
+    /// Half-open connections given up, the oldest first, to admit a new SYN: the listener's
+    /// half-open budget (`syn_backlog`, or under a policy that counts them, the queue limit) was
+    /// used up. A flood of SYNs that never complete turns over the half-open connections instead
+    /// of filling the listener: a real client's handshake completes long before its turn comes.
+    pub syn_evicted: u64,
+}
+
+/// What a listener does with a new SYN ([`ListenerStats::admission`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// A new half-open connection.
+    Admit,
+    /// A new half-open connection, once the oldest one is given up.
+    EvictOldest,
+    /// Completed connections fill the queue: the listener's `on_full` (L4, B3).
+    Full,
 }
 
 impl ListenerStats {
-    /// Whether a new SYN finds the queue full.
-    pub fn is_full(&self, policy: BacklogPolicy, max_backlog: usize) -> bool {
-        if policy.counts_half_open() {
-            self.half_open + self.queued >= self.limit
+    /// What a new SYN meets. Only completed connections make the listener full (B1: the backlog
+    /// bounds connections TCP accepted and the application has not); half-open ones have a budget
+    /// of their own, `syn_backlog`, and under a policy that counts them against the limit (`bsd`,
+    /// `solaris`, `exact`: the seed's table) they share it with the queued ones. When the budget
+    /// is used up the oldest half-open connection makes room, as FreeBSD's syncache does.
+    pub fn admission(&self, policy: BacklogPolicy, syn_backlog: usize) -> Admission {
+        if self.queued >= self.limit {
+            return Admission::Full;
+        }
+        let shared = policy.counts_half_open() && self.half_open + self.queued >= self.limit;
+        if self.half_open > 0 && (shared || self.half_open >= syn_backlog.max(1)) {
+            Admission::EvictOldest
         } else {
-            self.queued >= self.limit || self.half_open >= max_backlog.max(1)
+            Admission::Admit
         }
     }
 }
@@ -155,6 +182,9 @@ pub(crate) struct Listener<S> {
     pub(crate) on_full: OnFull,
     /// Armed LISTEN sockets, ready for the next SYNs.
     pub(crate) ring: VecDeque<u32>,
+    /// Its half-open connections, oldest first, as (slot, the slot's SYN stamp): entries whose
+    /// slot has moved on since are skipped (and compacted away when they pile up).
+    pub(crate) half_open: VecDeque<(u32, u32)>,
     pub(crate) stats: ListenerStats,
     /// Stopped listening (the port is free again); the entry stays for its connections' sake.
     pub(crate) closed: bool,
@@ -211,13 +241,17 @@ mod tests {
 
     #[test]
     fn b1_half_open_and_queued_are_counted_apart_per_policy() {
+        use Admission::*;
         let s = ListenerStats { limit: 2, half_open: 1, queued: 1, ..Default::default() };
-        assert!(s.is_full(BacklogPolicy::Bsd, 4096));
-        assert!(!s.is_full(BacklogPolicy::Linux, 4096));
+        assert_eq!(s.admission(BacklogPolicy::Bsd, 4096), EvictOldest, "the table counts both");
+        assert_eq!(s.admission(BacklogPolicy::Linux, 4096), Admit, "linux counts queued only");
         let s = ListenerStats { limit: 2, half_open: 0, queued: 2, ..Default::default() };
-        assert!(s.is_full(BacklogPolicy::Linux, 4096));
+        assert_eq!(s.admission(BacklogPolicy::Linux, 4096), Full);
+        assert_eq!(s.admission(BacklogPolicy::Bsd, 4096), Full);
         let s = ListenerStats { limit: 2, half_open: 8, queued: 0, ..Default::default() };
-        assert!(s.is_full(BacklogPolicy::Linux, 8), "half-open bounded by max_backlog");
+        assert_eq!(s.admission(BacklogPolicy::Linux, 8), EvictOldest, "half-open bounded by syn_backlog");
+        let s = ListenerStats { limit: 0, half_open: 0, queued: 0, ..Default::default() };
+        assert_eq!(s.admission(BacklogPolicy::Solaris, 8), Full, "a zero limit admits nothing");
     }
 
     #[test]

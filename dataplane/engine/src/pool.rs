@@ -65,6 +65,7 @@ impl<S: Service> Engine<S> {
             policy,
             on_full,
             ring: VecDeque::with_capacity(ARMED),
+            half_open: VecDeque::new(),
             stats: ListenerStats { limit, ..Default::default() },
             closed: false,
         };
@@ -146,6 +147,7 @@ impl<S: Service> Engine<S> {
                     in_flight_since: None,
                     ooo_until: None,
                     recent: false,
+                    syn_stamp: 0,
                     resident: false,
                 });
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 connections")

@@ -97,6 +97,9 @@ pub(crate) struct Slot<T> {
     pub(crate) ooo_until: Option<u32>,
     /// Serviced since the reclaim sweep last passed.
     pub(crate) recent: bool,
+    /// Which SYN made it half-open (the engine's count of admitted SYNs then): tells its entry in
+    /// its listener's list of half-open connections from a later incarnation's.
+    pub(crate) syn_stamp: u32,
     /// Its buffer pages may be resident: serviced since they were last given back.
     pub(crate) resident: bool,
 }

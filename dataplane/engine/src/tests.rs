@@ -328,6 +328,43 @@ fn max_connections_bounds_passive_and_active_opens() {
     assert_eq!(p.engine.memory().flow_capacity, capacity, "the flow table never grew");
 }
 
+/// B1 under a SYN flood: spoofed SYNs that never complete use up the half-open budget
+/// (`syn_backlog`), and from then on each new SYN makes the oldest half-open connection give way
+/// (counted), so a real client arriving in the middle of the flood completes its handshake and is
+/// never refused; the flood leaves no more than the budget behind.
+#[test]
+fn b1_a_syn_flood_turns_over_half_open_connections_and_never_refuses_a_client() {
+    use crate::flow::{plain_tcp, test_tcp_frame};
+    use smoltcp::wire::TcpControl;
+    let mut cfg = config();
+    cfg.syn_backlog = 64;
+    let mut p = Pair::new(&cfg);
+    let spoofed = |i: u32| {
+        let src = Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 19, 0, 0)) + i);
+        let tcp = plain_tcp((40000 + (i % 20000) as u16, 7), TcpControl::Syn, i.wrapping_mul(7919), None, 1000, &[]);
+        test_tcp_frame(([2, 0, 0, 0, 0, 1], src), ([2, 0, 0, 0, 0, 2], SERVER), &tcp)
+    };
+    // 5 SYNs a millisecond (5,000/s): a half-open connection lasts about 13 ms before its turn to
+    // give way comes, some ten round trips of this link.
+    for i in 0..200 {
+        p.edev.inject(spoofed(i));
+    }
+    p.engine_poll();
+    let real = p.connect(7, 45000);
+    for i in 200..600 {
+        p.edev.inject(spoofed(i));
+        if i % 5 == 0 {
+            p.step();
+        }
+    }
+    assert!(p.run_until(200, |p| p.sock(real).state() == tcp::State::Established), "the real client got in");
+    let st = p.engine.listener_stats(7).unwrap();
+    assert_eq!(st.refused, 0, "{st:?}");
+    assert!(st.half_open <= 64, "{st:?}");
+    assert!(st.syn_evicted >= 600 - 64, "{st:?}");
+    assert_eq!(echo(&mut p, real, b"still served"), b"still served");
+}
+
 /// A retransmitted SYN (its SYN-ACK was lost) reaches the half-open connection it created, not
 /// a fresh LISTEN socket.
 #[test]
