@@ -1,0 +1,80 @@
+//! The control socket's server: one request line in, one response line out, per connection.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::context::Context;
+use super::protocol::{Request, Response};
+
+/// Binds the control socket (removing a stale one left by a process that is gone).
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{}: another appliance answers there (give this one its own [control] socket)", path.display()),
+            ))
+        }
+        Err(_) => {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let l = UnixListener::bind(path)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Answers requests until one of `stops` is set, then removes the socket file.
+pub fn serve(listener: UnixListener, path: PathBuf, ctx: &Context<'_>, stops: &[&AtomicBool]) {
+    while !stops.iter().any(|s| s.load(Ordering::Relaxed)) {
+        match listener.accept() {
+            Ok((s, _)) => {
+                if let Err(e) = answer_one(s, ctx) {
+                    tracing::debug!(error = %e, "control request");
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+fn answer_one(s: UnixStream, ctx: &Context<'_>) -> io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    let answer = match serde_json::from_str::<Request>(line.trim()) {
+        Ok(req) => answer(ctx, &req),
+        Err(e) => Err(format!("bad request {:?}: {e}", line.trim())),
+    };
+    let mut out = serde_json::to_vec(&Response::new(answer)).map_err(io::Error::other)?;
+    out.push(b'\n');
+    (&s).write_all(&out)
+}
+
+/// The data of the response to `req`.
+fn answer(ctx: &Context<'_>, req: &Request) -> Result<serde_json::Value, String> {
+    let to_json = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| e.to_string());
+    match req.cmd.as_str() {
+        "status" => to_json(serde_json::to_value(ctx.status())),
+        "listeners" => to_json(serde_json::to_value(ctx.listeners()?)),
+        "conns" => to_json(serde_json::to_value(ctx.conns(req.limit)?)),
+        "stats" => to_json(serde_json::to_value(ctx.stats()?)),
+        "capture" => {
+            let c = req.capture.as_ref().ok_or("capture needs its parameters")?;
+            to_json(serde_json::to_value(ctx.capture(c)?))
+        }
+        other => Err(format!("unknown command {other:?}: expected status, listeners, conns, stats or capture")),
+    }
+}
