@@ -31,7 +31,10 @@ pub fn request(path: &Path, req: &Request) -> Result<serde_json::Value, CtlError
         Err(e) => return Err(io(e)),
     };
     // A capture answers when it ends, up to its `secs` later.
-    let wait = req.capture.as_ref().map_or(10, |c| c.secs + 10);
+    let wait = match req {
+        Request::Capture { capture } => capture.secs + 10,
+        _ => 10,
+    };
     s.set_read_timeout(Some(Duration::from_secs(wait))).map_err(io)?;
     let mut line = serde_json::to_vec(req).expect("a request serializes");
     line.push(b'\n');
@@ -70,9 +73,9 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The human-readable form of a response's data.
-pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::Error> {
-    Ok(match cmd {
-        "status" => {
+pub fn render(req: &Request, data: serde_json::Value) -> Result<String, serde_json::Error> {
+    Ok(match req {
+        Request::Status => {
             let s: Status = serde_json::from_value(data)?;
             let mut out = format!(
                 "switchyard {} ({}), pid {}, up {:.0} s, {} core(s), config {}\n",
@@ -96,7 +99,7 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
             out.push_str(&table(&["PORT", "DEVICE", "MAC", "ADDRESS", "GATEWAY", "LINK", "CHECKSUMS"], &rows));
             out
         }
-        "listeners" => {
+        Request::Listeners => {
             let v: Vec<ListenerRow> = serde_json::from_value(data)?;
             let rows: Vec<Vec<String>> = v
                 .iter()
@@ -133,7 +136,7 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                 &rows,
             )
         }
-        "conns" => {
+        Request::Conns { .. } => {
             let v: Vec<ConnRow> = serde_json::from_value(data)?;
             let rows: Vec<Vec<String>> = v
                 .iter()
@@ -152,7 +155,7 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                 .collect();
             table(&["LOCAL", "REMOTE", "STATE", "KIND", "CORE", "CONNECTED_S", "BYTES_IN", "BYTES_OUT"], &rows)
         }
-        "capture" => {
+        Request::Capture { .. } => {
             let r: CaptureReport = serde_json::from_value(data)?;
             format!(
                 "{} frame(s) written to {}{}{}",
@@ -162,7 +165,7 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                 if r.timed_out { ", stopped at --secs before --count frames came" } else { "" }
             )
         }
-        "stats" => {
+        Request::Stats => {
             let s: Stats = serde_json::from_value(data)?;
             let cores: Vec<Vec<String>> = s
                 .cores
@@ -258,7 +261,6 @@ pub fn render(cmd: &str, data: serde_json::Value) -> Result<String, serde_json::
                 )
             )
         }
-        _ => serde_json::to_string_pretty(&data)?,
     })
 }
 
@@ -277,13 +279,13 @@ mod tests {
     #[test]
     fn a_client_with_no_appliance_says_what_to_do() {
         let path = std::env::temp_dir().join(format!("sy-ctl-none-{}.sock", std::process::id()));
-        let e = request(&path, &Request { cmd: "status".into(), limit: 1, capture: None }).unwrap_err();
+        let e = request(&path, &Request::Status).unwrap_err();
         assert!(matches!(e, CtlError::NotRunning(_)));
         assert!(e.to_string().contains("switchyard run"), "{e}");
         // A socket file nobody answers on: stale.
         let l = UnixListener::bind(&path).unwrap();
         drop(l);
-        let e = request(&path, &Request { cmd: "status".into(), limit: 1, capture: None }).unwrap_err();
+        let e = request(&path, &Request::Status).unwrap_err();
         assert!(matches!(e, CtlError::Stale(_)), "{e}");
         std::fs::remove_file(&path).unwrap();
     }

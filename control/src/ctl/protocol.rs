@@ -1,7 +1,9 @@
 //! The control socket's wire format: one JSON line each way.
 //!
-//! A request is `{"cmd": "status" | "listeners" | "conns" | "stats" | "capture", "limit": N,
-//! "capture": {...}}` (`limit` for `conns`, 1000 if absent; `capture` for `capture`). The response is `{"ok": true, "data": ...}` or
+//! A request is an object tagged by `cmd`: `{"cmd": "status"}`, `{"cmd": "listeners"}`,
+//! `{"cmd": "conns", "limit": N}` (`limit` defaults to 1000), `{"cmd": "stats"}` or
+//! `{"cmd": "capture", "capture": {...}}`. Fields a command does not take are ignored, so a
+//! `"limit"` beside any command is harmless. The response is `{"ok": true, "data": ...}` or
 //! `{"ok": false, "error": "..."}`. The data types below are the responses' data, and
 //! `switchyard ctl --json` prints them as they are.
 
@@ -9,18 +11,63 @@ use serde::{Deserialize, Serialize};
 
 /// A request, as the client sends it and the appliance reads it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Request {
-    pub cmd: String,
-    /// For `conns`: at most this many connections per core and port.
-    #[serde(default = "default_limit")]
-    pub limit: usize,
-    /// For `capture`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capture: Option<CaptureRequest>,
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    /// `ctl status`: answered with a [`Status`].
+    Status,
+    /// `ctl listeners`: answered with [`ListenerRow`]s.
+    Listeners,
+    /// `ctl conns`: answered with [`ConnRow`]s.
+    Conns {
+        /// At most this many connections per core and port.
+        #[serde(default = "default_limit")]
+        limit: usize,
+    },
+    /// `ctl stats`: answered with [`Stats`].
+    Stats,
+    /// `ctl capture`: answered with a [`CaptureReport`] once the capture ends.
+    Capture {
+        /// What to capture, and where to.
+        capture: CaptureRequest,
+    },
 }
+
+/// The commands [`Request`] knows, as `cmd` names them.
+const COMMANDS: [&str; 5] = ["status", "listeners", "conns", "stats", "capture"];
 
 fn default_limit() -> usize {
     1000
+}
+
+/// Why a request line was not understood; the appliance answers with this text.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// `cmd` names no command.
+    #[error("unknown command {0:?}: expected status, listeners, conns, stats or capture")]
+    Unknown(String),
+    /// `{"cmd": "capture"}` without its `capture` object.
+    #[error("capture needs its parameters")]
+    CaptureParameters,
+    /// Not JSON, or not a request's shape.
+    #[error("bad request {line:?}: {source}")]
+    Malformed { line: String, source: serde_json::Error },
+}
+
+impl Request {
+    /// Reads one request line (without its newline).
+    pub fn parse(line: &str) -> Result<Request, RequestError> {
+        serde_json::from_str(line).map_err(|source| {
+            // The tag alone says which of the more useful errors applies.
+            let value: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+            match value.get("cmd").and_then(serde_json::Value::as_str) {
+                Some(cmd) if !COMMANDS.contains(&cmd) => RequestError::Unknown(cmd.to_owned()),
+                Some("capture") if value.get("capture").filter(|c| !c.is_null()).is_none() => {
+                    RequestError::CaptureParameters
+                }
+                _ => RequestError::Malformed { line: line.to_owned(), source },
+            }
+        })
+    }
 }
 
 /// `ctl capture`: frames of one port, both directions, into a pcapng file.
@@ -216,6 +263,43 @@ mod tests {
     #[test]
     fn requests_round_trip_as_json_lines() {
         let r: Request = serde_json::from_str(r#"{"cmd":"conns"}"#).unwrap();
-        assert_eq!(r, Request { cmd: "conns".into(), limit: 1000, capture: None });
+        assert_eq!(r, Request::Conns { limit: 1000 });
+    }
+
+    #[test]
+    fn requests_keep_their_wire_format() {
+        let line = |r: &Request| serde_json::to_string(r).unwrap();
+        assert_eq!(line(&Request::Status), r#"{"cmd":"status"}"#);
+        assert_eq!(line(&Request::Conns { limit: 5 }), r#"{"cmd":"conns","limit":5}"#);
+        let capture = CaptureRequest { port: 0, count: 3, out: "/tmp/x.pcapng".into(), snaplen: 128, secs: 2 };
+        assert_eq!(
+            line(&Request::Capture { capture: capture.clone() }),
+            r#"{"cmd":"capture","capture":{"port":0,"count":3,"out":"/tmp/x.pcapng","snaplen":128,"secs":2}}"#
+        );
+        // Lines of a client that sends every field with every command.
+        for (sent, read) in [
+            (r#"{"cmd":"status","limit":0}"#, Request::Status),
+            (r#"{"cmd":"stats","limit":0}"#, Request::Stats),
+            (r#"{"cmd":"listeners","limit":0}"#, Request::Listeners),
+            (r#"{"cmd":"conns","limit":7}"#, Request::Conns { limit: 7 }),
+            (
+                r#"{"cmd":"capture","limit":0,"capture":{"port":0,"count":3,"out":"/tmp/x.pcapng","snaplen":128,"secs":2}}"#,
+                Request::Capture { capture },
+            ),
+        ] {
+            assert_eq!(Request::parse(sent).unwrap(), read, "{sent}");
+        }
+    }
+
+    #[test]
+    fn bad_requests_say_what_was_wrong() {
+        let error = |line: &str| Request::parse(line).unwrap_err().to_string();
+        assert_eq!(
+            error(r#"{"cmd":"lisenters"}"#),
+            r#"unknown command "lisenters": expected status, listeners, conns, stats or capture"#
+        );
+        assert_eq!(error(r#"{"cmd":"capture","limit":0}"#), "capture needs its parameters");
+        assert!(error("status").starts_with(r#"bad request "status": "#), "{}", error("status"));
+        assert!(error(r#"{"limit":3}"#).contains("cmd"), "{}", error(r#"{"limit":3}"#));
     }
 }

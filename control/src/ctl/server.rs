@@ -54,9 +54,9 @@ fn answer_one(s: UnixStream, ctx: &Context<'_>) -> io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line)?;
-    let answer = match serde_json::from_str::<Request>(line.trim()) {
+    let answer = match Request::parse(line.trim()) {
         Ok(req) => answer(ctx, &req),
-        Err(e) => Err(format!("bad request {:?}: {e}", line.trim())),
+        Err(e) => Err(e.to_string()),
     };
     let mut out = serde_json::to_vec(&Response::new(answer)).map_err(io::Error::other)?;
     out.push(b'\n');
@@ -65,16 +65,12 @@ fn answer_one(s: UnixStream, ctx: &Context<'_>) -> io::Result<()> {
 
 /// The data of the response to `req`.
 fn answer(ctx: &Context<'_>, req: &Request) -> Result<serde_json::Value, String> {
-    let to_json = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| e.to_string());
-    match req.cmd.as_str() {
-        "status" => to_json(serde_json::to_value(ctx.status())),
-        "listeners" => to_json(serde_json::to_value(ctx.listeners()?)),
-        "conns" => to_json(serde_json::to_value(ctx.conns(req.limit)?)),
-        "stats" => to_json(serde_json::to_value(ctx.stats()?)),
-        "capture" => {
-            let c = req.capture.as_ref().ok_or("capture needs its parameters")?;
-            to_json(serde_json::to_value(ctx.capture(c)?))
-        }
-        other => Err(format!("unknown command {other:?}: expected status, listeners, conns, stats or capture")),
-    }
+    let data = match req {
+        Request::Status => serde_json::to_value(ctx.status()),
+        Request::Listeners => serde_json::to_value(ctx.listeners()?),
+        Request::Conns { limit } => serde_json::to_value(ctx.conns(*limit)?),
+        Request::Stats => serde_json::to_value(ctx.stats()?),
+        Request::Capture { capture } => serde_json::to_value(ctx.capture(capture)?),
+    };
+    data.map_err(|e| e.to_string())
 }
