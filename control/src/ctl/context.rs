@@ -36,23 +36,40 @@ pub struct Context<'a> {
     pub steer_rings: Vec<Vec<Arc<dyn Fn() -> usize + Send + Sync + 'a>>>,
 }
 
+/// Why a query of the running appliance failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("a core's request queue is full: try again")]
+    QueueFull,
+    #[error("a core did not answer within 2 s")]
+    NoAnswer,
+    #[error("no port {port} (ports: 0..{ports})")]
+    NoPort { port: usize, ports: usize },
+    #[error("capture wants --count >= 1, --snaplen 64..=9000 and an absolute --out path")]
+    CaptureParameters,
+    #[error(transparent)]
+    Capture(#[from] dpdk::DpdkError),
+    /// An answer that did not serialize.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 impl Context<'_> {
-    fn snapshots(&self, conns_limit: usize) -> Result<Vec<CoreSnapshot>, String> {
+    fn snapshots(&self, conns_limit: usize) -> Result<Vec<CoreSnapshot>, QueryError> {
         let (tx, rx) = mpsc::channel();
         for q in self.requests {
-            q.push(SnapshotRequest { conns_limit, reply: tx.clone() })
-                .map_err(|_| "a core's request queue is full: try again".to_owned())?;
+            q.push(SnapshotRequest { conns_limit, reply: tx.clone() }).map_err(|_| QueryError::QueueFull)?;
         }
         let mut v = Vec::new();
         for _ in self.requests {
-            v.push(rx.recv_timeout(Duration::from_secs(2)).map_err(|_| "a core did not answer within 2 s".to_owned())?);
+            v.push(rx.recv_timeout(Duration::from_secs(2)).map_err(|_| QueryError::NoAnswer)?);
         }
         v.sort_by_key(|s| s.core);
         Ok(v)
     }
 
     /// Connections open on every core now (for the drain).
-    pub fn open_connections(&self) -> Result<usize, String> {
+    pub fn open_connections(&self) -> Result<usize, QueryError> {
         Ok(self.snapshots(0)?.iter().flat_map(|s| s.lanes.iter()).map(|l| l.engine.open).sum())
     }
 
@@ -83,7 +100,7 @@ impl Context<'_> {
     }
 
     /// `ctl listeners`: one row per listening port, summed over cores.
-    pub fn listeners(&self) -> Result<Vec<ListenerRow>, String> {
+    pub fn listeners(&self) -> Result<Vec<ListenerRow>, QueryError> {
         let mut rows: Vec<ListenerRow> = Vec::new();
         for snap in self.snapshots(0)? {
             for (pi, lane) in snap.lanes.iter().enumerate() {
@@ -135,7 +152,7 @@ impl Context<'_> {
     }
 
     /// `ctl conns`: at most `limit` connections per core and port.
-    pub fn conns(&self, limit: usize) -> Result<Vec<ConnRow>, String> {
+    pub fn conns(&self, limit: usize) -> Result<Vec<ConnRow>, QueryError> {
         let mut rows = Vec::new();
         for snap in self.snapshots(limit)? {
             for (pi, lane) in snap.lanes.iter().enumerate() {
@@ -158,7 +175,7 @@ impl Context<'_> {
     }
 
     /// `ctl stats`: every core's loop and lanes, and every port's counters.
-    pub fn stats(&self) -> Result<Stats, String> {
+    pub fn stats(&self) -> Result<Stats, QueryError> {
         let cores = self
             .snapshots(0)?
             .into_iter()
@@ -230,19 +247,18 @@ impl Context<'_> {
     }
 
     /// `ctl capture`: arms every core's hook on the port, writes frames until `count` or `secs`.
-    pub fn capture(&self, c: &CaptureRequest) -> Result<CaptureReport, String> {
+    pub fn capture(&self, c: &CaptureRequest) -> Result<CaptureReport, QueryError> {
         use dpdk::pcapng::{Capture, PcapngFile};
         static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let hooks =
-            self.captures.get(c.port).ok_or_else(|| format!("no port {} (ports: 0..{})", c.port, self.ports.len()))?;
+        let hooks = self.captures.get(c.port).ok_or(QueryError::NoPort { port: c.port, ports: self.ports.len() })?;
         if c.count == 0 || !(64..=9000).contains(&c.snaplen) || !Path::new(&c.out).is_absolute() {
-            return Err("capture wants --count >= 1, --snaplen 64..=9000 and an absolute --out path".into());
+            return Err(QueryError::CaptureParameters);
         }
         let port = &self.ports[c.port];
         let name = format!("sy_cap_{}", SEQ.fetch_add(1, Ordering::Relaxed));
-        let cap = Capture::new(self.eal, &name, port.id().0, c.count, c.snaplen).map_err(|e| e.to_string())?;
+        let cap = Capture::new(self.eal, &name, port.id().0, c.count, c.snaplen)?;
         let comment = format!("switchyard capture, port {} ({})", c.port, port.name());
-        let mut file = PcapngFile::create(self.eal, Path::new(&c.out), &comment).map_err(|e| e.to_string())?;
+        let mut file = PcapngFile::create(self.eal, Path::new(&c.out), &comment)?;
         for h in hooks {
             h.arm(cap.clone());
         }
@@ -255,7 +271,7 @@ impl Context<'_> {
             got.truncate((c.count - file.written) as usize);
             if !got.is_empty() {
                 if let Err(e) = file.write(got) {
-                    result = Err(e.to_string());
+                    result = Err(e);
                     break;
                 }
             }

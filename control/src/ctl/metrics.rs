@@ -5,12 +5,12 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::context::Context;
+use super::context::{Context, QueryError};
 use super::protocol::{CoreStats, LaneStats, ListenerRow, PortCounters};
 
 impl Context<'_> {
     /// The same counters in Prometheus's text format (version 0.0.4).
-    pub fn prometheus(&self) -> Result<String, String> {
+    pub fn prometheus(&self) -> Result<String, QueryError> {
         use std::fmt::Write as _;
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {

@@ -23,7 +23,7 @@ pub mod server;
 pub mod telemetry;
 
 pub use client::{render, request, table, CtlError};
-pub use context::Context;
+pub use context::{Context, QueryError};
 pub use metrics::serve_metrics;
 pub use protocol::{CaptureRequest, Request};
 pub use server::{bind, serve};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::context::Context;
+use super::context::{Context, QueryError};
 use super::protocol::{Request, Response};
 
 /// Binds the control socket (removing a stale one left by a process that is gone).
@@ -55,7 +55,7 @@ fn answer_one(s: UnixStream, ctx: &Context<'_>) -> io::Result<()> {
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line)?;
     let answer = match Request::parse(line.trim()) {
-        Ok(req) => answer(ctx, &req),
+        Ok(req) => answer(ctx, &req).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     let mut out = serde_json::to_vec(&Response::new(answer)).map_err(io::Error::other)?;
@@ -64,13 +64,12 @@ fn answer_one(s: UnixStream, ctx: &Context<'_>) -> io::Result<()> {
 }
 
 /// The data of the response to `req`.
-fn answer(ctx: &Context<'_>, req: &Request) -> Result<serde_json::Value, String> {
-    let data = match req {
-        Request::Status => serde_json::to_value(ctx.status()),
-        Request::Listeners => serde_json::to_value(ctx.listeners()?),
-        Request::Conns { limit } => serde_json::to_value(ctx.conns(*limit)?),
-        Request::Stats => serde_json::to_value(ctx.stats()?),
-        Request::Capture { capture } => serde_json::to_value(ctx.capture(capture)?),
-    };
-    data.map_err(|e| e.to_string())
+fn answer(ctx: &Context<'_>, req: &Request) -> Result<serde_json::Value, QueryError> {
+    Ok(match req {
+        Request::Status => serde_json::to_value(ctx.status())?,
+        Request::Listeners => serde_json::to_value(ctx.listeners()?)?,
+        Request::Conns { limit } => serde_json::to_value(ctx.conns(*limit)?)?,
+        Request::Stats => serde_json::to_value(ctx.stats()?)?,
+        Request::Capture { capture } => serde_json::to_value(ctx.capture(capture)?)?,
+    })
 }
