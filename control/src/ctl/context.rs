@@ -52,6 +52,9 @@ pub enum QueryError {
     /// An answer that did not serialize.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// The Prometheus encoder failed.
+    #[error("encoding the metrics: {0}")]
+    Metrics(#[from] std::fmt::Error),
 }
 
 impl Context<'_> {

@@ -11,7 +11,7 @@
 //! - [`protocol`]: the wire format, one JSON line each way: requests, responses and their data.
 //! - [`context`]: what the control threads know of the running appliance, and the core queries.
 //! - [`server`]: the Unix socket server.
-//! - [`metrics`]: Prometheus exposition and its HTTP endpoint.
+//! - [`metrics`]: Prometheus exposition (`prometheus-client`) and its HTTP endpoint.
 //! - [`telemetry`]: Switchyard's commands in DPDK's telemetry.
 //! - [`client`]: the `switchyard ctl` client: a request, its errors, tables of the answer.
 
