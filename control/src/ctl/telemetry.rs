@@ -37,7 +37,8 @@ impl Context<'_> {
                     ("cores".into(), u(s.cores.into())),
                     ("ports".into(), u(s.ports.len() as u64)),
                 ];
-                // The rest of a port is DPDK's own (/ethdev/info,N); who does its checksums is ours.
+                // The rest of a port is DPDK's own (/ethdev/info,N); who does its checksums is
+                // Switchyard's.
                 d.extend(s.ports.into_iter().map(|p| (format!("port{}_checksums", p.port), Value::Str(p.checksums))));
                 Some(Reply::Dict(d))
             }
