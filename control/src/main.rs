@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use control::config::{Config, Resolved};
+use control::ctl::{CaptureRequest, Request};
 use engine::services::LoadMode;
 
 #[derive(Parser)]
@@ -229,22 +230,22 @@ fn run(command: Command) -> anyhow::Result<()> {
                 (None, Some(c)) => Config::load(&c)?.control_socket,
                 (None, None) => Config::demo().control_socket,
             };
-            let (cmd, limit, capture) = match what {
-                CtlCommand::Status => ("status", 0, None),
-                CtlCommand::Listeners => ("listeners", 0, None),
-                CtlCommand::Conns { limit } => ("conns", limit, None),
-                CtlCommand::Stats => ("stats", 0, None),
+            let req = match what {
+                CtlCommand::Status => Request::Status,
+                CtlCommand::Listeners => Request::Listeners,
+                CtlCommand::Conns { limit } => Request::Conns { limit },
+                CtlCommand::Stats => Request::Stats,
                 CtlCommand::Capture { port, count, out, snaplen, secs } => {
                     let out = std::path::absolute(&out).with_context(|| format!("--out {}", out.display()))?;
                     let out = out.to_string_lossy().into_owned();
-                    ("capture", 0, Some(control::ctl::CaptureRequest { port, count, out, snaplen, secs }))
+                    Request::Capture { capture: CaptureRequest { port, count, out, snaplen, secs } }
                 }
             };
-            let data = control::ctl::request(&socket, &control::ctl::Request { cmd: cmd.into(), limit, capture })?;
+            let data = control::ctl::request(&socket, &req)?;
             if json {
                 out!("{}", serde_json::to_string_pretty(&data)?);
             } else {
-                out!("{}", control::ctl::render(cmd, data)?);
+                out!("{}", control::ctl::render(&req, data)?);
             }
             Ok(())
         }
