@@ -115,6 +115,7 @@ pub fn render(req: &Request, data: serde_json::Value) -> Result<String, serde_js
                         l.accepted.to_string(),
                         l.refused.to_string(),
                         l.dropped.to_string(),
+                        l.syn_evicted.to_string(),
                         l.silent_closed.to_string(),
                     ]
                 })
@@ -131,6 +132,7 @@ pub fn render(req: &Request, data: serde_json::Value) -> Result<String, serde_js
                     "ACCEPTED",
                     "REFUSED",
                     "DROPPED",
+                    "SYN_EVICTED",
                     "SILENT_CLOSED",
                 ],
                 &rows,

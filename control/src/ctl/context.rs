@@ -130,6 +130,7 @@ impl Context<'_> {
                                 refused: 0,
                                 dropped: 0,
                                 silent_closed: 0,
+                                syn_evicted: 0,
                             });
                             rows.last_mut().expect("just pushed")
                         }
@@ -148,6 +149,7 @@ impl Context<'_> {
                     row.accepted += s.accepted;
                     row.refused += s.refused;
                     row.dropped += s.dropped;
+                    row.syn_evicted += s.syn_evicted;
                 }
             }
         }
@@ -217,6 +219,9 @@ impl Context<'_> {
                             arp_requests: l.engine.arp_requests,
                             arp_replies: l.engine.arp_replies,
                             neighbors: l.engine.neighbors,
+                            neighbors_evicted: l.engine.neighbors_evicted,
+                            over_max_connections: l.engine.over_max_connections,
+                            time_wait_overflow: l.time_wait.overflow,
                             steer_ring: self.steer_rings.get(pi).and_then(|r| r.get(snap.core)).map_or(0, |f| f()),
                         }
                     })

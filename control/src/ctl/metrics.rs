@@ -78,6 +78,11 @@ const LISTENER: &[Family<ListenerRow>] = &[
     counter("switchyard_listener_silent_closed_total", "Silent clients closed (A4).", |r| {
         Value::Count(r.silent_closed)
     }),
+    counter(
+        "switchyard_listener_syn_evicted_total",
+        "Half-open connections given up to admit new SYNs (the half-open budget was used up; B1).",
+        |r| Value::Count(r.syn_evicted),
+    ),
     gauge("switchyard_listener_queued", "Handshakes completed, not accepted yet (B1).", |r| {
         Value::Count(r.queued as u64)
     }),
@@ -150,6 +155,19 @@ const LANE: &[Family<LaneStats>] = &[
     gauge("switchyard_neighbors", "Addresses in the engine's neighbour table with an answer.", |l| {
         Value::Count(l.neighbors as u64)
     }),
+    counter("switchyard_neighbors_evicted_total", "Neighbour entries forgotten to make room.", |l| {
+        Value::Count(l.neighbors_evicted)
+    }),
+    counter(
+        "switchyard_over_max_connections_total",
+        "SYNs refused or dropped because the engine held engine.max_connections.",
+        |l| Value::Count(l.over_max_connections),
+    ),
+    counter(
+        "switchyard_time_wait_overflow_total",
+        "Connections that skipped TIME_WAIT because the table held engine.max_time_wait.",
+        |l| Value::Count(l.time_wait_overflow),
+    ),
 ];
 
 const PORT: &[Family<PortCounters>] = &[
@@ -309,6 +327,9 @@ mod tests {
             arp_requests: 0,
             arp_replies: 1,
             neighbors: 1,
+            neighbors_evicted: 1,
+            over_max_connections: 1,
+            time_wait_overflow: 1,
             steer_ring: 0,
         }
     }
@@ -346,6 +367,7 @@ mod tests {
             refused: 1,
             dropped: 0,
             silent_closed: 0,
+            syn_evicted: 0,
         }
     }
 

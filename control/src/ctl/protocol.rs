@@ -166,6 +166,10 @@ pub struct ListenerRow {
     pub refused: u64,
     pub dropped: u64,
     pub silent_closed: u64,
+    /// Half-open connections given up, the oldest first, to admit new SYNs (the half-open
+    /// budget, `engine.syn_backlog`, was used up).
+    #[serde(default)]
+    pub syn_evicted: u64,
 }
 
 /// `ctl conns`: one row per connection.
@@ -235,6 +239,15 @@ pub struct LaneStats {
     pub arp_replies: u64,
     /// Addresses in the engine's neighbour table with an answer.
     pub neighbors: usize,
+    /// Neighbour entries forgotten to make room (the table holds 65,536 addresses).
+    #[serde(default)]
+    pub neighbors_evicted: u64,
+    /// SYNs refused or dropped because the engine held `engine.max_connections`.
+    #[serde(default)]
+    pub over_max_connections: u64,
+    /// Connections that skipped TIME_WAIT because the table held `engine.max_time_wait`.
+    #[serde(default)]
+    pub time_wait_overflow: u64,
     /// Frames waiting in this core's steering ring for this port (other cores handed them over).
     pub steer_ring: usize,
 }

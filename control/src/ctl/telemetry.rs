@@ -61,6 +61,7 @@ impl Context<'_> {
                     ("refused".into(), u(l.refused)),
                     ("dropped".into(), u(l.dropped)),
                     ("silent_closed".into(), u(l.silent_closed)),
+                    ("syn_evicted".into(), u(l.syn_evicted)),
                 ]))
             }
             "/switchyard/cores" => Some(Reply::List((0..u64::from(self.cores)).map(u).collect())),
@@ -99,6 +100,9 @@ impl Context<'_> {
                         ("arp_requests", l.arp_requests),
                         ("arp_replies", l.arp_replies),
                         ("neighbors", l.neighbors as u64),
+                        ("neighbors_evicted", l.neighbors_evicted),
+                        ("over_max_connections", l.over_max_connections),
+                        ("time_wait_overflow", l.time_wait_overflow),
                     ] {
                         d.push((format!("port{p}_{k}"), u(v)));
                     }

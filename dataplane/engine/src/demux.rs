@@ -6,6 +6,8 @@ use crate::flow::{self, Frame};
 use crate::listener::{Admission, OnFull};
 use crate::phy::{self, BurstDevice};
 use crate::time_wait::TimeWaitAction;
+use smoltcp::time::Instant;
+
 use crate::upper::Service;
 use crate::Engine;
 
@@ -82,7 +84,7 @@ impl<S: Service> Engine<S> {
     }
 
     /// The demux decision for a classified frame (counts what it decides).
-    pub(crate) fn demux<D: BurstDevice + ?Sized>(&mut self, class: &Frame, device: &mut D) -> Demux {
+    pub(crate) fn demux<D: BurstDevice + ?Sized>(&mut self, now: Instant, class: &Frame, device: &mut D) -> Demux {
         let Frame::Tcp(seg) = class else { return Demux::Other };
         if let Some(&id) = self.flows.get(&seg.tuple) {
             return Demux::Flow(id);
@@ -116,9 +118,16 @@ impl<S: Service> Engine<S> {
                 }
                 if self.stats.open >= self.max_connections {
                     self.stats.over_max_connections += 1; // then as a full listener does
-                } else if l.stats.admission(l.policy, self.syn_backlog) != Admission::Full {
-                    return Demux::Listener(li); // `syn` makes room for it if it must
+                } else {
+                    match l.stats.admission(l.policy, self.syn_backlog) {
+                        Admission::Admit => return Demux::Listener(li),
+                        // Full after all if no half-open connection can give way (those whose
+                        // handshake completed in this burst count as half-open until serviced).
+                        Admission::EvictOldest if self.evict_oldest_half_open(now, li) => return Demux::Listener(li),
+                        Admission::EvictOldest | Admission::Full => {}
+                    }
                 }
+                let l = &mut self.listeners[li];
                 l.service.rejected(l.on_full);
                 return match l.on_full {
                     OnFull::Refuse => {

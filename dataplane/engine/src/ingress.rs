@@ -7,7 +7,6 @@ use smoltcp::time::Instant;
 
 use crate::demux::Demux;
 use crate::flow::{FourTuple, Frame, Segment};
-use crate::listener::Admission;
 use crate::neighbor::{self, Ether};
 use crate::phy::BurstDevice;
 use crate::slot::Phase;
@@ -36,7 +35,7 @@ impl<S: Service> Engine<S> {
         src: [u8; 6],
         reopened: Option<FourTuple>,
     ) -> Option<FourTuple> {
-        match self.demux(&class, device) {
+        match self.demux(now, &class, device) {
             Demux::Flow(id) => {
                 let slot = &mut self.slots[id as usize];
                 let Frame::Tcp(seg) = class else { unreachable!("only TCP segments have a flow") };
@@ -120,10 +119,6 @@ impl<S: Service> Engine<S> {
 
     /// A SYN for listener `li`, which has room: an armed LISTEN socket takes it.
     pub(crate) fn syn<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D, li: usize, seg: Segment) {
-        let l = &self.listeners[li];
-        if l.stats.admission(l.policy, self.syn_backlog) == Admission::EvictOldest {
-            self.evict_oldest_half_open(now, li);
-        }
         let id = match self.listeners[li].ring.pop_front() {
             Some(id) => id,
             None => self.arm(li),
@@ -165,11 +160,18 @@ impl<S: Service> Engine<S> {
     /// [`crate::listener::Admission`]): its slot goes back to the pool without an RST (a
     /// spoofed source would only get backscatter; a real client that is still there sends its SYN
     /// again).
-    fn evict_oldest_half_open(&mut self, now: Instant, li: usize) {
+    ///
+    /// Only a connection still in SYN-RECEIVED gives way: one whose handshake completed in this
+    /// burst (its last ACK came, the service phase has not run) is passed over. Returns whether
+    /// one gave way.
+    pub(crate) fn evict_oldest_half_open(&mut self, now: Instant, li: usize) -> bool {
         while let Some((id, stamp)) = self.listeners[li].half_open.pop_front() {
             let slot = &mut self.slots[id as usize];
             if !matches!(slot.phase, Phase::HalfOpen) || slot.syn_stamp != stamp {
                 continue; // completed or ended since
+            }
+            if slot.socket().state() != tcp::State::SynReceived {
+                continue; // completed in this burst: it will be queued
             }
             // CLOSED at once; the RST smoltcp would send leaves only with an egress poll, and
             // the slot is re-armed (reset) before it gets one.
@@ -177,8 +179,9 @@ impl<S: Service> Engine<S> {
             slot.ended_by_engine = Some(End::Aborted);
             self.listeners[li].stats.syn_evicted += 1;
             self.release(now, id, false);
-            return;
+            return true;
         }
+        false
     }
 
     /// An ARP frame: learn its sender if it is aimed at us from our link, and answer a request

@@ -365,6 +365,34 @@ fn b1_a_syn_flood_turns_over_half_open_connections_and_never_refuses_a_client() 
     assert_eq!(echo(&mut p, real, b"still served"), b"still served");
 }
 
+/// L4 with B2's table: the last ACK of a handshake and the next client's SYN in one burst. The
+/// connection that ACK completes is not given up for the SYN (its handshake is done, only the
+/// service phase has not run yet): the listener is full, and the SYN is refused at once.
+#[test]
+fn l4_a_handshake_completed_in_the_same_burst_is_kept_and_the_next_syn_refused() {
+    let mut p = Pair::new(&hold_config(2, BacklogPolicy::Bsd, OnFull::Refuse)); // limit 4
+    assert_eq!(queued_before_refusal(&mut p, 3), 3);
+    let fourth = p.connect(9000, 44100);
+    for _ in 0..100 {
+        p.client_poll();
+        if p.sock(fourth).state() == tcp::State::Established {
+            break;
+        }
+        p.engine_poll();
+    }
+    let ack = p.edev.take_inbound().expect("the fourth client's ACK");
+    let fifth = p.connect(9000, 44101);
+    p.client_poll();
+    let syn = p.edev.take_inbound().expect("the fifth client's SYN");
+    p.edev.inject(ack);
+    p.edev.inject(syn);
+    p.engine_poll();
+    assert!(p.run_until(100, |p| p.sock(fifth).state() == tcp::State::Closed), "the fifth is refused (L4)");
+    let st = p.engine.listener_stats(9000).unwrap();
+    assert_eq!((st.queued, st.half_open, st.refused, st.syn_evicted), (4, 0, 1, 0), "{st:?}");
+    assert_eq!(p.sock(fourth).state(), tcp::State::Established);
+}
+
 /// A retransmitted SYN (its SYN-ACK was lost) reaches the half-open connection it created, not
 /// a fresh LISTEN socket.
 #[test]
