@@ -20,6 +20,7 @@ use crate::testing::*;
 mod arp;
 mod backlog;
 mod buffer_pages;
+mod hostile;
 mod outgoing;
 mod serving;
 mod time_wait_table;
