@@ -3,10 +3,12 @@
 //!
 //! - [`cc`]: congestion control, CUBIC (RFC 9438) and Reno (RFC 5681), the initial window of RFC
 //!   6928.
+//! - [`rack`]: time-based loss detection and the tail loss probe, RACK-TLP (RFC 8985).
 //! - [`rtt`]: the retransmission timer's estimator (RFC 6298) with a configurable floor.
 //! - [`sack`]: the sender's SACK scoreboard (RFC 2018, RFC 6675's IsLost and NextSeg, RFC 2883's
 //!   D-SACK).
 
 pub mod cc;
+pub mod rack;
 pub mod rtt;
 pub mod sack;
