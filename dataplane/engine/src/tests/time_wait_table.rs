@@ -151,3 +151,22 @@ fn hundred_thousand_connections_leave_nothing_behind() {
     assert!(st.slots <= PARALLEL + 2 * 2 + 8, "the pool grew to {} slots for {PARALLEL} at a time", st.slots);
     assert_eq!(st.free_slots, st.slots - 2 * 2, "every slot but the armed ones is free");
 }
+
+/// A TIME_WAIT flood (issue 27): short connections the server closes first each leave an entry,
+/// up to `max_time_wait`; past it a closing connection skips TIME_WAIT, counted, and the table
+/// stays at its bound however many more close. The connections themselves still end cleanly.
+#[test]
+fn t1_a_time_wait_flood_holds_the_table_at_its_cap() {
+    let mut cfg = config();
+    cfg.max_time_wait = 64;
+    let mut p = Pair::new(&cfg);
+    for i in 0..200u16 {
+        let h = close_from_the_server(&mut p, 30000 + i);
+        assert!(p.run_until(1000, |p| p.sock(h).state() == tcp::State::Closed), "connection {i} ended");
+        p.sockets.remove(h);
+    }
+    assert!(p.run_until(1000, |p| p.engine.stats().open == 0));
+    let tw = p.engine.time_wait_stats();
+    assert_eq!((tw.entered, tw.live, tw.overflow), (200, 64, 136), "{tw:?}");
+    assert!(p.engine.stats().slots <= 8, "the pool stayed small: {:?}", p.engine.stats());
+}
