@@ -71,8 +71,12 @@ pub fn describe(cmd: &Command, root: &Path) -> String {
     parts.join(" ")
 }
 
+/// How long a process has between SIGTERM and SIGKILL: the appliance drains its connections for
+/// up to `drain_secs` (10 s by default) before it exits.
+const GRACE: Duration = Duration::from_secs(30);
+
 /// A child process this run started. Dropping it ends it by its PID (SIGTERM, then SIGKILL after
-/// ten seconds) unless it has exited.
+/// [`GRACE`]) unless it has exited.
 pub struct Proc {
     name: String,
     child: std::process::Child,
@@ -125,7 +129,7 @@ impl Proc {
         Ok(())
     }
 
-    /// Ends it: SIGTERM by its PID, SIGKILL if it is still there ten seconds later.
+    /// Ends it: SIGTERM by its PID, SIGKILL if it is still there [`GRACE`] later.
     pub fn terminate(&mut self) {
         if !self.running() {
             return;
@@ -135,13 +139,13 @@ impl Proc {
         // found it running), so the PID still names that child.
         unsafe { libc::kill(pid, libc::SIGTERM) };
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
+        while start.elapsed() < GRACE {
             if !self.running() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        eprintln!("bench: {} (pid {pid}) still running 10 s after SIGTERM: SIGKILL", self.name);
+        eprintln!("bench: {} (pid {pid}) still running {} s after SIGTERM: SIGKILL", self.name, GRACE.as_secs());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -461,6 +461,9 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
             lcmd,
         );
         let paired: Vec<f64> = rate.iter().zip(&lin).map(|(f, l)| f / l).collect();
+        let of_medians = median(&rate).unwrap_or(f64::NAN) / median(&lin).unwrap_or(f64::NAN);
+        rep.note(S, &format!("two_process_{key}_ratio_of_medians"), json!(of_medians));
+        rep.line(format!("  {label}, fast over Linux, ratio of medians: {} x", num(of_medians)));
         paired_medians[i] = Some(rep.figure(
             S,
             &format!("two_process_{key}_paired_ratio"),
