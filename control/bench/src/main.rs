@@ -45,7 +45,9 @@
 //!   machine moved during the run, not that the code did.
 //! - **Steal** is the share of wall time the hypervisor ran something else while a vCPU had work
 //!   (from /proc/stat): recorded per run window and over the whole run (`machine.steal_percent`).
-//!   A run with a large stolen share was slowed from outside.
+//!   A run with a large stolen share was slowed from outside. Other processes inside the VM do
+//!   not show there: `machine.loadavg_before` and `loadavg_after` (1, 5 and 15 minutes) do, and
+//!   a core's busy share well under 100 % on both sides of the wire says the same.
 //! - **Busy share and frames per busy second.** A busy-polling core is always at 100 % in `top`;
 //!   the appliance counts the loop turns that moved a frame. The core near 100 % busy bounded the
 //!   run. `engine_share_of_wire_ceiling` is the appliance's frames (rx+tx) per busy second in the
@@ -238,6 +240,13 @@ fn machine() -> Map<String, Value> {
     m
 }
 
+/// The 1, 5 and 15 minute load averages (/proc/loadavg): other processes on the machine's CPUs,
+/// which the hypervisor's steal does not show.
+fn loadavg() -> Value {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    json!(text.split_whitespace().take(3).filter_map(|x| x.parse::<f64>().ok()).collect::<Vec<_>>())
+}
+
 /// The commit the run measured, and whether the work tree had changes.
 fn commit(root: &Path) -> Value {
     let git = |args: &[&str]| {
@@ -287,6 +296,7 @@ fn main_inner() -> Result<ExitCode> {
     let out = cli.out.clone().unwrap_or_else(|| target.join("bench/summary.json"));
     let command: Vec<String> = std::env::args().collect();
     let started = (Steal::now()?, Instant::now());
+    let load_before = loadavg();
     let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
 
     let bins = build(&cargo, &root, &suites)?;
@@ -331,6 +341,8 @@ fn main_inner() -> Result<ExitCode> {
         json!(steal.iter().enumerate().map(|(i, s)| (format!("cpu{i}"), json!(s))).collect::<Map<_, _>>()),
     );
     m.insert("wall_secs".into(), json!(started.1.elapsed().as_secs_f64()));
+    m.insert("loadavg_before".into(), load_before);
+    m.insert("loadavg_after".into(), loadavg());
     let mut summary = Map::new();
     for (k, v) in &rep.headline {
         summary.insert((*k).to_owned(), json!(v.filter(|x| x.is_finite())));
@@ -367,10 +379,12 @@ fn main_inner() -> Result<ExitCode> {
         println!("  {k}: {}", v.map(stats::num).unwrap_or_else(|| "null".into()));
     }
     println!(
-        "machine: {}, {} CPUs; host steal over the run: {}",
+        "machine: {}, {} CPUs; host steal over the run: {}; load average before {}, after {}",
         m["cpu_model"].as_str().unwrap_or("unknown CPU"),
         m["cpus"],
-        steal.iter().enumerate().map(|(i, s)| format!("CPU {i} {s:.1}%")).collect::<Vec<_>>().join(", ")
+        steal.iter().enumerate().map(|(i, s)| format!("CPU {i} {s:.1}%")).collect::<Vec<_>>().join(", "),
+        m["loadavg_before"],
+        m["loadavg_after"]
     );
     println!("written to {}", out.display());
     if let Some(e) = error {
