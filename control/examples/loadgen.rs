@@ -1,6 +1,6 @@
 //! A small load generator and kernel-path baseline server for measuring the appliance over
-//! net_tap with ordinary Linux sockets (used by `control/scripts/bench-tap.sh`,
-//! `bench-proxy.sh` and `bench-gateway.sh`).
+//! net_tap with ordinary Linux sockets (used by the bench driver, `control/bench`: its proxy,
+//! gateway and tap suites).
 //!
 //! - `loadgen echo --addr A:P --conns N --secs S --size B`: N connections, each doing B-byte
 //!   ping-pongs for S seconds; prints round trips per second.
@@ -15,7 +15,10 @@
 //!   connection), as the baseline measured in the same run.
 //! - `loadgen udp-send --addr A:P --secs S --size B` sends B-byte datagrams as fast as it can and
 //!   prints how many it sent per second; `loadgen udp-count --bind A:P --secs S` counts what
-//!   arrives (for the gateway's forwarding benchmark, `control/scripts/bench-gateway.sh`).
+//!   arrives (for the gateway's forwarding benchmark).
+//!
+//! With `BENCH_JSON=1` in its environment, each mode's result line is one JSON object instead
+//! (`mode`, `rate`, `unit` and the mode's settings), for the bench driver.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -106,15 +109,30 @@ enum Mode {
     },
 }
 
+/// Prints a result: `human` normally, `json` on one line when `BENCH_JSON=1` is set.
+fn report(human: String, json: serde_json::Value) {
+    if std::env::var("BENCH_JSON").as_deref() == Ok("1") {
+        println!("{json}");
+    } else {
+        println!("{human}");
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
         Mode::Echo { addr, conns, secs, size } => {
             let rate = drive(conns, secs, move |stop, count| echo_client(addr, size, stop, count))?;
-            println!("echo {addr}: {rate:.0} round trips/s ({conns} conns, {size} B)");
+            report(
+                format!("echo {addr}: {rate:.0} round trips/s ({conns} conns, {size} B)"),
+                serde_json::json!({ "mode": "echo", "addr": addr, "rate": rate, "unit": "round trips/s", "conns": conns, "size": size }),
+            );
         }
         Mode::Http { addr, conns, secs } => {
             let rate = drive(conns, secs, move |stop, count| http_client(addr, stop, count))?;
-            println!("http {addr}: {rate:.0} requests/s ({conns} keep-alive conns)");
+            report(
+                format!("http {addr}: {rate:.0} requests/s ({conns} keep-alive conns)"),
+                serde_json::json!({ "mode": "http", "addr": addr, "rate": rate, "unit": "requests/s", "conns": conns }),
+            );
         }
         Mode::Serve { echo, http, body } => serve(echo, http, body)?,
         Mode::Short { addr, conns, secs, size, from, sources } => {
@@ -138,7 +156,10 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             })?;
-            println!("short {addr}: {rate:.0} conns/s ({conns} at a time, {size} B)");
+            report(
+                format!("short {addr}: {rate:.0} conns/s ({conns} at a time, {size} B)"),
+                serde_json::json!({ "mode": "short", "addr": addr, "rate": rate, "unit": "conns/s", "conns": conns, "size": size }),
+            );
         }
         Mode::Bulk { addr, secs } => {
             let s = connect(addr)?;
@@ -170,10 +191,17 @@ fn main() -> anyhow::Result<()> {
             }
             writer.join().expect("writer");
             let (bytes, took) = measured.unwrap_or((got, start.elapsed()));
-            println!(
-                "bulk {addr}: {:.0} Mbit/s each way ({bytes} bytes echoed in {:.1} s)",
-                bytes as f64 * 8.0 / took.as_secs_f64() / 1e6,
-                took.as_secs_f64()
+            let mbit = bytes as f64 * 8.0 / took.as_secs_f64() / 1e6;
+            report(
+                format!("bulk {addr}: {mbit:.0} Mbit/s each way ({bytes} bytes echoed in {:.1} s)", took.as_secs_f64()),
+                serde_json::json!({
+                    "mode": "bulk",
+                    "addr": addr,
+                    "rate": mbit,
+                    "unit": "Mbit/s each way",
+                    "bytes": bytes,
+                    "secs": took.as_secs_f64(),
+                }),
             );
         }
         Mode::UdpSend { addr, secs, size } => {
@@ -190,7 +218,18 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             let rate = n as f64 / start.elapsed().as_secs_f64();
-            println!("udp-send {addr}: {rate:.0} datagrams/s sent ({size} B, {failed} refused by the kernel)");
+            report(
+                format!("udp-send {addr}: {rate:.0} datagrams/s sent ({size} B, {failed} refused by the kernel)"),
+                serde_json::json!({
+                    "mode": "udp-send",
+                    "addr": addr,
+                    "rate": rate,
+                    "unit": "datagrams/s",
+                    "size": size,
+                    "sent": n,
+                    "refused": failed,
+                }),
+            );
         }
         Mode::UdpCount { bind, secs } => {
             let s = std::net::UdpSocket::bind(bind)?;
@@ -206,7 +245,10 @@ fn main() -> anyhow::Result<()> {
             }
             let span = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
             let rate = if span > 0.0 { n as f64 / span } else { 0.0 };
-            println!("udp-count {bind}: {n} datagrams, {rate:.0}/s");
+            report(
+                format!("udp-count {bind}: {n} datagrams, {rate:.0}/s"),
+                serde_json::json!({ "mode": "udp-count", "bind": bind, "rate": rate, "unit": "datagrams/s", "datagrams": n }),
+            );
         }
     }
     Ok(())

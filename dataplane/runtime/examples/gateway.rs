@@ -17,7 +17,9 @@
 //!     gateway --address 198.18.0.2/24 [--iface-a gwa] [--iface-b gwb] [--file-prefix gateway]
 //!             [--no-engine] [--stats-secs N]
 //! `--no-engine` forwards everything (plain l2fwd), for comparison. It prints counters every
-//! `--stats-secs` seconds (default 1) and totals when SIGINT or SIGTERM stops it.
+//! `--stats-secs` seconds (default 1) and totals when SIGINT or SIGTERM stops it; with
+//! `BENCH_JSON=1` in its environment it prints each of those lines (and the first, once it
+//! forwards) as one JSON object instead, for the bench driver (`control/bench`).
 //! `control/scripts/gateway-demo.sh` runs it between two namespaces.
 
 use std::collections::HashMap;
@@ -127,6 +129,20 @@ impl Out<'_> {
     }
 }
 
+/// Whether `BENCH_JSON=1` asks for one JSON object a line in place of the human lines.
+fn json_mode() -> bool {
+    std::env::var("BENCH_JSON").as_deref() == Ok("1")
+}
+
+/// Prints a line: `human` normally, `json` on one line under `BENCH_JSON=1`.
+fn report(human: String, json: serde_json::Value) {
+    if json_mode() {
+        println!("{json}");
+    } else {
+        println!("{human}");
+    }
+}
+
 fn main() {
     let args = parse_args();
     let stop = Arc::new(AtomicBool::new(false));
@@ -182,13 +198,21 @@ fn main() {
         eprintln!("gateway: {e}");
         std::process::exit(2)
     });
-    println!(
-        "gateway: forwarding {} <-> {}, engine at {}/{} ({}), echo on port 7",
-        args.ifaces[0],
-        args.ifaces[1],
-        args.address,
-        args.prefix_len,
-        if args.engine { "on" } else { "off: plain l2fwd" }
+    report(
+        format!(
+            "gateway: forwarding {} <-> {}, engine at {}/{} ({}), echo on port 7",
+            args.ifaces[0],
+            args.ifaces[1],
+            args.address,
+            args.prefix_len,
+            if args.engine { "on" } else { "off: plain l2fwd" }
+        ),
+        serde_json::json!({
+            "event": "forwarding",
+            "ifaces": args.ifaces,
+            "address": format!("{}/{}", args.address, args.prefix_len),
+            "engine": args.engine,
+        }),
     );
 
     let mut learned: HashMap<[u8; 6], usize> = HashMap::new();
@@ -241,14 +265,31 @@ fn main() {
 
         if last.elapsed() >= args.stats {
             let secs = last.elapsed().as_secs_f64();
-            println!(
-                "gateway: a->b {:.0} pps, b->a {:.0} pps, engine in {:.0} out {:.0} fps, open {}, tx dropped {}",
+            let rates = [
                 (c.forwarded[0] - last_c.forwarded[0]) as f64 / secs,
                 (c.forwarded[1] - last_c.forwarded[1]) as f64 / secs,
                 (c.to_engine - last_c.to_engine) as f64 / secs,
                 (c.from_engine - last_c.from_engine) as f64 / secs,
-                engine.stats().open,
-                c.tx_dropped
+            ];
+            report(
+                format!(
+                    "gateway: a->b {:.0} pps, b->a {:.0} pps, engine in {:.0} out {:.0} fps, open {}, tx dropped {}",
+                    rates[0],
+                    rates[1],
+                    rates[2],
+                    rates[3],
+                    engine.stats().open,
+                    c.tx_dropped
+                ),
+                serde_json::json!({
+                    "event": "stats",
+                    "a_to_b_pps": rates[0],
+                    "b_to_a_pps": rates[1],
+                    "engine_in_fps": rates[2],
+                    "engine_out_fps": rates[3],
+                    "open": engine.stats().open,
+                    "tx_dropped": c.tx_dropped,
+                }),
             );
             (last, last_c) = (StdInstant::now(), c);
         }
@@ -259,9 +300,20 @@ fn main() {
         }
     }
     let e = engine.stats();
-    println!(
-        "gateway: totals: forwarded a->b {} b->a {}, engine in {} out {}, established {}, refused {}, tx dropped {}",
-        c.forwarded[0], c.forwarded[1], c.to_engine, c.from_engine, e.established, e.no_listener, c.tx_dropped
+    report(
+        format!(
+            "gateway: totals: forwarded a->b {} b->a {}, engine in {} out {}, established {}, refused {}, tx dropped {}",
+            c.forwarded[0], c.forwarded[1], c.to_engine, c.from_engine, e.established, e.no_listener, c.tx_dropped
+        ),
+        serde_json::json!({
+            "event": "totals",
+            "forwarded": c.forwarded,
+            "engine_in": c.to_engine,
+            "engine_out": c.from_engine,
+            "established": e.established,
+            "refused": e.no_listener,
+            "tx_dropped": c.tx_dropped,
+        }),
     );
     drop(out);
     drop(ports);
