@@ -64,6 +64,7 @@
 mod engine;
 mod gateway;
 mod proxy;
+mod report;
 mod run;
 mod stats;
 mod tap;
@@ -117,6 +118,9 @@ struct Cli {
     /// Where to write the summary (default: the workspace's target/bench/summary.json).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run nothing: print BENCHMARKS.md's tables (Markdown) from the summary at `--out`.
+    #[arg(long)]
+    report: bool,
 }
 
 /// What the suites share: the workspace, the settings, the built programs, the scratch folder.
@@ -267,6 +271,15 @@ fn commit(root: &Path) -> Value {
 
 fn main_inner() -> Result<ExitCode> {
     let cli = Cli::parse();
+    if cli.report {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = match &cli.out {
+            Some(o) => o.clone(),
+            None => workspace(&cargo)?.1.join("bench/summary.json"),
+        };
+        report::print(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     run::install_signal_handlers()?;
     let suites: Vec<&str> = if cli.only.is_empty() {
         SUITES.iter().filter(|s| s.1).map(|s| s.0).collect()
