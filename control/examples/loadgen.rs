@@ -13,6 +13,9 @@
 //!   can; prints Mbit/s each way.
 //! - `loadgen serve --echo A:P --http A:P`: the same services on the Linux TCP stack (a thread per
 //!   connection), as the baseline measured in the same run.
+//! - `loadgen transfer --addr A:P --conns N --bytes B --limit-secs S`: N connections at once, each
+//!   sending B bytes to an echo service and reading them back, SHA-256 compared; prints how long
+//!   the slowest took (the loss benchmark's figure), or how far they got by the limit.
 //! - `loadgen udp-send --addr A:P --secs S --size B` sends B-byte datagrams as fast as it can and
 //!   prints how many it sent per second; `loadgen udp-count --bind A:P --secs S` counts what
 //!   arrives (for the gateway's forwarding benchmark).
@@ -93,6 +96,18 @@ enum Mode {
         #[arg(long, default_value_t = 5)]
         secs: u64,
     },
+    /// Transfers: N connections at once, each echoing B bytes through the service and checking
+    /// them; seconds until the last one is done.
+    Transfer {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 8)]
+        conns: usize,
+        #[arg(long, default_value_t = 2 << 20)]
+        bytes: usize,
+        #[arg(long, default_value_t = 120)]
+        limit_secs: u64,
+    },
     UdpCount {
         #[arg(long)]
         bind: SocketAddr,
@@ -118,8 +133,64 @@ fn report(human: String, json: serde_json::Value) {
     }
 }
 
+/// One connection of `transfer`: sends `bytes` (a pattern of its own) while reading the echo back;
+/// returns the bytes echoed intact, with the time it took when all were.
+fn transfer_one(addr: SocketAddr, bytes: usize, seed: u8, limit: Duration) -> anyhow::Result<(usize, Option<f64>)> {
+    use sha2::{Digest, Sha256};
+    let t = Instant::now();
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(limit)).ok();
+    let data: Vec<u8> = (0..bytes).map(|i| (i as u32).wrapping_mul(2654435761).to_be_bytes()[0] ^ seed).collect();
+    let want = Sha256::digest(&data);
+    let mut w = s.try_clone()?;
+    let writer = std::thread::spawn(move || w.write_all(&data).and_then(|()| w.shutdown(std::net::Shutdown::Write)));
+    let mut back = Vec::with_capacity(bytes);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut r = &s;
+    while back.len() < bytes && t.elapsed() < limit {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => back.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let took = t.elapsed().as_secs_f64();
+    let done = back.len();
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+    if done == bytes && Sha256::digest(&back) != want {
+        bail!("connection {seed}: echoed bytes differ");
+    }
+    Ok((done, (done == bytes).then_some(took)))
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
+        Mode::Transfer { addr, conns, bytes, limit_secs } => {
+            let limit = Duration::from_secs(limit_secs);
+            let handles: Vec<_> =
+                (0..conns).map(|i| std::thread::spawn(move || transfer_one(addr, bytes, i as u8, limit))).collect();
+            let mut results = Vec::new();
+            for h in handles {
+                results.push(h.join().map_err(|_| anyhow::anyhow!("a transfer thread panicked"))??);
+            }
+            let done: usize = results.iter().map(|r| r.0).sum();
+            let all = results.iter().all(|r| r.1.is_some());
+            let secs = results.iter().filter_map(|r| r.1).fold(0.0f64, f64::max);
+            report(
+                if all {
+                    format!("transfer: {conns} x {bytes} bytes echoed intact in {secs:.2} s")
+                } else {
+                    format!("transfer: {done} of {} bytes echoed within the {limit_secs} s limit", conns * bytes)
+                },
+                serde_json::json!({
+                    "mode": "transfer", "addr": addr, "conns": conns, "bytes": bytes,
+                    "complete": all, "secs": if all { secs } else { limit_secs as f64 },
+                    "done_bytes": done, "rate": if all { secs } else { f64::NAN }, "unit": "s",
+                }),
+            );
+        }
         Mode::Echo { addr, conns, secs, size } => {
             let rate = drive(conns, secs, move |stop, count| echo_client(addr, size, stop, count))?;
             report(

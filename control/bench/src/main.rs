@@ -19,6 +19,9 @@
 //!   each run followed by the same workload on Linux), and the wire's dpdk-testpmd ceilings.
 //! - `gateway`: the embedding example's forwarding rate with its engine idle, busy and absent.
 //! - `proxy`: the `proxy` service against a direct connection and the appliance's echo.
+//! - `loss`: 8 x 2 MiB echo transfers through a faulty relay (the gateway example, 0, 1 and 5 %
+//!   loss, 1 % duplication, 5 % reordering each way) to the appliance and to a Linux server behind
+//!   the same relay and seed; seconds to the last byte, and their paired ratio.
 //! - `tap` (only with `--only tap`): the appliance over net_tap against Linux, and its idle CPU.
 //!
 //! Every suite but `engine` and `instructions` needs root (DPDK memif, namespaces, net_tap). The
@@ -63,6 +66,7 @@
 
 mod engine;
 mod gateway;
+mod loss;
 mod proxy;
 mod report;
 mod run;
@@ -83,8 +87,15 @@ use run::Scratch;
 use stats::{Report, Steal};
 
 /// Every suite, in the order they run; `default` ones run without `--only`.
-const SUITES: [(&str, bool); 6] =
-    [("engine", true), ("instructions", true), ("wire", true), ("gateway", true), ("proxy", true), ("tap", false)];
+const SUITES: [(&str, bool); 7] = [
+    ("engine", true),
+    ("instructions", true),
+    ("wire", true),
+    ("gateway", true),
+    ("proxy", true),
+    ("loss", true),
+    ("tap", false),
+];
 
 /// The headline figures: top-level keys of summary.json, null until measured.
 const HEADLINE: [&str; 5] = [
@@ -104,7 +115,7 @@ struct Cli {
     /// Runs of each figure (min, median and max are over them).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     repeat: u64,
-    /// Suites to run, comma-separated: engine, instructions, wire, gateway, proxy, tap (default:
+    /// Suites to run, comma-separated: engine, instructions, wire, gateway, proxy, loss, tap (default:
     /// all but tap).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -181,13 +192,13 @@ fn build(cargo: &str, root: &Path, suites: &[&str]) -> Result<BTreeMap<String, P
         runs.push([&["bench", "--no-run", "-p", "switchyard-runtime"][..], &benches].concat());
     }
     let mut targets = Vec::new();
-    if wants(&["wire", "proxy", "tap"]) {
+    if wants(&["wire", "proxy", "tap", "loss"]) {
         targets.extend(["-p", "switchyard-control", "--bin", "switchyard"]);
     }
-    if wants(&["gateway", "proxy", "tap"]) {
+    if wants(&["gateway", "proxy", "tap", "loss"]) {
         targets.extend(["-p", "switchyard-control", "--example", "loadgen"]);
     }
-    if wants(&["gateway"]) {
+    if wants(&["gateway", "loss"]) {
         targets.extend(["-p", "switchyard-runtime", "--example", "gateway"]);
     }
     if !targets.is_empty() {
@@ -286,7 +297,7 @@ fn main_inner() -> Result<ExitCode> {
     } else {
         for s in &cli.only {
             if !SUITES.iter().any(|(n, _)| n == s) {
-                bail!("--only {s}: no such suite (engine, instructions, wire, gateway, proxy, tap)");
+                bail!("--only {s}: no such suite (engine, instructions, wire, gateway, proxy, loss, tap)");
             }
         }
         SUITES.iter().map(|s| s.0).filter(|n| cli.only.iter().any(|o| o == n)).collect()
@@ -336,6 +347,7 @@ fn main_inner() -> Result<ExitCode> {
             "wire" => wire::run(&ctx, &mut rep),
             "gateway" => gateway::run(&ctx, &mut rep),
             "proxy" => proxy::run(&ctx, &mut rep),
+            "loss" => loss::run(&ctx, &mut rep),
             "tap" => tap::run(&ctx, &mut rep),
             _ => unreachable!("suites are checked above"),
         };
