@@ -225,6 +225,83 @@ fn a5_fast_path_connect_time(sw: &Switch) {
     assert_eq!(s.connect_time().as_seconds_or_max(), 1);
 }
 
+/// A Linux client's connect to `to`, with instants just before and just after it (between them
+/// the client's side of the handshake completed; the engine's comes one ACK later).
+fn connect_linux_timed(to: SocketAddr) -> (TcpStream, Instant, Instant) {
+    let before = Instant::now();
+    let c = connect_linux(to);
+    (c, before, Instant::now())
+}
+
+/// Segments a Linux socket has received (TCP_INFO `tcpi_segs_in`): 1 for a client that has seen
+/// only the SYN-ACK. More before any data means a handshake segment was sent again, so the
+/// appliance completed its side of the handshake later than the client did.
+fn segments_in(c: &TcpStream) -> u32 {
+    // SAFETY: tcp_info is plain data; zeroed is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(c);
+    // SAFETY: info and len are live and len is info's size.
+    let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len) };
+    if r == 0 {
+        info.tcpi_segs_in
+    } else {
+        0
+    }
+}
+
+/// A5 on the fast path: an accepted connection counts from the engine's handshake, not from
+/// `accept`: 2.2 s in the queue reads 2 s. Reports the error against the client's clock.
+fn a5_fast_path_accepted_connect_time_from_the_handshake(sw: &Switch) {
+    let l = sw.listen(addr("0.0.0.0", 7123), ListenOptions::default()).unwrap();
+    let (c, connecting, connected) = connect_linux_timed(addr(FAST, 7123));
+    std::thread::sleep(Duration::from_millis(2200));
+    let segs = segments_in(&c);
+    let before = connected.elapsed();
+    let s = accept(&l);
+    let ConnectTime::Connected(d) = s.connect_time() else { panic!("not connected") };
+    let after = connecting.elapsed();
+    say!(
+        "    A5 fast path, accepted: reads {d:?}, the client says {before:?} (error {:+.1} ms)",
+        (d.as_secs_f64() - before.as_secs_f64()) * 1e3
+    );
+    // The engine stamps the handshake when it handles the client's ACK: after the client's
+    // connect returned, within its idle sleep (1 ms at most) and a turn.
+    assert!(
+        d <= after && d + Duration::from_millis(50) >= before,
+        "{d:?} outside {before:?}..{after:?}; the client received {segs} segment(s) in the handshake"
+    );
+    assert_eq!(s.connect_time().as_seconds_or_max(), 2);
+}
+
+/// A5 on the fast path: an outgoing connection reads its connect time from the engine's
+/// handshake before the application polls the connect, and after.
+fn a5_fast_path_outgoing_connect_time_before_the_poll(sw: &Switch) {
+    let server = TcpListener::bind((HOST, 0)).unwrap();
+    let to = server.local_addr().unwrap();
+    let mut s = sw.socket();
+    s.bind(addr("0.0.0.0", 0)).unwrap();
+    let connecting = Instant::now();
+    s.connect_ex(to, b"first", ConnectOptions::default()).unwrap();
+    let (mut peer, _) = server.accept().unwrap(); // the handshake is complete
+    let connected = Instant::now();
+    std::thread::sleep(Duration::from_millis(2200));
+    let before = connected.elapsed();
+    let ConnectTime::Connected(d) = s.connect_time() else { panic!("connected, not yet polled") };
+    let after = connecting.elapsed();
+    say!(
+        "    A5 fast path, outgoing: reads {d:?} before the poll, the server says {before:?} (error {:+.1} ms)",
+        (d.as_secs_f64() - before.as_secs_f64()) * 1e3
+    );
+    assert!(d <= after && d + Duration::from_millis(50) >= before, "{d:?} outside {before:?}..{after:?}");
+    assert_eq!(s.connect_time().as_seconds_or_max(), 2);
+    assert_eq!(s.poll_connect().unwrap().bytes_sent, 5);
+    assert_eq!(s.connect_time().as_seconds_or_max(), 2, "the poll does not reset the clock");
+    let mut got = [0u8; 5];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"first");
+}
+
 /// A Linux server in the namespace (on the tap's kernel side) that echoes each connection.
 fn linux_echo_server() -> (SocketAddr, std::thread::JoinHandle<()>) {
     let server = TcpListener::bind((HOST, 0)).unwrap();
@@ -455,6 +532,8 @@ const SCENARIOS: &[Scenario] = &[
         a4_fast_path_silent_client_closed_unconnected_accept_kept,
     ),
     ("a5_fast_path_connect_time", a5_fast_path_connect_time),
+    ("a5_fast_path_accepted_connect_time_from_the_handshake", a5_fast_path_accepted_connect_time_from_the_handshake),
+    ("a5_fast_path_outgoing_connect_time_before_the_poll", a5_fast_path_outgoing_connect_time_before_the_poll),
     ("c1_c3_fast_path_connect_with_data", c1_c3_fast_path_connect_with_data),
     ("c3_kernel_path_fast_open_carries_first_data_in_the_syn", c3_kernel_path_fast_open_carries_first_data_in_the_syn),
     ("c4_errors_on_the_fast_path", c4_errors_on_the_fast_path),

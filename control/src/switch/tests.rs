@@ -34,6 +34,23 @@ fn wait_ready(l: &Listener) -> bool {
     l.wait(Some(Duration::from_secs(2))).unwrap()
 }
 
+/// How far a kernel connect time may be off: the kernel's stamps are in jiffies (4 ms at
+/// CONFIG_HZ=250, 10 ms at 100), and its report is in whole milliseconds.
+const JIFFIES: Duration = Duration::from_millis(25);
+
+/// Connects a plain client; returns it with instants taken just before and just after, between
+/// which its handshake completed.
+fn connect_timed(to: SocketAddr) -> (TcpStream, Instant, Instant) {
+    let before = Instant::now();
+    let c = TcpStream::connect(to).unwrap();
+    (c, before, Instant::now())
+}
+
+/// `a - b` in milliseconds.
+fn ms(a: Duration, b: Duration) -> f64 {
+    (a.as_secs_f64() - b.as_secs_f64()) * 1e3
+}
+
 #[test]
 fn l1_kernel_listener_first_and_l3_one_listener() {
     let l = listener(ListenOptions::default());
@@ -229,6 +246,88 @@ fn a4_silent_client_closed_at_the_limit_while_an_unconnected_posted_accept_survi
     assert_eq!(c.posted, 2, "both accepts still posted: the unconnected one untouched, the other re-posted");
     silent.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     assert_eq!(silent.read(&mut [0u8; 4]).unwrap_err().kind(), io::ErrorKind::ConnectionReset);
+}
+
+/// A5: an accepted connection's connect time counts from its handshake, not from `accept`: 2.2 s
+/// in the queue reads 2 s. Data the client sent meanwhile does not move it.
+#[test]
+fn a5_accepted_connection_counts_from_the_handshake_not_the_accept() {
+    let l = listener(ListenOptions::default());
+    let (mut c, connecting, connected) = connect_timed(l.local_addr());
+    std::thread::sleep(Duration::from_millis(1000));
+    c.write_all(b"early").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let before = connected.elapsed();
+    let s = l.accept().unwrap();
+    let ConnectTime::Connected(d) = s.connect_time() else { panic!("not connected") };
+    let after = connecting.elapsed();
+    println!("A5 kernel path, accepted: reads {d:?}, the client says {before:?} (error {:+.1} ms)", ms(d, before));
+    assert!(d + JIFFIES >= before && d <= after + JIFFIES, "{d:?} outside {before:?}..{after:?}");
+    assert_eq!(s.connect_time().as_seconds_or_max(), 2);
+}
+
+/// A5: an outgoing connection is connected from its handshake on, whether or not the application
+/// has polled its completion: 2.2 s after the handshake it reads 2 s before the poll and after.
+#[test]
+fn a5_outgoing_connection_counts_from_the_handshake_not_the_poll() {
+    let server = TcpListener::bind(any()).unwrap();
+    let mut s = Switch::kernel_only().socket();
+    s.bind(any()).unwrap();
+    let connecting = Instant::now();
+    s.connect_ex(server.local_addr().unwrap(), b"first", ConnectOptions::default()).unwrap();
+    let (mut peer, _) = server.accept().unwrap(); // the handshake is complete
+    let connected = Instant::now();
+    std::thread::sleep(Duration::from_millis(2200));
+    let before = connected.elapsed();
+    let ConnectTime::Connected(d) = s.connect_time() else { panic!("connected, not yet polled") };
+    let after = connecting.elapsed();
+    println!(
+        "A5 kernel path, outgoing: reads {d:?} before the poll, the server says {before:?} (error {:+.1} ms)",
+        ms(d, before)
+    );
+    assert!(d + JIFFIES >= before && d <= after + JIFFIES, "{d:?} outside {before:?}..{after:?}");
+    assert_eq!(s.connect_time().as_seconds_or_max(), 2);
+    assert_eq!(s.poll_connect().unwrap().bytes_sent, 5, "the first buffer goes at the poll");
+    assert_eq!(s.connect_time().as_seconds_or_max(), 2, "and the poll does not reset the clock");
+    let mut got = [0u8; 5];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"first");
+}
+
+/// A5: "not connected" while the handshake is in progress. The server's accept queue is full, so
+/// Linux drops the SYN; once there is room the retransmitted SYN (1 s later) completes it, and
+/// the connect time counts from then, not from `connect_ex`.
+#[test]
+fn a5_not_connected_until_the_handshake_completes() {
+    let server = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    server.bind(&any().into()).unwrap();
+    server.listen(0).unwrap(); // an accept queue of one
+    let to = server.local_addr().unwrap().as_socket().unwrap();
+    let filler = TcpStream::connect(to).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut s = Switch::kernel_only().socket();
+    s.bind(any()).unwrap();
+    let t0 = Instant::now();
+    s.connect_ex(to, b"", ConnectOptions::default()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.connect_time(), ConnectTime::NotConnected, "the SYN was dropped: no handshake yet");
+    assert_eq!(s.connect_time().as_seconds_or_max(), 0xFFFF_FFFF);
+    drop(server.accept().unwrap()); // room for the retransmitted SYN
+    drop(filler);
+    let d = loop {
+        if let ConnectTime::Connected(d) = s.connect_time() {
+            break d;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "never connected");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let since_connect_ex = t0.elapsed();
+    assert!(since_connect_ex >= Duration::from_millis(900), "the SYN was retransmitted: {since_connect_ex:?}");
+    assert!(
+        d + Duration::from_millis(700) <= since_connect_ex,
+        "counted from the handshake, not from connect_ex: {d:?}"
+    );
+    s.poll_connect().unwrap();
 }
 
 #[test]
