@@ -302,6 +302,32 @@ fn a5_fast_path_outgoing_connect_time_before_the_poll(sw: &Switch) {
     assert_eq!(&got, b"first");
 }
 
+/// A4 on the fast path with the figures: a client connects, the application posts an
+/// accept with a receive buffer 3 s later and never calls in again; with a 4 s limit the listener's
+/// worker resets the client 4 s after it connected (want 4 to 5.5 s).
+fn a4_fast_path_silent_clock_from_the_connect_reaped_without_the_application(sw: &Switch) {
+    let limit = Duration::from_secs(4);
+    let l =
+        sw.listen(addr("0.0.0.0", 7124), ListenOptions { silent_limit: Some(limit), ..Default::default() }).unwrap();
+    let (mut silent, connecting, connected) = connect_linux_timed(addr(FAST, 7124));
+    std::thread::sleep(Duration::from_secs(3));
+    let segs = segments_in(&silent);
+    l.post_accept(64); // the last call into the listener until the reset
+    let e = silent.read(&mut [0u8; 4]).expect_err("reset");
+    let (at, at_most) = (connected.elapsed(), connecting.elapsed());
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    say!(
+        "    A4 fast path: reset {at:?} after connecting, {:?} past the 4 s limit (handshake segments in: {segs})",
+        at.saturating_sub(limit)
+    );
+    assert!(
+        at_most >= limit && at <= Duration::from_millis(5500),
+        "reset {at:?} after connecting; want 4-5.5 s; the client received {segs} segment(s) in the handshake"
+    );
+    let c = l.counters();
+    assert_eq!((c.silent_closed, c.posted, c.matched), (1, 1, 0), "{c:?}");
+}
+
 /// A Linux server in the namespace (on the tap's kernel side) that echoes each connection.
 fn linux_echo_server() -> (SocketAddr, std::thread::JoinHandle<()>) {
     let server = TcpListener::bind((HOST, 0)).unwrap();
@@ -534,6 +560,10 @@ const SCENARIOS: &[Scenario] = &[
     ("a5_fast_path_connect_time", a5_fast_path_connect_time),
     ("a5_fast_path_accepted_connect_time_from_the_handshake", a5_fast_path_accepted_connect_time_from_the_handshake),
     ("a5_fast_path_outgoing_connect_time_before_the_poll", a5_fast_path_outgoing_connect_time_before_the_poll),
+    (
+        "a4_fast_path_silent_clock_from_the_connect_reaped_without_the_application",
+        a4_fast_path_silent_clock_from_the_connect_reaped_without_the_application,
+    ),
     ("c1_c3_fast_path_connect_with_data", c1_c3_fast_path_connect_with_data),
     ("c3_kernel_path_fast_open_carries_first_data_in_the_syn", c3_kernel_path_fast_open_carries_first_data_in_the_syn),
     ("c4_errors_on_the_fast_path", c4_errors_on_the_fast_path),

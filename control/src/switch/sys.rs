@@ -100,6 +100,10 @@ impl Epoll {
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, writable: bool) -> io::Result<()> {
         let events = libc::EPOLLIN | libc::EPOLLRDHUP | if writable { libc::EPOLLOUT } else { 0 };
+        self.ctl_events(op, fd, token, events)
+    }
+
+    fn ctl_events(&self, op: libc::c_int, fd: RawFd, token: u64, events: libc::c_int) -> io::Result<()> {
         let mut ev = libc::epoll_event { events: events as u32, u64: token };
         // SAFETY: ev is a valid epoll_event for the duration of the call; fd validity is checked
         // by the kernel.
@@ -110,6 +114,13 @@ impl Epoll {
     /// Watches `fd` for readability (and writability if asked), reporting `token`.
     pub fn add(&self, fd: BorrowedFd<'_>, token: u64, writable: bool) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), token, writable)
+    }
+
+    /// Watches `fd` for readability, edge-triggered: `token` is reported once per wake-up of
+    /// `fd` (a new connection on a listening socket, a write to an eventfd), not for as long as
+    /// it stays readable.
+    pub fn add_edge(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.ctl_events(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), token, libc::EPOLLIN | libc::EPOLLET)
     }
 
     pub fn delete(&self, fd: BorrowedFd<'_>) {

@@ -233,19 +233,93 @@ fn a4_silent_client_closed_at_the_limit_while_an_unconnected_posted_accept_survi
     let l = listener(ListenOptions { silent_limit: Some(Duration::from_millis(300)), ..Default::default() });
     l.post_accept(64);
     l.post_accept(64); // never gets a client: not connected, never closed
+    let t0 = Instant::now(); // the handshake completes after this
     let mut silent = TcpStream::connect(l.local_addr()).unwrap();
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_millis(50));
-    assert!(wouldblock(l.completion()));
-    assert!(l.wait(Some(Duration::from_secs(2))).unwrap(), "the limit's timer fires the event");
-    assert!(wouldblock(l.completion()));
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The application does not call in: the listener's worker matches the client and resets it.
+    assert_eq!(silent.read(&mut [0u8; 4]).unwrap_err().kind(), io::ErrorKind::ConnectionReset);
     let waited = t0.elapsed();
+    assert!(waited + JIFFIES >= Duration::from_millis(300), "closed at the limit, not before: {waited:?}");
+    assert!(!ready(&l), "a reset is the worker's business: nothing for the application");
+    assert!(wouldblock(l.completion()));
     let c = l.counters();
     assert_eq!(c.silent_closed, 1, "{c:?}");
-    assert!(waited >= Duration::from_millis(290), "closed at the limit, not before: {waited:?}");
     assert_eq!(c.posted, 2, "both accepts still posted: the unconnected one untouched, the other re-posted");
-    silent.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    assert_eq!(silent.read(&mut [0u8; 4]).unwrap_err().kind(), io::ErrorKind::ConnectionReset);
+}
+
+/// A4 with the figures: a client connects, the application posts an accept with a
+/// receive buffer 3 s later and then never calls in again; with a 4 s limit the client is reset
+/// 4 s after it connected (want 4 to 5.5 s), not 4 s after the match.
+#[test]
+fn a4_silent_clock_starts_at_the_connect_not_the_match_and_needs_no_application() {
+    let limit = Duration::from_secs(4);
+    let l = listener(ListenOptions { silent_limit: Some(limit), ..Default::default() });
+    let (mut silent, connecting, connected) = connect_timed(l.local_addr());
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    l.post_accept(64); // the last call into the listener until the reset
+    let e = silent.read(&mut [0u8; 4]).unwrap_err();
+    let (at, at_most) = (connected.elapsed(), connecting.elapsed());
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");
+    println!("A4 kernel path: reset {at:?} after connecting, {:?} past the 4 s limit", at.saturating_sub(limit));
+    assert!(
+        at_most + JIFFIES >= limit && at <= Duration::from_millis(5500),
+        "reset {at:?} after connecting; want 4-5.5 s"
+    );
+    let c = l.counters();
+    assert_eq!((c.silent_closed, c.posted, c.matched), (1, 1, 0), "{c:?}");
+}
+
+/// A4: silent clients are reset on time by the listener's worker while the application sleeps;
+/// each counts from its own handshake. Reports the largest delay past the limit.
+#[test]
+fn a4_silent_clients_are_reaped_on_time_without_the_application() {
+    let limit = Duration::from_millis(1000);
+    let l = listener(ListenOptions { silent_limit: Some(limit), ..Default::default() });
+    for _ in 0..3 {
+        l.post_accept(64);
+    }
+    let at = l.local_addr();
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300 * i));
+                let (mut c, connecting, connected) = connect_timed(at);
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let e = c.read(&mut [0u8; 4]).unwrap_err();
+                (e.kind(), connected.elapsed(), connecting.elapsed())
+            })
+        })
+        .collect();
+    let mut late = Duration::ZERO;
+    for c in clients {
+        let (kind, after, at_most) = c.join().unwrap();
+        assert_eq!(kind, io::ErrorKind::ConnectionReset);
+        assert!(at_most + JIFFIES >= limit, "reset {after:?} after connecting: before the limit");
+        assert!(after <= limit + Duration::from_millis(1500), "reset {after:?} after connecting: late");
+        late = late.max(after.saturating_sub(limit));
+    }
+    println!("A4 kernel path: 3 silent clients reset at most {late:?} past the limit");
+    let c = l.counters();
+    assert_eq!((c.silent_closed, c.posted), (3, 3), "{c:?}");
+}
+
+/// A3 and L5: with accepts posted, an arriving connection goes to one of them without waking the
+/// application; only a connection that finds none makes the event readable, and posting an accept
+/// for it makes it quiet again.
+#[test]
+fn a3_event_fires_only_for_a_connection_that_finds_no_posted_accept() {
+    let l = listener(ListenOptions::default());
+    l.post_accept(64);
+    let _c1 = TcpStream::connect(l.local_addr()).unwrap();
+    assert!(!l.wait(Some(Duration::from_millis(300))).unwrap(), "a posted accept took it: quiet");
+    assert_eq!(l.counters().matched, 1, "the worker matched it without the application");
+    let _c2 = TcpStream::connect(l.local_addr()).unwrap();
+    assert!(wait_ready(&l), "no posted accept for the second: the signal to post more");
+    assert!(ready(&l), "level: stays readable until something changes");
+    l.post_accept(64);
+    assert!(!ready(&l), "the new accept took it: quiet again");
+    assert_eq!(l.counters().matched, 2);
 }
 
 /// A5: an accepted connection's connect time counts from its handshake, not from `accept`: 2.2 s
