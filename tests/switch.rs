@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use common::{require_environment, NetNs, HOST};
 use control::config::{Config, Resolved};
 use control::switch::{
-    errno, BacklogPolicy, ConnectOptions, ConnectTime, FastOpen, ListenOptions, Listener, OnFull, Provider, Socket,
-    Switch,
+    errno, AutoPost, BacklogPolicy, ConnectOptions, ConnectTime, FastOpen, ListenOptions, Listener, OnFull, Provider,
+    Socket, Switch,
 };
 use sha2::{Digest, Sha256};
 
@@ -328,6 +328,48 @@ fn a4_fast_path_silent_clock_from_the_connect_reaped_without_the_application(sw:
     assert_eq!((c.silent_closed, c.posted, c.matched), (1, 1, 0), "{c:?}");
 }
 
+/// A3 on the fast path: twelve queued connections that find one posted accept grow the automatic
+/// mode's target by doubling; once arrivals stop, the unused accepts are given back by half every
+/// period, down to the floor.
+fn a3_fast_path_auto_mode_grows_and_shrinks(sw: &Switch) {
+    let l = sw.listen(addr("0.0.0.0", 7125), ListenOptions::default()).unwrap();
+    let _clients: Vec<TcpStream> = (0..12).map(|_| connect_linux(addr(FAST, 7125))).collect();
+    let t = Instant::now();
+    while l.counters().queued_fast < 12 {
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", l.counters());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let period = Duration::from_millis(200);
+    l.set_auto(Some(AutoPost { receive_len: 0, min: 1, max: 16, shrink_after: period }));
+    let t0 = Instant::now();
+    let mut done = 0;
+    while done < 12 {
+        assert!(t0.elapsed() < Duration::from_secs(3), "{done} of 12 completed");
+        l.wait(Some(Duration::from_millis(50))).unwrap();
+        while let Ok(c) = l.completion() {
+            assert_eq!(c.socket.provider(), Some(Provider::Fast));
+            done += 1;
+        }
+    }
+    let grown = l.counters();
+    assert!(grown.auto_target >= 8, "grew by doubling: {grown:?}");
+    let shrunk = loop {
+        let c = l.counters();
+        if c.auto_target == 1 {
+            break c;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "did not shrink: {c:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    say!(
+        "    A3 fast path: grew to {}, back to 1 after {:?}, {} accepts given back",
+        grown.auto_target,
+        t0.elapsed(),
+        shrunk.auto_released
+    );
+    assert_eq!(shrunk.auto_posted, shrunk.completed + shrunk.auto_released + shrunk.posted as u64, "{shrunk:?}");
+}
+
 /// A Linux server in the namespace (on the tap's kernel side) that echoes each connection.
 fn linux_echo_server() -> (SocketAddr, std::thread::JoinHandle<()>) {
     let server = TcpListener::bind((HOST, 0)).unwrap();
@@ -564,6 +606,7 @@ const SCENARIOS: &[Scenario] = &[
         "a4_fast_path_silent_clock_from_the_connect_reaped_without_the_application",
         a4_fast_path_silent_clock_from_the_connect_reaped_without_the_application,
     ),
+    ("a3_fast_path_auto_mode_grows_and_shrinks", a3_fast_path_auto_mode_grows_and_shrinks),
     ("c1_c3_fast_path_connect_with_data", c1_c3_fast_path_connect_with_data),
     ("c3_kernel_path_fast_open_carries_first_data_in_the_syn", c3_kernel_path_fast_open_carries_first_data_in_the_syn),
     ("c4_errors_on_the_fast_path", c4_errors_on_the_fast_path),

@@ -94,9 +94,48 @@ pub struct ListenerCounters {
     pub abandoned: u64,
     /// Accepts the automatic mode posted (A3).
     pub auto_posted: u64,
+    /// Accepts the automatic mode posted and then gave back unused, because posted accepts sat
+    /// unused for a whole period (A3).
+    pub auto_released: u64,
+    /// How many accepts the automatic mode keeps posted now (0 when it is off).
+    pub auto_target: usize,
     /// Posted accepts waiting for a connection, and matched ones waiting for first data.
     pub posted: usize,
     pub matched: usize,
+}
+
+/// The automatic mode's settings (SEMANTICS A3), for [`Listener::set_auto`].
+///
+/// The mode keeps a target number of accepts posted and waiting for connections, each with
+/// `receive_len`, topping them up after every batch of arrivals:
+/// - it grows: an arrival that finds no posted accept waiting doubles the target (at most
+///   `max`) and is given one of the new accepts at once;
+/// - it shrinks: at the end of every `shrink_after` period in which no arrival found the posted
+///   accepts used up, the fewest that sat waiting at any time of the period were not needed;
+///   the target drops by half of them (at least `min`), and the newest auto-posted accepts over
+///   the target are given back ([`ListenerCounters::auto_released`]).
+///
+/// So the target follows the largest batch of connections that arrives between two looks of the
+/// listener's worker: it doubles within one batch when arrivals outrun it, and halves its unused
+/// margin every period when they fall. Posted plus matched accepts (matched: a connection waiting
+/// for its first data) never exceed `max`; at `max`, arrivals wait in the provider's queue and the
+/// accept event fires for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AutoPost {
+    /// The receive length of each accept posted (A2; 0: complete at the connection).
+    pub receive_len: usize,
+    /// The fewest accepts kept posted, however few are used.
+    pub min: usize,
+    /// The most accepts outstanding (posted and matched) that the mode makes; 0 turns it off.
+    pub max: usize,
+    /// How long a period is: posted accepts unused for a whole period are given back by half.
+    pub shrink_after: Duration,
+}
+
+impl Default for AutoPost {
+    fn default() -> Self {
+        AutoPost { receive_len: 0, min: 1, max: 64, shrink_after: Duration::from_secs(1) }
+    }
 }
 
 // Tokens of the application's epoll.
@@ -108,11 +147,13 @@ const TOKEN_TIMER: u64 = 3;
 const TOKEN_STOP: u64 = 4;
 const FIRST_CONN_TOKEN: u64 = 16;
 
-/// A posted accept (A1): its id and receive length.
+/// A posted accept (A1): its id, receive length, and whether the automatic mode posted it (then
+/// the mode may give it back).
 #[derive(Clone, Copy, Debug)]
 struct Posted {
     id: u64,
     receive_len: usize,
+    auto: bool,
 }
 
 /// A posted accept with a connection, waiting for the connection's first data (A2).
@@ -125,10 +166,13 @@ struct Matched {
 
 /// The automatic mode's state (A3).
 struct Auto {
-    receive_len: usize,
-    max: usize,
-    /// How many accepts it keeps posted.
+    cfg: AutoPost,
     target: usize,
+    /// The fewest posted accepts left waiting after a batch of arrivals, this period.
+    low_water: usize,
+    /// An arrival found no posted accept this period.
+    starved: bool,
+    period_end: Instant,
 }
 
 #[derive(Default)]
@@ -190,11 +234,12 @@ struct Shared {
 /// # The worker
 ///
 /// Each listener has one thread of its own, started by [`Switch::listen`] and joined when the
-/// listener is dropped. Until the first [`Listener::post_accept`] or [`Listener::set_auto_post`] it only
+/// listener is dropped. Until the first [`Listener::post_accept`] or [`Listener::set_auto`] it only
 /// sleeps: the provider's listeners are members of the application's fd, and `accept` takes from
 /// them directly. From then on the provider's listeners move to the worker's own epoll
 /// (edge-triggered), and the worker wakes once per arrival, once per first data of a matched
-/// connection, and at the next silent client's deadline (A4), each time taking the listener's lock for one round of matching, completing and reaping.
+/// connection, and at the next silent client's deadline (A4) or the automatic mode's period end
+/// (A3), each time taking the listener's lock for one round of matching, completing and reaping.
 /// Its cost: one thread per listener (a 256 KiB stack reserved, a few pages of it used), four
 /// more fds, and a context switch per arrival once accepts are posted. A silent client is reset
 /// within a scheduling delay of its deadline (a timerfd on CLOCK_MONOTONIC), on either provider:
@@ -385,14 +430,13 @@ impl Listener {
         sh.enter_worker_mode(&mut st);
         let id = st.next_id;
         st.next_id += 1;
-        st.posted.push_back(Posted { id, receive_len });
+        st.posted.push_back(Posted { id, receive_len, auto: false });
         sh.pump(&mut st);
         id
     }
 
-    /// Automatic mode (A3): it keeps a number of accepts posted, each with `receive_len`, topped
-    /// up after every batch of arrivals; an arrival that finds none doubles the number, up to
-    /// `max` outstanding (posted and matched). `max = 0` turns it off.
+    /// Automatic mode (A3) with a floor of one posted accept and a period of one second: see
+    /// [`AutoPost`] and [`Listener::set_auto`]. `max = 0` turns it off.
     ///
     /// ```no_run
     /// # let switch = control::switch::Switch::kernel_only();
@@ -407,9 +451,35 @@ impl Listener {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn set_auto_post(&self, receive_len: usize, max: usize) {
+        self.set_auto(Some(AutoPost { receive_len, max, ..AutoPost::default() }));
+    }
+
+    /// Turns the automatic mode (A3) on with these settings, or off with `None` (or `max` 0).
+    /// Accepts it posted earlier stay posted until they complete or the new settings give them
+    /// back.
+    ///
+    /// ```no_run
+    /// # use control::switch::AutoPost;
+    /// # use std::time::Duration;
+    /// # let switch = control::switch::Switch::kernel_only();
+    /// # let listener = switch.listen("0.0.0.0:7007".parse().unwrap(), Default::default())?;
+    /// listener.set_auto(Some(AutoPost { receive_len: 4096, min: 4, max: 256, shrink_after: Duration::from_secs(2) }));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn set_auto(&self, cfg: Option<AutoPost>) {
         let sh = &self.shared;
         let mut st = sh.lock();
-        st.auto = (max > 0).then_some(Auto { receive_len, max, target: 1 });
+        st.auto = cfg.filter(|c| c.max > 0).map(|c| {
+            let cfg =
+                AutoPost { min: c.min.min(c.max), shrink_after: c.shrink_after.max(Duration::from_millis(1)), ..c };
+            Auto {
+                cfg,
+                target: cfg.min,
+                low_water: usize::MAX,
+                starved: false,
+                period_end: Instant::now() + cfg.shrink_after,
+            }
+        });
         if st.auto.is_some() {
             sh.enter_worker_mode(&mut st);
             sh.fit_to_target(&mut st);
@@ -444,6 +514,7 @@ impl Listener {
         }
         c.posted = st.posted.len();
         c.matched = st.matched.len();
+        c.auto_target = st.auto.as_ref().map_or(0, |a| a.target);
         c
     }
 }
@@ -542,8 +613,8 @@ impl Shared {
 
     /// One round: completes matched accepts whose first data came, gives waiting connections to
     /// posted accepts (growing the automatic mode's target when they run out), resets silent
-    /// clients, tops up the automatic mode's posted accepts, re-arms the timer and sets the
-    /// application's event. Run by the worker when it wakes and by every
+    /// clients, ends the automatic mode's period, tops up or gives back posted accepts, re-arms
+    /// the timer and sets the application's event. Run by the worker when it wakes and by every
     /// call of the application.
     fn pump(&self, st: &mut State) {
         let now = Instant::now();
@@ -567,7 +638,25 @@ impl Shared {
                 break;
             }
         }
+        // A3: the end of a period.
+        let mut new_period = false;
+        if let Some(a) = st.auto.as_mut() {
+            if now >= a.period_end {
+                if !a.starved && a.low_water > 0 && a.low_water != usize::MAX {
+                    a.target = a.target.saturating_sub(a.low_water.div_ceil(2)).max(a.cfg.min);
+                }
+                a.starved = false;
+                a.period_end = now + a.cfg.shrink_after;
+                new_period = true;
+            }
+        }
         self.fit_to_target(st);
+        if new_period {
+            let left = st.posted.len();
+            if let Some(a) = st.auto.as_mut() {
+                a.low_water = left;
+            }
+        }
         self.arm_timer(st, now, timer_fired);
         self.update_event(st);
     }
@@ -577,13 +666,15 @@ impl Shared {
     fn match_waiting(&self, st: &mut State) {
         loop {
             if st.posted.is_empty() {
-                let Some(max) = st.auto.as_ref().map(|a| a.max) else { break };
+                let Some(max) = st.auto.as_ref().map(|a| a.cfg.max) else { break };
                 if st.matched.len() >= max {
                     break; // at the bound: it waits in the provider's queue, and the event says so
                 }
                 let Some(socket) = self.take_incoming(st) else { break };
                 if let Some(a) = st.auto.as_mut() {
-                    a.target = (a.target * 2).clamp(1, a.max);
+                    a.target = (a.target * 2).clamp(1, a.cfg.max);
+                    a.starved = true;
+                    a.low_water = 0;
                 }
                 self.fit_to_target(st);
                 if st.posted.is_empty() {
@@ -595,21 +686,30 @@ impl Shared {
             let Some(socket) = self.take_incoming(st) else { break };
             self.match_one(st, socket);
         }
+        if let Some(a) = st.auto.as_mut() {
+            a.low_water = a.low_water.min(st.posted.len());
+        }
     }
 
-    /// A3: posts up to the target within the bound on outstanding accepts.
+    /// A3: gives back the newest auto-posted accepts over the target (counted), then posts up to
+    /// the target within the bound on outstanding accepts.
     fn fit_to_target(&self, st: &mut State) {
-        let Some((target, max)) = st.auto.as_ref().map(|a| (a.target, a.max)) else { return };
+        let Some((target, max)) = st.auto.as_ref().map(|a| (a.target, a.cfg.max)) else { return };
+        while st.posted.len() > target {
+            let Some(i) = st.posted.iter().rposition(|p| p.auto) else { break };
+            st.posted.remove(i);
+            st.counters.auto_released += 1;
+        }
         while st.posted.len() < target && st.posted.len() + st.matched.len() < max {
             self.post_auto(st);
         }
     }
 
     fn post_auto(&self, st: &mut State) {
-        let receive_len = st.auto.as_ref().map_or(0, |a| a.receive_len);
+        let receive_len = st.auto.as_ref().map_or(0, |a| a.cfg.receive_len);
         let id = st.next_id;
         st.next_id += 1;
-        st.posted.push_back(Posted { id, receive_len });
+        st.posted.push_back(Posted { id, receive_len, auto: true });
         st.counters.auto_posted += 1;
     }
 
@@ -700,9 +800,15 @@ impl Shared {
         any
     }
 
-    /// Arms the worker's timer for the next silent deadline (A4).
+    /// Arms the worker's timer for the next silent deadline (A4) or the automatic mode's period
+    /// end (A3, only while the target is above its floor: below nothing can shrink).
     fn arm_timer(&self, st: &mut State, now: Instant, fired: bool) {
-        let next = st.matched.values().filter_map(|m| m.deadline).min();
+        let silent = st.matched.values().filter_map(|m| m.deadline).min();
+        let period = st.auto.as_ref().filter(|a| a.target > a.cfg.min).map(|a| a.period_end);
+        let next = match (silent, period) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if fired || next != st.timer_at {
             self.timer.set(next.map(|d| d.saturating_duration_since(now)));
             st.timer_at = next;

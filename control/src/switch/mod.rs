@@ -62,7 +62,7 @@ use std::time::Duration;
 use runtime::bridge::{Command, Commands, Notify};
 
 pub use engine::{BacklogPolicy, OnFull};
-pub use listener::{AcceptCompletion, ListenOptions, Listener, ListenerCounters, Peer};
+pub use listener::{AcceptCompletion, AutoPost, ListenOptions, Listener, ListenerCounters, Peer};
 pub use socket::{ConnectOptions, ConnectTime, Connected, FastOpen, Socket};
 
 /// Which provider serves a socket.

@@ -322,6 +322,46 @@ fn a3_event_fires_only_for_a_connection_that_finds_no_posted_accept() {
     assert_eq!(l.counters().matched, 2);
 }
 
+/// A3 both ways: twelve connections that find one posted accept grow the automatic mode's target
+/// by doubling (1, 2, 4, 8); once arrivals stop, the unused posted accepts are given back by half
+/// every period, down to the floor, by the worker.
+#[test]
+fn a3_auto_mode_grows_on_arrivals_and_shrinks_when_posted_accepts_sit_unused() {
+    let l = listener(ListenOptions::default());
+    let _clients: Vec<TcpStream> = (0..12).map(|_| TcpStream::connect(l.local_addr()).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100)); // all twelve queued in the kernel
+    let period = Duration::from_millis(200);
+    l.set_auto(Some(AutoPost { receive_len: 0, min: 1, max: 16, shrink_after: period }));
+    let t0 = Instant::now();
+    let mut done = 0;
+    while done < 12 {
+        assert!(t0.elapsed() < Duration::from_secs(3), "{done} of 12 completed");
+        l.wait(Some(Duration::from_millis(50))).unwrap();
+        while l.completion().is_ok() {
+            done += 1;
+        }
+    }
+    let grown = l.counters();
+    assert!(grown.auto_target >= 8 && grown.auto_target <= 16, "grew by doubling: {grown:?}");
+    // Arrivals stop: the target halves its unused margin every period.
+    let shrunk = loop {
+        let c = l.counters();
+        if c.auto_target == 1 {
+            break c;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "did not shrink: {c:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(t0.elapsed() >= period * 3, "one halving per period: {:?}", t0.elapsed());
+    assert_eq!(shrunk.posted, 1, "{shrunk:?}");
+    assert!(shrunk.auto_released >= 7, "{shrunk:?}");
+    assert_eq!(
+        shrunk.auto_posted,
+        shrunk.completed + shrunk.auto_released + shrunk.posted as u64,
+        "every auto-posted accept completed, was given back, or waits: {shrunk:?}"
+    );
+}
+
 /// A5: an accepted connection's connect time counts from its handshake, not from `accept`: 2.2 s
 /// in the queue reads 2 s. Data the client sent meanwhile does not move it.
 #[test]
