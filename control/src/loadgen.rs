@@ -159,6 +159,16 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
         engine.poll(now(), &mut dev);
         dev.flush();
     }
+    // What has not closed by then is reset, so that the server is not left holding connections
+    // whose client is gone (an idle connection never times out there).
+    if engine.close_all() > 0 {
+        let reset = Instant::now();
+        while reset.elapsed() < Duration::from_millis(100) {
+            dev.refill();
+            engine.poll(now(), &mut dev);
+            dev.flush();
+        }
+    }
     let report = LoadgenReport {
         rate,
         completed: stats.get(&stats.completed),
