@@ -1,13 +1,14 @@
 # The two commands of the README, and their parts.
 #   make run   builds the appliance and runs the built-in demo (net_tap in namespace sy-demo)
 #   make test  checks formatting and lints, then runs every test (unit, DPDK, net_tap integration)
+#              and each fuzz target for a few seconds
 # Both install what is missing first (control/scripts/deps.sh).
 
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: run test deps build check doc bench gateway-demo
+.PHONY: run test deps build check doc bench gateway-demo fuzz fuzz-smoke
 
 deps:
 	@control/scripts/deps.sh
@@ -21,13 +22,16 @@ run: build
 check: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) fmt --manifest-path dataplane/fuzz/Cargo.toml -- --check
+	$(CARGO) fmt --manifest-path control/fuzz/Cargo.toml -- --check
 
 doc: deps
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked
 
 # The engine crate first, with pkg-config finding no DPDK at all: its tests need none (it must not
 # depend on dpdk-sys, which cargo tree checks), then everything else.
-# Ends with one line summing every test binary's result ("tests: N passed, N failed").
+# Then each fuzz target for a few seconds (fuzz-smoke, below). Ends with one line summing every
+# test binary's result ("tests: N passed, N failed").
 test: check doc
 	@mkdir -p target
 	@if $(CARGO) tree -p switchyard-engine -e normal,dev,build --locked | grep -q dpdk; then \
@@ -35,7 +39,23 @@ test: check doc
 	set -o pipefail; PKG_CONFIG_LIBDIR=/nonexistent PKG_CONFIG_PATH=/nonexistent \
 		$(CARGO) test -p switchyard-engine --locked 2>&1 | tee target/test.log
 	set -o pipefail; $(CARGO) test --workspace --exclude switchyard-engine --locked 2>&1 | tee -a target/test.log
+	$(MAKE) --no-print-directory fuzz-smoke
 	@awk '/^test result:/ { p += $$4; f += $$6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/test.log
+
+# The fuzz targets (docs/fuzzing.md): cargo-fuzz's libFuzzer on stable Rust, no sanitizer;
+# cargo-fuzz is installed when missing. `make fuzz` runs each target for FUZZ_EXECS executions
+# (default 10 million) or FUZZ_SECS seconds, whichever comes first; `make fuzz-smoke` (in
+# `make test`) runs each for FUZZ_SMOKE_SECS seconds on a quicker-to-build unoptimised build.
+# Both fail, naming the target and the crashing input, when an input crashes one.
+FUZZ_EXECS ?= 10000000
+FUZZ_SECS ?= 0
+FUZZ_SMOKE_SECS ?= 10
+
+fuzz: deps
+	FUZZ_EXECS=$(FUZZ_EXECS) FUZZ_SECS=$(FUZZ_SECS) control/scripts/fuzz.sh $(FUZZ_TARGETS)
+
+fuzz-smoke: deps
+	FUZZ_EXECS=0 FUZZ_SECS=$(FUZZ_SMOKE_SECS) FUZZ_BUILD=dev control/scripts/fuzz.sh $(FUZZ_TARGETS)
 
 # The embedding example: a two-port gateway with an embedded echo engine between two namespaces.
 gateway-demo: deps

@@ -168,11 +168,13 @@ pub struct Engine<S: Service = services::ServiceKind> {
     neighbors: neighbor::Neighbors,
     /// Whether this engine answers ARP requests for its addresses ([`Engine::set_arp_replies`]).
     arp_replies: bool,
-    arena: BufferArena,
     /// Bytes of buffers per slot (rx then tx; page-aligned when reclaim is on).
     buf_stride: usize,
     reclaim: reclaim::Reclaim,
+    // Fields drop in this order: `slots` (whose sets borrow `storage` and whose sockets borrow
+    // `arena`) before the arenas, and `storage` (the sockets) before `arena` (their buffers).
     storage: StorageArena,
+    arena: BufferArena,
     /// Draining: every listener refuses new connections; open ones go on.
     draining: bool,
 }

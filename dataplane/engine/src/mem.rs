@@ -3,17 +3,19 @@
 //!
 //! Buffer chunks are hugepages when the system has them reserved (through hugepage-rs), else normal
 //! pages. The engine logs once which one it got. Chunks grow by doubling, from [`FIRST_CHUNK`] up to
-//! [`MAX_CHUNK`], and live as long as the process: a connection's buffers are carved once, when its
+//! [`MAX_CHUNK`], and live as long as their arena: a connection's buffers are carved once, when its
 //! pool slot is created, and reused by every later connection of that slot. The pool never shrinks,
-//! so the arena stops growing at the peak number of connections. Because chunks are never freed,
-//! the `'static` borrows smoltcp's sockets hold into them are true ones.
+//! so the arena stops growing at the peak number of connections. An arena gives its chunks back
+//! when it is dropped, so what it hands out is `'static` only on a promise of the caller
+//! ([`BufferArena::take`], [`StorageArena::take_one`]): the engine drops its connections' sockets
+//! before its arenas.
 //!
 //! Chunks on normal pages are anonymous mappings of their own, page-aligned, so that the engine
 //! can give an idle connection's buffer pages back to the kernel ([`BufferArena::release`]); a hugepage
 //! cannot be given back in part, so buffers on hugepages stay resident.
 //!
-//! This is the crate's second and last module with `unsafe` code: turning a mapping into a slice,
-//! and giving pages of it back.
+//! This is the crate's module with `unsafe` code: turning a mapping into a slice, giving pages of
+//! it back, and unmapping it with the arena; `pool` calls the two takes.
 #![allow(unsafe_code)]
 
 use std::alloc::Layout;
@@ -48,13 +50,16 @@ pub struct BufferArena {
     cur_on_hugepages: bool,
     /// The chunks on normal pages, as (start, length): the only memory `release` touches.
     normal: Vec<(usize, usize)>,
+    /// The chunks on hugepages, as (start, length).
+    huge: Vec<(usize, usize)>,
     stats: ArenaStats,
     /// Whether the fallback to normal pages was logged already.
     told: bool,
     label: String,
 }
 
-/// A zero-filled `len`-byte region on normal pages, page-aligned, never unmapped.
+/// A zero-filled `len`-byte region on normal pages, page-aligned, unmapped only by the arena that
+/// took it, when it is dropped.
 fn normal_chunk(len: usize) -> &'static mut [u8] {
     // SAFETY: an anonymous private mapping of `len` (> 0) bytes at an address the kernel picks:
     // no existing memory is affected.
@@ -76,12 +81,13 @@ fn normal_chunk(len: usize) -> &'static mut [u8] {
     // SAFETY: the range is the mapping just made.
     unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
     // SAFETY: p points at `len` bytes of a fresh private anonymous mapping: zero-filled (so
-    // initialised), exclusively ours, and never unmapped (chunks live for the process), so a
-    // 'static unique borrow of it is sound.
+    // initialised) and exclusively ours. It is unmapped only when the arena is dropped, after the
+    // last use of what was carved from it (the contract of `BufferArena::take`).
     unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), len) }
 }
 
-/// A zero-filled `len`-byte region on hugepages, never unmapped; `None` if none are free.
+/// A zero-filled `len`-byte region on hugepages, unmapped only by the arena that took it;
+/// `None` if none are free.
 fn hugepage_chunk(len: usize) -> Option<&'static mut [u8]> {
     let layout = Layout::from_size_align(len, PAGE).ok()?;
     // SAFETY: layout has a non-zero size. hugepage_rs::alloc maps fresh anonymous memory or
@@ -90,9 +96,9 @@ fn hugepage_chunk(len: usize) -> Option<&'static mut [u8]> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: p points at `len` bytes of a private anonymous mapping: zero-filled (so initialised),
-    // exclusively ours, and never unmapped (chunks live for the process), so a 'static unique
-    // borrow of it is sound.
+    // SAFETY: p points at `len` bytes of a private anonymous mapping: zero-filled (so initialised)
+    // and exclusively ours. It is unmapped only when the arena is dropped, after the last use of
+    // what was carved from it (the contract of `BufferArena::take`).
     Some(unsafe { std::slice::from_raw_parts_mut(p, len) })
 }
 
@@ -104,6 +110,7 @@ impl BufferArena {
             next_chunk: FIRST_CHUNK,
             cur_on_hugepages: false,
             normal: Vec::new(),
+            huge: Vec::new(),
             stats: ArenaStats::default(),
             told: false,
             label: label.into(),
@@ -112,7 +119,11 @@ impl BufferArena {
 
     /// `len` zero-initialised bytes, carved from the current chunk (or a new one), and whether they
     /// are on hugepages. On normal pages, takes of a multiple of [`PAGE`] are page-aligned.
-    pub fn take(&mut self, len: usize) -> (&'static mut [u8], bool) {
+    ///
+    /// # Safety
+    /// The bytes must not be used once the arena is dropped: it unmaps its chunks then. The
+    /// `'static` lifetime only lets them outlive the borrow of the arena.
+    pub unsafe fn take(&mut self, len: usize) -> (&'static mut [u8], bool) {
         if self.cur.len() < len {
             self.grow(len);
         }
@@ -128,6 +139,7 @@ impl BufferArena {
         let (chunk, huge) = match hugepage_chunk(size.next_multiple_of(HUGEPAGE)) {
             Some(c) => {
                 self.stats.on_hugepages += c.len();
+                self.huge.push((c.as_ptr() as usize, c.len()));
                 (c, true)
             }
             None => {
@@ -175,19 +187,46 @@ impl BufferArena {
     }
 }
 
-/// Storage for one-socket sets: slots of `SocketStorage`, carved from leaked chunks.
+impl Drop for BufferArena {
+    /// Unmaps every chunk.
+    fn drop(&mut self) {
+        self.cur = &mut [];
+        for &(start, len) in &self.normal {
+            // SAFETY: a mapping of `len` bytes this arena made (`normal_chunk`) and unmaps once;
+            // nothing carved from it is used any more (the contract of `take`).
+            unsafe { libc::munmap(start as *mut libc::c_void, len) };
+        }
+        for &(start, len) in &self.huge {
+            let layout = Layout::from_size_align(len, PAGE).expect("the layout it was taken with");
+            // SAFETY: memory hugepage_rs::alloc gave this arena with this layout (`hugepage_chunk`),
+            // given back once; nothing carved from it is used any more (the contract of `take`).
+            unsafe { hugepage_rs::dealloc(start as *mut u8, layout) };
+        }
+    }
+}
+
+/// Storage for one-socket sets: slots of `SocketStorage`, carved from chunks on the heap that the
+/// arena frees (with the sockets in them) when it is dropped.
 #[derive(Default)]
 pub struct StorageArena {
     cur: &'static mut [SocketStorage<'static>],
+    /// Every chunk, as (start, length).
+    chunks: Vec<(usize, usize)>,
     reserved: usize,
 }
 
 impl StorageArena {
     /// Room for one socket.
-    pub fn take_one(&mut self) -> &'static mut [SocketStorage<'static>] {
+    ///
+    /// # Safety
+    /// The slot must not be used once the arena is dropped: it frees its chunks then, dropping the
+    /// sockets in them. The `'static` lifetime only lets it outlive the borrow of the arena.
+    pub unsafe fn take_one(&mut self) -> &'static mut [SocketStorage<'static>] {
         if self.cur.is_empty() {
             let n = self.reserved.clamp(64, 1 << 16);
-            self.cur = (0..n).map(|_| SocketStorage::EMPTY).collect::<Vec<_>>().leak();
+            let chunk: Box<[SocketStorage<'static>]> = (0..n).map(|_| SocketStorage::EMPTY).collect();
+            self.cur = Box::leak(chunk);
+            self.chunks.push((self.cur.as_ptr() as usize, n));
             self.reserved += n;
         }
         let (one, rest) = std::mem::take(&mut self.cur).split_at_mut(1);
@@ -198,6 +237,19 @@ impl StorageArena {
     /// Socket storage slots mapped so far.
     pub fn reserved(&self) -> usize {
         self.reserved
+    }
+}
+
+impl Drop for StorageArena {
+    /// Frees every chunk, and the sockets in it.
+    fn drop(&mut self) {
+        self.cur = &mut [];
+        for &(start, n) in &self.chunks {
+            let chunk = std::ptr::slice_from_raw_parts_mut(start as *mut SocketStorage<'static>, n);
+            // SAFETY: a boxed slice of `n` slots this arena leaked in `take_one` and frees once;
+            // nothing carved from it is used any more (the contract of `take_one`).
+            drop(unsafe { Box::from_raw(chunk) });
+        }
     }
 }
 
@@ -225,7 +277,8 @@ mod tests {
         let mut a = BufferArena::new("test");
         let mut all = Vec::new();
         for i in 0..1000u32 {
-            let (b, _) = a.take(3072);
+            // SAFETY: `all` is dropped before `a`.
+            let (b, _) = unsafe { a.take(3072) };
             assert!(b.iter().all(|&x| x == 0));
             b.fill((i % 251) as u8);
             all.push(b);
@@ -242,7 +295,8 @@ mod tests {
     #[test]
     fn normal_page_takes_are_aligned_and_released_pages_read_zero_and_stop_counting() {
         let mut a = BufferArena::new("test");
-        let bufs: Vec<&'static mut [u8]> = (0..100).map(|_| a.take(4 * PAGE)).map(|(b, _)| b).collect();
+        // SAFETY: `bufs` and `b` are dropped before `a`.
+        let bufs: Vec<&'static mut [u8]> = (0..100).map(|_| unsafe { a.take(4 * PAGE) }).map(|(b, _)| b).collect();
         if a.stats().on_hugepages > 0 {
             // This machine has hugepages free: the arena took them, and they cannot be released.
             return;
@@ -272,7 +326,8 @@ mod tests {
     fn storage_slots_are_single() {
         let mut s = StorageArena::default();
         for _ in 0..200 {
-            assert_eq!(s.take_one().len(), 1);
+            // SAFETY: the slot is not kept.
+            assert_eq!(unsafe { s.take_one() }.len(), 1);
         }
         assert!(s.reserved() >= 200);
     }

@@ -112,13 +112,17 @@ impl<S: Service> Engine<S> {
             Some(id) => id,
             None => {
                 // A new pool slot: its buffers and socket storage come from the arenas, once.
-                let (bufs, on_hugepages) = self.arena.take(self.buf_stride);
+                // SAFETY: the buffers go to this slot's socket, and the socket storage to its set:
+                // `Engine` drops its slots before `storage`, and `storage` before `arena` (their
+                // order in the struct), so neither is used after its arena is dropped.
+                let (bufs, on_hugepages) = unsafe { self.arena.take(self.buf_stride) };
                 let buf = bufs.as_ptr() as usize;
                 let buf =
                     if self.reclaim.enabled() && !on_hugepages && buf.is_multiple_of(mem::PAGE) { buf } else { 0 };
                 let (rx, rest) = bufs.split_at_mut(self.rx_buffer);
                 let tx = &mut rest[..self.tx_buffer];
-                let mut set = SocketSet::new(self.storage.take_one());
+                // SAFETY: as above.
+                let mut set = SocketSet::new(unsafe { self.storage.take_one() });
                 let handle = set.add(tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx)));
                 self.slots.push(Slot {
                     set,
