@@ -6,6 +6,7 @@
 #   FUZZ_EXECS   executions per target (0: no bound; default 10000000)
 #   FUZZ_SECS    seconds per target (0: no bound; default 0)
 #   FUZZ_BUILD   release (default) or dev: dev builds in a fraction of the time and runs slower
+#   FUZZ_CORPUS  where the working corpora grow (default target/fuzz/corpus)
 #
 # Prints one line per target ("fuzz: TARGET: N executions in S s, 0 crashes"); on a crash, the
 # input, its libFuzzer report and the command that reproduces it, and exits 1 once every target ran.
@@ -61,7 +62,7 @@ failed=()
 total=0
 for t in "${targets[@]}"; do
     crate=$(crate_of "$t")
-    corpus=$out/corpus/$t
+    corpus=${FUZZ_CORPUS:-$out/corpus}/$t
     artifacts=$out/artifacts/$t
     log=$out/logs/$t.log
     mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
@@ -74,15 +75,16 @@ for t in "${targets[@]}"; do
     rc=$?
     set -e
     took=$(($(date +%s) - start))
-    n=$(awk '/^stat::number_of_executed_units:/ { print $2 }' "$log" | tail -1)
-    n=${n:-$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')}
+    # libFuzzer's final count, or (after a crash) the last progress line's.
+    n=$(awk '/^stat::number_of_executed_units:/ { n = $2 } END { print n }' "$log")
+    n=${n:-$(awk '/^#[0-9]+/ { n = substr($1, 2) } END { print n }' "$log")}
     total=$((total + ${n:-0}))
     if ((rc != 0)); then
-        crash=$(grep -o "Test unit written to .*" "$log" | tail -1 | sed 's/Test unit written to //')
+        crash=$(awk '/Test unit written to / { f = $NF } END { print f }' "$log")
         echo "fuzz: $t: CRASH after ${n:-?} executions in ${took} s (exit $rc)"
-        # The panic and its message (the line after), or libFuzzer's own error (a leak, a timeout).
-        awk '/panicked at/ { p = 1 } /^stack backtrace|^note: / { p = 0 } p || /ERROR: libFuzzer/' "$log" |
-            head -8 | sed 's/^/fuzz:   /'
+        # The panic and its message, or libFuzzer's own error (a leak, a timeout, out of memory).
+        awk '/panicked at/ { p = 1 } /^stack backtrace|^note: / { p = 0 } (p || /ERROR: libFuzzer/) && k++ < 8 {
+            print "fuzz:   " $0 }' "$log"
         echo "fuzz:   input: ${crash:-see $log}"
         echo "fuzz:   reproduce: cargo fuzz run --fuzz-dir $crate -s none --target-dir $out $t ${crash:-INPUT}"
         failed+=("$t")
