@@ -65,12 +65,12 @@ gateway-demo: deps
 	$(CARGO) build --release --locked -p switchyard-runtime --example gateway
 	control/scripts/gateway-demo.sh target/release/examples/gateway
 
-# The benchmarks (root; a few minutes; figures recorded in BENCHMARKS.md): the engine in memory
-# (ns/request vs connections, handshakes, short connections, refusals, memory), the fast path
-# against Linux on memif with the wire's testpmd ceiling, the embedding gateway's forwarding with
-# and without its engine, and the proxy against a direct connection.
+# The benchmarks (root; about ten minutes; figures recorded in BENCHMARKS.md), by one driver
+# (control/bench): the engine in memory (ns/request vs connections, short connections, refusals,
+# memory) and its instructions per request (callgrind, when valgrind is installed), the fast path
+# against Linux on memif with the wire's testpmd ceilings, the embedding gateway's forwarding with
+# and without its engine, and the proxy against a direct connection. It prints a summary and
+# writes every figure to target/bench/summary.json. Settings go in BENCH_ARGS, e.g.
+#   make bench BENCH_ARGS="--secs 2 --repeat 1 --max-conns 10000 --only engine,wire"
 bench: deps
-	control/scripts/bench-engine.sh
-	control/scripts/bench-wire.sh
-	control/scripts/bench-gateway.sh
-	control/scripts/bench-proxy.sh
+	$(CARGO) run --release --locked -p switchyard-bench --bin bench -- $(BENCH_ARGS)

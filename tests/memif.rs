@@ -127,8 +127,9 @@ fn drive_over_memif(checksums: &str) {
         }
         assert!(
             Instant::now() < deadline,
-            "10 s after the load: {open} open, {time_wait} in TIME_WAIT, mbufs {} (at rest {at_rest}):\n{stats}",
-            mbufs(&stats)
+            "10 s after the load: {open} open, {time_wait} in TIME_WAIT, mbufs {} (at rest {at_rest}):\n{stats}\n{}",
+            mbufs(&stats),
+            ctl_json(&ctl_sock, "conns")
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use common::{require_environment, NetNs, HOST};
 use control::config::{Config, Resolved};
 use control::switch::{
-    errno, BacklogPolicy, ConnectOptions, ConnectTime, FastOpen, ListenOptions, Listener, OnFull, Provider, Socket,
-    Switch,
+    errno, AutoPost, BacklogPolicy, ConnectOptions, ConnectTime, FastOpen, ListenOptions, Listener, OnFull, Provider,
+    Socket, Switch,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use sha2::{Digest, Sha256};
@@ -229,6 +229,151 @@ fn a5_fast_path_connect_time(sw: &Switch) {
         other => panic!("{other:?}"),
     }
     assert_eq!(s.connect_time().as_seconds_or_max(), 1);
+}
+
+/// A Linux client's connect to `to`, with instants just before and just after it (between them
+/// the client's side of the handshake completed; the engine's comes one ACK later).
+fn connect_linux_timed(to: SocketAddr) -> (TcpStream, Instant, Instant) {
+    let before = Instant::now();
+    let c = connect_linux(to);
+    (c, before, Instant::now())
+}
+
+/// Segments a Linux socket has received (TCP_INFO `tcpi_segs_in`): 1 for a client that has seen
+/// only the SYN-ACK. More before any data means a handshake segment was sent again, so the
+/// appliance completed its side of the handshake later than the client did.
+fn segments_in(c: &TcpStream) -> u32 {
+    // SAFETY: tcp_info is plain data; zeroed is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(c);
+    // SAFETY: info and len are live and len is info's size.
+    let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len) };
+    if r == 0 {
+        info.tcpi_segs_in
+    } else {
+        0
+    }
+}
+
+/// A5 on the fast path: an accepted connection counts from the engine's handshake, not from
+/// `accept`: 2.2 s in the queue reads 2 s. Reports the error against the client's clock.
+fn a5_fast_path_accepted_connect_time_from_the_handshake(sw: &Switch) {
+    let l = sw.listen(addr("0.0.0.0", 7123), ListenOptions::default()).unwrap();
+    let (c, connecting, connected) = connect_linux_timed(addr(FAST, 7123));
+    std::thread::sleep(Duration::from_millis(2200));
+    let segs = segments_in(&c);
+    let before = connected.elapsed();
+    let s = accept(&l);
+    let ConnectTime::Connected(d) = s.connect_time() else { panic!("not connected") };
+    let after = connecting.elapsed();
+    say!(
+        "    A5 fast path, accepted: reads {d:?}, the client says {before:?} (error {:+.1} ms)",
+        (d.as_secs_f64() - before.as_secs_f64()) * 1e3
+    );
+    // The engine stamps the handshake when it handles the client's ACK: after the client's
+    // connect returned, within its idle sleep (1 ms at most) and a turn.
+    assert!(
+        d <= after && d + Duration::from_millis(50) >= before,
+        "{d:?} outside {before:?}..{after:?}; the client received {segs} segment(s) in the handshake"
+    );
+    assert_eq!(s.connect_time().as_seconds_or_max(), 2);
+}
+
+/// A5 on the fast path: an outgoing connection reads its connect time from the engine's
+/// handshake before the application polls the connect, and after.
+fn a5_fast_path_outgoing_connect_time_before_the_poll(sw: &Switch) {
+    let server = TcpListener::bind((HOST, 0)).unwrap();
+    let to = server.local_addr().unwrap();
+    let mut s = sw.socket();
+    s.bind(addr("0.0.0.0", 0)).unwrap();
+    let connecting = Instant::now();
+    s.connect_ex(to, b"first", ConnectOptions::default()).unwrap();
+    let (mut peer, _) = server.accept().unwrap(); // the handshake is complete
+    let connected = Instant::now();
+    std::thread::sleep(Duration::from_millis(2200));
+    let before = connected.elapsed();
+    let ConnectTime::Connected(d) = s.connect_time() else { panic!("connected, not yet polled") };
+    let after = connecting.elapsed();
+    say!(
+        "    A5 fast path, outgoing: reads {d:?} before the poll, the server says {before:?} (error {:+.1} ms)",
+        (d.as_secs_f64() - before.as_secs_f64()) * 1e3
+    );
+    assert!(d <= after && d + Duration::from_millis(50) >= before, "{d:?} outside {before:?}..{after:?}");
+    assert_eq!(s.connect_time().as_seconds_or_max(), 2);
+    assert_eq!(s.poll_connect().unwrap().bytes_sent, 5);
+    assert_eq!(s.connect_time().as_seconds_or_max(), 2, "the poll does not reset the clock");
+    let mut got = [0u8; 5];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"first");
+}
+
+/// A4 on the fast path with the figures: a client connects, the application posts an
+/// accept with a receive buffer 3 s later and never calls in again; with a 4 s limit the listener's
+/// worker resets the client 4 s after it connected (want 4 to 5.5 s).
+fn a4_fast_path_silent_clock_from_the_connect_reaped_without_the_application(sw: &Switch) {
+    let limit = Duration::from_secs(4);
+    let l =
+        sw.listen(addr("0.0.0.0", 7124), ListenOptions { silent_limit: Some(limit), ..Default::default() }).unwrap();
+    let (mut silent, connecting, connected) = connect_linux_timed(addr(FAST, 7124));
+    std::thread::sleep(Duration::from_secs(3));
+    let segs = segments_in(&silent);
+    l.post_accept(64); // the last call into the listener until the reset
+    let e = silent.read(&mut [0u8; 4]).expect_err("reset");
+    let (at, at_most) = (connected.elapsed(), connecting.elapsed());
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    say!(
+        "    A4 fast path: reset {at:?} after connecting, {:?} past the 4 s limit (handshake segments in: {segs})",
+        at.saturating_sub(limit)
+    );
+    assert!(
+        at_most >= limit && at <= Duration::from_millis(5500),
+        "reset {at:?} after connecting; want 4-5.5 s; the client received {segs} segment(s) in the handshake"
+    );
+    let c = l.counters();
+    assert_eq!((c.silent_closed, c.posted, c.matched), (1, 1, 0), "{c:?}");
+}
+
+/// A3 on the fast path: twelve queued connections that find one posted accept grow the automatic
+/// mode's target by doubling; once arrivals stop, the unused accepts are given back by half every
+/// period, down to the floor.
+fn a3_fast_path_auto_mode_grows_and_shrinks(sw: &Switch) {
+    let l = sw.listen(addr("0.0.0.0", 7125), ListenOptions::default()).unwrap();
+    let _clients: Vec<TcpStream> = (0..12).map(|_| connect_linux(addr(FAST, 7125))).collect();
+    let t = Instant::now();
+    while l.counters().queued_fast < 12 {
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", l.counters());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let period = Duration::from_millis(200);
+    l.set_auto(Some(AutoPost { receive_len: 0, min: 1, max: 16, shrink_after: period }));
+    let t0 = Instant::now();
+    let mut done = 0;
+    while done < 12 {
+        assert!(t0.elapsed() < Duration::from_secs(3), "{done} of 12 completed");
+        l.wait(Some(Duration::from_millis(50))).unwrap();
+        while let Ok(c) = l.completion() {
+            assert_eq!(c.socket.provider(), Some(Provider::Fast));
+            done += 1;
+        }
+    }
+    let grown = l.counters();
+    assert!(grown.auto_target >= 8, "grew by doubling: {grown:?}");
+    let shrunk = loop {
+        let c = l.counters();
+        if c.auto_target == 1 {
+            break c;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "did not shrink: {c:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    say!(
+        "    A3 fast path: grew to {}, back to 1 after {:?}, {} accepts given back",
+        grown.auto_target,
+        t0.elapsed(),
+        shrunk.auto_released
+    );
+    assert_eq!(shrunk.auto_posted, shrunk.completed + shrunk.auto_released + shrunk.posted as u64, "{shrunk:?}");
 }
 
 /// A Linux server in the namespace (on the tap's kernel side) that echoes each connection.
@@ -461,6 +606,13 @@ const SCENARIOS: &[Scenario] = &[
         a4_fast_path_silent_client_closed_unconnected_accept_kept,
     ),
     ("a5_fast_path_connect_time", a5_fast_path_connect_time),
+    ("a5_fast_path_accepted_connect_time_from_the_handshake", a5_fast_path_accepted_connect_time_from_the_handshake),
+    ("a5_fast_path_outgoing_connect_time_before_the_poll", a5_fast_path_outgoing_connect_time_before_the_poll),
+    (
+        "a4_fast_path_silent_clock_from_the_connect_reaped_without_the_application",
+        a4_fast_path_silent_clock_from_the_connect_reaped_without_the_application,
+    ),
+    ("a3_fast_path_auto_mode_grows_and_shrinks", a3_fast_path_auto_mode_grows_and_shrinks),
     ("c1_c3_fast_path_connect_with_data", c1_c3_fast_path_connect_with_data),
     ("c3_kernel_path_fast_open_carries_first_data_in_the_syn", c3_kernel_path_fast_open_carries_first_data_in_the_syn),
     ("c4_errors_on_the_fast_path", c4_errors_on_the_fast_path),

@@ -1,6 +1,6 @@
 //! A small load generator and kernel-path baseline server for measuring the appliance over
-//! net_tap with ordinary Linux sockets (used by `control/scripts/bench-tap.sh`,
-//! `bench-proxy.sh` and `bench-gateway.sh`).
+//! net_tap with ordinary Linux sockets (used by the bench driver, `control/bench`: its proxy,
+//! gateway and tap suites).
 //!
 //! - `loadgen echo --addr A:P --conns N --secs S --size B`: N connections, each doing B-byte
 //!   ping-pongs for S seconds; prints round trips per second.
@@ -13,9 +13,15 @@
 //!   can; prints Mbit/s each way.
 //! - `loadgen serve --echo A:P --http A:P`: the same services on the Linux TCP stack (a thread per
 //!   connection), as the baseline measured in the same run.
+//! - `loadgen transfer --addr A:P --conns N --bytes B --limit-secs S`: N connections at once, each
+//!   sending B bytes to an echo service and reading them back, SHA-256 compared; prints how long
+//!   the slowest took (the loss benchmark's figure), or how far they got by the limit.
 //! - `loadgen udp-send --addr A:P --secs S --size B` sends B-byte datagrams as fast as it can and
 //!   prints how many it sent per second; `loadgen udp-count --bind A:P --secs S` counts what
-//!   arrives (for the gateway's forwarding benchmark, `control/scripts/bench-gateway.sh`).
+//!   arrives (for the gateway's forwarding benchmark).
+//!
+//! With `BENCH_JSON=1` in its environment, each mode's result line is one JSON object instead
+//! (`mode`, `rate`, `unit` and the mode's settings), for the bench driver.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -90,6 +96,18 @@ enum Mode {
         #[arg(long, default_value_t = 5)]
         secs: u64,
     },
+    /// Transfers: N connections at once, each echoing B bytes through the service and checking
+    /// them; seconds until the last one is done.
+    Transfer {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long, default_value_t = 8)]
+        conns: usize,
+        #[arg(long, default_value_t = 2 << 20)]
+        bytes: usize,
+        #[arg(long, default_value_t = 120)]
+        limit_secs: u64,
+    },
     UdpCount {
         #[arg(long)]
         bind: SocketAddr,
@@ -106,15 +124,86 @@ enum Mode {
     },
 }
 
+/// Prints a result: `human` normally, `json` on one line when `BENCH_JSON=1` is set.
+fn report(human: String, json: serde_json::Value) {
+    if std::env::var("BENCH_JSON").as_deref() == Ok("1") {
+        println!("{json}");
+    } else {
+        println!("{human}");
+    }
+}
+
+/// One connection of `transfer`: sends `bytes` (a pattern of its own) while reading the echo back;
+/// returns the bytes echoed intact, with the time it took when all were.
+fn transfer_one(addr: SocketAddr, bytes: usize, seed: u8, limit: Duration) -> anyhow::Result<(usize, Option<f64>)> {
+    use sha2::{Digest, Sha256};
+    let t = Instant::now();
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(limit)).ok();
+    let data: Vec<u8> = (0..bytes).map(|i| (i as u32).wrapping_mul(2654435761).to_be_bytes()[0] ^ seed).collect();
+    let want = Sha256::digest(&data);
+    let mut w = s.try_clone()?;
+    let writer = std::thread::spawn(move || w.write_all(&data).and_then(|()| w.shutdown(std::net::Shutdown::Write)));
+    let mut back = Vec::with_capacity(bytes);
+    let mut buf = vec![0u8; 64 << 10];
+    let mut r = &s;
+    while back.len() < bytes && t.elapsed() < limit {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => back.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let took = t.elapsed().as_secs_f64();
+    let done = back.len();
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    let _ = writer.join();
+    if done == bytes && Sha256::digest(&back) != want {
+        bail!("connection {seed}: echoed bytes differ");
+    }
+    Ok((done, (done == bytes).then_some(took)))
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
+        Mode::Transfer { addr, conns, bytes, limit_secs } => {
+            let limit = Duration::from_secs(limit_secs);
+            let handles: Vec<_> =
+                (0..conns).map(|i| std::thread::spawn(move || transfer_one(addr, bytes, i as u8, limit))).collect();
+            let mut results = Vec::new();
+            for h in handles {
+                results.push(h.join().map_err(|_| anyhow::anyhow!("a transfer thread panicked"))??);
+            }
+            let done: usize = results.iter().map(|r| r.0).sum();
+            let all = results.iter().all(|r| r.1.is_some());
+            let secs = results.iter().filter_map(|r| r.1).fold(0.0f64, f64::max);
+            report(
+                if all {
+                    format!("transfer: {conns} x {bytes} bytes echoed intact in {secs:.2} s")
+                } else {
+                    format!("transfer: {done} of {} bytes echoed within the {limit_secs} s limit", conns * bytes)
+                },
+                serde_json::json!({
+                    "mode": "transfer", "addr": addr, "conns": conns, "bytes": bytes,
+                    "complete": all, "secs": if all { secs } else { limit_secs as f64 },
+                    "done_bytes": done, "rate": if all { secs } else { f64::NAN }, "unit": "s",
+                }),
+            );
+        }
         Mode::Echo { addr, conns, secs, size } => {
             let rate = drive(conns, secs, move |stop, count| echo_client(addr, size, stop, count))?;
-            println!("echo {addr}: {rate:.0} round trips/s ({conns} conns, {size} B)");
+            report(
+                format!("echo {addr}: {rate:.0} round trips/s ({conns} conns, {size} B)"),
+                serde_json::json!({ "mode": "echo", "addr": addr, "rate": rate, "unit": "round trips/s", "conns": conns, "size": size }),
+            );
         }
         Mode::Http { addr, conns, secs } => {
             let rate = drive(conns, secs, move |stop, count| http_client(addr, stop, count))?;
-            println!("http {addr}: {rate:.0} requests/s ({conns} keep-alive conns)");
+            report(
+                format!("http {addr}: {rate:.0} requests/s ({conns} keep-alive conns)"),
+                serde_json::json!({ "mode": "http", "addr": addr, "rate": rate, "unit": "requests/s", "conns": conns }),
+            );
         }
         Mode::Serve { echo, http, body } => serve(echo, http, body)?,
         Mode::Short { addr, conns, secs, size, from, sources } => {
@@ -138,7 +227,10 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             })?;
-            println!("short {addr}: {rate:.0} conns/s ({conns} at a time, {size} B)");
+            report(
+                format!("short {addr}: {rate:.0} conns/s ({conns} at a time, {size} B)"),
+                serde_json::json!({ "mode": "short", "addr": addr, "rate": rate, "unit": "conns/s", "conns": conns, "size": size }),
+            );
         }
         Mode::Bulk { addr, secs } => {
             let s = connect(addr)?;
@@ -170,10 +262,17 @@ fn main() -> anyhow::Result<()> {
             }
             writer.join().expect("writer");
             let (bytes, took) = measured.unwrap_or((got, start.elapsed()));
-            println!(
-                "bulk {addr}: {:.0} Mbit/s each way ({bytes} bytes echoed in {:.1} s)",
-                bytes as f64 * 8.0 / took.as_secs_f64() / 1e6,
-                took.as_secs_f64()
+            let mbit = bytes as f64 * 8.0 / took.as_secs_f64() / 1e6;
+            report(
+                format!("bulk {addr}: {mbit:.0} Mbit/s each way ({bytes} bytes echoed in {:.1} s)", took.as_secs_f64()),
+                serde_json::json!({
+                    "mode": "bulk",
+                    "addr": addr,
+                    "rate": mbit,
+                    "unit": "Mbit/s each way",
+                    "bytes": bytes,
+                    "secs": took.as_secs_f64(),
+                }),
             );
         }
         Mode::UdpSend { addr, secs, size } => {
@@ -190,7 +289,18 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             let rate = n as f64 / start.elapsed().as_secs_f64();
-            println!("udp-send {addr}: {rate:.0} datagrams/s sent ({size} B, {failed} refused by the kernel)");
+            report(
+                format!("udp-send {addr}: {rate:.0} datagrams/s sent ({size} B, {failed} refused by the kernel)"),
+                serde_json::json!({
+                    "mode": "udp-send",
+                    "addr": addr,
+                    "rate": rate,
+                    "unit": "datagrams/s",
+                    "size": size,
+                    "sent": n,
+                    "refused": failed,
+                }),
+            );
         }
         Mode::UdpCount { bind, secs } => {
             let s = std::net::UdpSocket::bind(bind)?;
@@ -206,7 +316,10 @@ fn main() -> anyhow::Result<()> {
             }
             let span = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
             let rate = if span > 0.0 { n as f64 / span } else { 0.0 };
-            println!("udp-count {bind}: {n} datagrams, {rate:.0}/s");
+            report(
+                format!("udp-count {bind}: {n} datagrams, {rate:.0}/s"),
+                serde_json::json!({ "mode": "udp-count", "bind": bind, "rate": rate, "unit": "datagrams/s", "datagrams": n }),
+            );
         }
     }
     Ok(())

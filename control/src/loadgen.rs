@@ -159,6 +159,20 @@ pub fn run(r: &Resolved, args: &LoadgenArgs, stop: &AtomicBool) -> Result<Loadge
         engine.poll(now(), &mut dev);
         dev.flush();
     }
+    // What has not closed by then is reset, so that the server is not left holding connections
+    // whose client is gone (an idle connection never times out there).
+    engine.close_all();
+    // Then a last moment to answer what the server still sends (a FIN sent again is ACKed from
+    // TIME_WAIT), and until the port has taken every frame built: the final ACKs of the last
+    // connections must leave before the process does, or the server waits in LAST-ACK for them.
+    let last = Instant::now();
+    while last.elapsed() < Duration::from_millis(200)
+        || (dev.tx_pending() > 0 && last.elapsed() < Duration::from_secs(2))
+    {
+        dev.refill();
+        engine.poll(now(), &mut dev);
+        dev.flush();
+    }
     let report = LoadgenReport {
         rate,
         completed: stats.get(&stats.completed),

@@ -63,6 +63,9 @@ enum Command {
         /// Source addresses: the port's and the ones after it, 1 to 8.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=8))]
         sources: u8,
+        /// Print the result as one line of JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Shows the running appliance's state (from its control socket): status, listeners, conns,
     /// stats. `--json` prints the answer as JSON.
@@ -198,7 +201,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             control::appliance::run(&r, &stop)?;
             Ok(())
         }
-        Command::Loadgen { config, target, mode, conns, secs, size, sources } => {
+        Command::Loadgen { config, target, mode, conns, secs, size, sources, json } => {
             let r = Config::load(&config)?;
             let stop = Arc::new(AtomicBool::new(false));
             for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -208,6 +211,24 @@ fn run(command: Command) -> anyhow::Result<()> {
             let args = control::loadgen::LoadgenArgs { target, mode, conns, secs, size: size.into(), sources };
             let rep = control::loadgen::run(&r, &args, &stop)?;
             let unit = if mode == LoadMode::Short { "conns/s" } else { "req/s" };
+            if json {
+                let line = serde_json::json!({
+                    "target": target,
+                    "mode": if mode == LoadMode::Short { "short" } else { "persistent" },
+                    "rate": rep.rate,
+                    "unit": unit,
+                    "conns": conns,
+                    "size": size,
+                    "secs": secs,
+                    "completed": rep.completed,
+                    "connected": rep.connected,
+                    "failed": rep.failed,
+                    "cut": rep.cut,
+                    "busy": rep.busy,
+                });
+                out!("{line}");
+                return Ok(());
+            }
             out!(
                 "loadgen {target}: {:.0} {unit} ({conns} at a time, {size} B, {secs} s); completed {} connected {} failed {} cut {} busy {:.1}%",
                 rep.rate,

@@ -7,14 +7,17 @@
 //! - [`Switch::listen`] (L1–L3) makes a kernel listener first, plus a fast-path listener on the
 //!   same port when the address is a fast-path port's or the wildcard. Connections from both come
 //!   out of one [`Listener`].
-//! - [`Listener::accept`] never blocks (L5); the listener's fd ([`AsFd`]) is readable while a
-//!   connection or a completion waits, and works with epoll, mio and tokio's `AsyncFd`. An accept
-//!   condition may reject a connection (RST, counted). A connection the fast path refused because
-//!   the backlog was full (L4) never wakes it.
+//! - [`Listener::accept`] never blocks (L5); the listener's fd ([`AsFd`]) is readable exactly while
+//!   a completion waits or a connection waits with no posted accept to take it, and works with
+//!   epoll, mio and tokio's `AsyncFd`. An accept condition may reject a connection (RST, counted).
+//!   A connection the fast path refused because the backlog was full (L4) never wakes it.
 //! - [`Listener::post_accept`] (A1–A3) posts accepts ahead of time; with a receive length they
-//!   complete only once first data has arrived, delivered with the connection. Automatic mode
-//!   keeps enough posted. A per-listener limit closes clients that connect and stay silent (A4);
-//!   [`Socket::connect_time`] tells how long any connection has been connected (A5).
+//!   complete only once first data has arrived, delivered with the connection. The listener's
+//!   worker thread matches arrivals to them without the application. Automatic mode
+//!   ([`Listener::set_auto`]) keeps as many posted as arrivals need, growing and shrinking. A
+//!   per-listener limit resets clients that connect and stay silent, on time, counted from their
+//!   handshake (A4); [`Socket::connect_time`] tells how long any connection has been connected
+//!   since its handshake (A5).
 //! - [`Socket::connect_ex`] (C1–C5) connects and sends a first buffer in one asynchronous call;
 //!   [`Socket::poll_connect`] completes it with the bytes sent. The provider is chosen by route:
 //!   a fast-path port's subnet (or its gateway's routes) goes to the fast path, anything else to
@@ -62,7 +65,7 @@ use std::time::Duration;
 use runtime::bridge::{Command, Commands, Notify};
 
 pub use engine::{BacklogPolicy, OnFull};
-pub use listener::{AcceptCompletion, ListenOptions, Listener, ListenerCounters, Peer};
+pub use listener::{AcceptCompletion, AutoPost, ListenOptions, Listener, ListenerCounters, Peer};
 pub use socket::{ConnectOptions, ConnectTime, Connected, FastOpen, Socket};
 
 /// Which provider serves a socket.

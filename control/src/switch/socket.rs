@@ -3,7 +3,7 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use runtime::bridge::{self, AppEnd, Command, ConnectRequest, End, ReadOutcome};
@@ -47,9 +47,11 @@ pub struct Connected {
     pub fast_open: FastOpen,
 }
 
-/// SEMANTICS A5: how long a connection has been connected.
+/// SEMANTICS A5: how long a connection has been connected, counted from the moment its handshake
+/// completed (not from when the application accepted it or polled its connect).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectTime {
+    /// The handshake has not completed (or the socket has no connection).
     NotConnected,
     Connected(Duration),
 }
@@ -81,6 +83,20 @@ impl Conn {
         match self {
             Conn::Kernel(_) => Provider::Kernel,
             Conn::Fast { .. } => Provider::Fast,
+        }
+    }
+
+    /// SEMANTICS A5: when the handshake completed, if it has. Fast path: the instant the engine
+    /// completed it (stamped by the engine's end of the bridge). Kernel path: from TCP_INFO (see
+    /// [`sys::tcp_connected_for`]).
+    fn established_at(&self) -> Option<Instant> {
+        match self {
+            Conn::Kernel(s) => {
+                let d = sys::tcp_connected_for(s.as_fd())?;
+                let now = Instant::now();
+                Some(now.checked_sub(d).unwrap_or(now))
+            }
+            Conn::Fast { end, .. } => end.established_at(),
         }
     }
 
@@ -141,11 +157,16 @@ enum State {
         fast_open: FastOpen,
         /// The errno of a kernel connect that failed at once (reported by `poll_connect`).
         early: Option<i32>,
+        /// When the handshake completed, once seen (A5). Kernel path: stamped at the first look
+        /// after it completed, before the first buffer's rest is sent (sending moves the stamp
+        /// TCP_INFO reads).
+        established: OnceLock<Instant>,
     },
     Connected {
         conn: Conn,
         local: SocketAddr,
         remote: SocketAddr,
+        /// When the handshake completed (A5).
         since: Instant,
     },
     /// Failed while connected, with the errno (C7: reuse is an error).
@@ -187,14 +208,11 @@ impl Socket {
         Socket { switch, state: State::Unbound, bound: None, accepted: false }
     }
 
-    /// An accepted connection.
+    /// An accepted connection; its connect time counts from its handshake (A5), which may be well
+    /// before now: the connection waited in the provider's queue meanwhile.
     pub(crate) fn accepted(switch: Switch, conn: Conn, local: SocketAddr, remote: SocketAddr) -> Socket {
-        Socket {
-            switch,
-            state: State::Connected { conn, local, remote, since: Instant::now() },
-            bound: Some(local),
-            accepted: true,
-        }
+        let since = conn.established_at().unwrap_or_else(Instant::now);
+        Socket { switch, state: State::Connected { conn, local, remote, since }, bound: Some(local), accepted: true }
     }
 
     /// Binds to a local address (port 0: any). SEMANTICS C2: a socket must be bound before
@@ -322,6 +340,7 @@ impl Socket {
             total: first.len(),
             fast_open,
             early: None,
+            established: OnceLock::new(),
         })
     }
 
@@ -344,7 +363,7 @@ impl Socket {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn poll_connect(&mut self) -> io::Result<Connected> {
-        let State::Connecting { conn, pending, early, .. } = &mut self.state else {
+        let State::Connecting { conn, pending, early, established, .. } = &mut self.state else {
             return match &self.state {
                 State::Connected { .. } => Err(error(None, libc::EISCONN, "the socket is connected")),
                 State::Failed(e) => Err(failed_error(*e)),
@@ -362,7 +381,14 @@ impl Socket {
                     }
                     Err(e) => Err(e.raw_os_error().unwrap_or(libc::EIO)),
                     Ok(_) => {
-                        // Connected: the rest of the first buffer goes now.
+                        // Connected. A5: the handshake's time first, while TCP_INFO still tells
+                        // it; then the rest of the first buffer goes.
+                        if established.get().is_none() {
+                            let now = Instant::now();
+                            let at =
+                                sys::tcp_connected_for(s.as_fd()).map_or(now, |d| now.checked_sub(d).unwrap_or(now));
+                            let _ = established.set(at);
+                        }
                         while !pending.is_empty() {
                             match s.send(pending) {
                                 Ok(n) => drop(pending.drain(..n)),
@@ -389,7 +415,7 @@ impl Socket {
                 }
             },
         };
-        let State::Connecting { conn, local, remote, total, fast_open, .. } =
+        let State::Connecting { conn, local, remote, total, fast_open, established, .. } =
             std::mem::replace(&mut self.state, State::Gone)
         else {
             unreachable!()
@@ -409,7 +435,8 @@ impl Socket {
                     }
                     Conn::Fast { end, .. } => (end.addrs().map_or(local, |(l, _)| SocketAddr::V4(l)), fast_open),
                 };
-                self.state = State::Connected { conn, local, remote, since: Instant::now() };
+                let since = established.get().copied().or_else(|| conn.established_at()).unwrap_or_else(Instant::now);
+                self.state = State::Connected { conn, local, remote, since };
                 Ok(Connected { bytes_sent: total, local, remote, provider, fast_open })
             }
             Err(errno) => {
@@ -598,7 +625,21 @@ impl Socket {
         }
     }
 
-    /// SEMANTICS A5: how long the socket has been connected.
+    /// SEMANTICS A5: how long the socket has been connected, counted from the moment its
+    /// handshake completed; "not connected" only before that (and when there is no connection).
+    /// An accepted connection that waited in the provider's queue has been connected all that
+    /// time; an outgoing one is connected from its handshake on, whether or not the application
+    /// has called [`Socket::poll_connect`] yet.
+    ///
+    /// Where the moment comes from, and how precise it is:
+    /// - fast path: the engine stamps it when it processes the segment that completes the
+    ///   handshake, on the turn that receives it; the engine's loop sleeps at most 1 ms when idle,
+    ///   so the stamp is at most that (plus a turn) late;
+    /// - kernel path: Linux's own stamps, read through TCP_INFO ([`sys::tcp_connected_for`]):
+    ///   within one jiffy (4 ms at CONFIG_HZ=250) either way. An accepted socket reads them when
+    ///   it is accepted, an outgoing one at its first look after the handshake (a call to
+    ///   `connect_time` or `poll_connect`); both are exact as long as one direction has carried
+    ///   no data by then, which holds for a connection the application has not written to.
     ///
     /// ```no_run
     /// # fn f(s: &control::switch::Socket) {
@@ -606,15 +647,32 @@ impl Socket {
     /// # }
     /// ```
     pub fn connect_time(&self) -> ConnectTime {
+        match self.established_at() {
+            Some(at) => ConnectTime::Connected(at.elapsed()),
+            None => ConnectTime::NotConnected,
+        }
+    }
+
+    /// SEMANTICS A5: when the handshake completed, if it has (the instant
+    /// [`Socket::connect_time`] counts from).
+    pub(crate) fn established_at(&self) -> Option<Instant> {
         match &self.state {
-            State::Connected { since, conn, .. } => {
-                let since = match conn {
-                    Conn::Fast { end, .. } => end.established_at().unwrap_or(*since),
-                    Conn::Kernel(_) => *since,
-                };
-                ConnectTime::Connected(since.elapsed())
+            State::Connected { since, .. } => Some(*since),
+            State::Connecting { conn, established, early: None, .. } => {
+                if let Some(at) = established.get() {
+                    return Some(*at);
+                }
+                if let Conn::Fast { end, .. } = conn {
+                    // Established and then reset before the application looked: not connected
+                    // (as the kernel path's TCP_INFO says for such a socket).
+                    if end.ended().is_some() {
+                        return None;
+                    }
+                }
+                let at = conn.established_at()?;
+                Some(*established.get_or_init(|| at))
             }
-            _ => ConnectTime::NotConnected,
+            _ => None,
         }
     }
 
@@ -751,6 +809,7 @@ fn connect_kernel(
                 total: first.len(),
                 fast_open: FastOpen::NotRequested,
                 early: e.raw_os_error(),
+                established: OnceLock::new(),
             });
         }
         Err(e) => return Err(kernel_error(e, format!("connect to {remote}"))),
@@ -766,5 +825,14 @@ fn connect_kernel(
     }
     let fast_open = if opts.fast_open { FastOpen::NotUsed } else { FastOpen::NotRequested };
     let local = s.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(local);
-    Ok(State::Connecting { conn: Conn::Kernel(s), local, remote, pending, total: first.len(), fast_open, early: None })
+    Ok(State::Connecting {
+        conn: Conn::Kernel(s),
+        local,
+        remote,
+        pending,
+        total: first.len(),
+        fast_open,
+        early: None,
+        established: OnceLock::new(),
+    })
 }

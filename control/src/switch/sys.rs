@@ -1,6 +1,6 @@
 //! The Linux calls the switch needs that std and socket2 do not offer: eventfd, epoll, timerfd,
-//! poll(2) on one fd, and the TCP options TCP_FASTOPEN_CONNECT and TCP_USER_TIMEOUT. The only
-//! module of the control crate with `unsafe`.
+//! poll(2) on one fd, the TCP options TCP_FASTOPEN_CONNECT and TCP_USER_TIMEOUT, and TCP_INFO (a
+//! connection's connect time, SEMANTICS A5). The only module of the control crate with `unsafe`.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -100,6 +100,10 @@ impl Epoll {
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, writable: bool) -> io::Result<()> {
         let events = libc::EPOLLIN | libc::EPOLLRDHUP | if writable { libc::EPOLLOUT } else { 0 };
+        self.ctl_events(op, fd, token, events)
+    }
+
+    fn ctl_events(&self, op: libc::c_int, fd: RawFd, token: u64, events: libc::c_int) -> io::Result<()> {
         let mut ev = libc::epoll_event { events: events as u32, u64: token };
         // SAFETY: ev is a valid epoll_event for the duration of the call; fd validity is checked
         // by the kernel.
@@ -110,6 +114,13 @@ impl Epoll {
     /// Watches `fd` for readability (and writability if asked), reporting `token`.
     pub fn add(&self, fd: BorrowedFd<'_>, token: u64, writable: bool) -> io::Result<()> {
         self.ctl(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), token, writable)
+    }
+
+    /// Watches `fd` for readability, edge-triggered: `token` is reported once per wake-up of
+    /// `fd` (a new connection on a listening socket, a write to an eventfd), not for as long as
+    /// it stays readable.
+    pub fn add_edge(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.ctl_events(libc::EPOLL_CTL_ADD, fd.as_raw_fd(), token, libc::EPOLLIN | libc::EPOLLET)
     }
 
     pub fn delete(&self, fd: BorrowedFd<'_>) {
@@ -213,6 +224,37 @@ pub fn syn_data_acked(fd: BorrowedFd<'_>) -> bool {
         libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len)
     };
     r == 0 && info.tcpi_options & TCPI_OPT_SYN_DATA != 0
+}
+
+/// SEMANTICS A5 on the kernel path: how long ago the handshake of the TCP connection `fd`
+/// completed, from TCP_INFO; `None` while it has not (SYN_SENT, SYN_RECV) or after it failed
+/// (CLOSE).
+///
+/// Linux stamps both `lsndtime` (reported as `tcpi_last_data_sent`) and `lrcvtime`
+/// (`tcpi_last_data_recv`) when the handshake completes: in `tcp_finish_connect` for an outgoing
+/// connection, when the child socket is made for an incoming one. Each moves on only when data is
+/// sent or received, so the larger of the two is the time since the handshake as long as one
+/// direction has carried no data since: true of an accepted connection until the application
+/// writes, and of an outgoing one until both directions have carried data. Precision: both
+/// stamps are in jiffies, so the value is within one jiffy of the real time either way (1 to
+/// 10 ms after CONFIG_HZ; 4 ms on the test machine), plus the truncation to milliseconds.
+pub fn tcp_connected_for(fd: BorrowedFd<'_>) -> Option<Duration> {
+    // SAFETY: tcp_info is plain data; zeroed is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: info and len are live and len is info's size.
+    let r = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_INFO, (&raw mut info).cast(), &mut len)
+    };
+    // The times sit well inside the first 64 bytes, which every kernel with TCP_INFO fills.
+    if r != 0 || (len as usize) < 64 {
+        return None;
+    }
+    // Linux's TCP states (include/net/tcp_states.h): 1 ESTABLISHED, 2 SYN_SENT, 3 SYN_RECV,
+    // 4 FIN_WAIT1, 5 FIN_WAIT2, 6 TIME_WAIT, 7 CLOSE, 8 CLOSE_WAIT, 9 LAST_ACK, 10 LISTEN,
+    // 11 CLOSING.
+    let established = matches!(info.tcpi_state, 1 | 4 | 5 | 6 | 8 | 9 | 11);
+    established.then(|| Duration::from_millis(u64::from(info.tcpi_last_data_sent.max(info.tcpi_last_data_recv))))
 }
 
 #[cfg(test)]

@@ -34,6 +34,23 @@ fn wait_ready(l: &Listener) -> bool {
     l.wait(Some(Duration::from_secs(2))).unwrap()
 }
 
+/// How far a kernel connect time may be off: the kernel's stamps are in jiffies (4 ms at
+/// CONFIG_HZ=250, 10 ms at 100), and its report is in whole milliseconds.
+const JIFFIES: Duration = Duration::from_millis(25);
+
+/// Connects a plain client; returns it with instants taken just before and just after, between
+/// which its handshake completed.
+fn connect_timed(to: SocketAddr) -> (TcpStream, Instant, Instant) {
+    let before = Instant::now();
+    let c = TcpStream::connect(to).unwrap();
+    (c, before, Instant::now())
+}
+
+/// `a - b` in milliseconds.
+fn ms(a: Duration, b: Duration) -> f64 {
+    (a.as_secs_f64() - b.as_secs_f64()) * 1e3
+}
+
 #[test]
 fn l1_kernel_listener_first_and_l3_one_listener() {
     let l = listener(ListenOptions::default());
@@ -216,19 +233,215 @@ fn a4_silent_client_closed_at_the_limit_while_an_unconnected_posted_accept_survi
     let l = listener(ListenOptions { silent_limit: Some(Duration::from_millis(300)), ..Default::default() });
     l.post_accept(64);
     l.post_accept(64); // never gets a client: not connected, never closed
+    let t0 = Instant::now(); // the handshake completes after this
     let mut silent = TcpStream::connect(l.local_addr()).unwrap();
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_millis(50));
-    assert!(wouldblock(l.completion()));
-    assert!(l.wait(Some(Duration::from_secs(2))).unwrap(), "the limit's timer fires the event");
-    assert!(wouldblock(l.completion()));
+    silent.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The application does not call in: the listener's worker matches the client and resets it.
+    assert_eq!(silent.read(&mut [0u8; 4]).unwrap_err().kind(), io::ErrorKind::ConnectionReset);
     let waited = t0.elapsed();
+    assert!(waited + JIFFIES >= Duration::from_millis(300), "closed at the limit, not before: {waited:?}");
+    assert!(!ready(&l), "a reset is the worker's business: nothing for the application");
+    assert!(wouldblock(l.completion()));
     let c = l.counters();
     assert_eq!(c.silent_closed, 1, "{c:?}");
-    assert!(waited >= Duration::from_millis(290), "closed at the limit, not before: {waited:?}");
     assert_eq!(c.posted, 2, "both accepts still posted: the unconnected one untouched, the other re-posted");
-    silent.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    assert_eq!(silent.read(&mut [0u8; 4]).unwrap_err().kind(), io::ErrorKind::ConnectionReset);
+}
+
+/// A4 with the figures: a client connects, the application posts an accept with a
+/// receive buffer 3 s later and then never calls in again; with a 4 s limit the client is reset
+/// 4 s after it connected (want 4 to 5.5 s), not 4 s after the match.
+#[test]
+fn a4_silent_clock_starts_at_the_connect_not_the_match_and_needs_no_application() {
+    let limit = Duration::from_secs(4);
+    let l = listener(ListenOptions { silent_limit: Some(limit), ..Default::default() });
+    let (mut silent, connecting, connected) = connect_timed(l.local_addr());
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    l.post_accept(64); // the last call into the listener until the reset
+    let e = silent.read(&mut [0u8; 4]).unwrap_err();
+    let (at, at_most) = (connected.elapsed(), connecting.elapsed());
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");
+    println!("A4 kernel path: reset {at:?} after connecting, {:?} past the 4 s limit", at.saturating_sub(limit));
+    assert!(
+        at_most + JIFFIES >= limit && at <= Duration::from_millis(5500),
+        "reset {at:?} after connecting; want 4-5.5 s"
+    );
+    let c = l.counters();
+    assert_eq!((c.silent_closed, c.posted, c.matched), (1, 1, 0), "{c:?}");
+}
+
+/// A4: silent clients are reset on time by the listener's worker while the application sleeps;
+/// each counts from its own handshake. Reports the largest delay past the limit.
+#[test]
+fn a4_silent_clients_are_reaped_on_time_without_the_application() {
+    let limit = Duration::from_millis(1000);
+    let l = listener(ListenOptions { silent_limit: Some(limit), ..Default::default() });
+    for _ in 0..3 {
+        l.post_accept(64);
+    }
+    let at = l.local_addr();
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300 * i));
+                let (mut c, connecting, connected) = connect_timed(at);
+                c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let e = c.read(&mut [0u8; 4]).unwrap_err();
+                (e.kind(), connected.elapsed(), connecting.elapsed())
+            })
+        })
+        .collect();
+    let mut late = Duration::ZERO;
+    for c in clients {
+        let (kind, after, at_most) = c.join().unwrap();
+        assert_eq!(kind, io::ErrorKind::ConnectionReset);
+        assert!(at_most + JIFFIES >= limit, "reset {after:?} after connecting: before the limit");
+        assert!(after <= limit + Duration::from_millis(1500), "reset {after:?} after connecting: late");
+        late = late.max(after.saturating_sub(limit));
+    }
+    println!("A4 kernel path: 3 silent clients reset at most {late:?} past the limit");
+    let c = l.counters();
+    assert_eq!((c.silent_closed, c.posted), (3, 3), "{c:?}");
+}
+
+/// A3 and L5: with accepts posted, an arriving connection goes to one of them without waking the
+/// application; only a connection that finds none makes the event readable, and posting an accept
+/// for it makes it quiet again.
+#[test]
+fn a3_event_fires_only_for_a_connection_that_finds_no_posted_accept() {
+    let l = listener(ListenOptions::default());
+    l.post_accept(64);
+    let _c1 = TcpStream::connect(l.local_addr()).unwrap();
+    assert!(!l.wait(Some(Duration::from_millis(300))).unwrap(), "a posted accept took it: quiet");
+    assert_eq!(l.counters().matched, 1, "the worker matched it without the application");
+    let _c2 = TcpStream::connect(l.local_addr()).unwrap();
+    assert!(wait_ready(&l), "no posted accept for the second: the signal to post more");
+    assert!(ready(&l), "level: stays readable until something changes");
+    l.post_accept(64);
+    assert!(!ready(&l), "the new accept took it: quiet again");
+    assert_eq!(l.counters().matched, 2);
+}
+
+/// A3 both ways: twelve connections that find one posted accept grow the automatic mode's target
+/// by doubling (1, 2, 4, 8); once arrivals stop, the unused posted accepts are given back by half
+/// every period, down to the floor, by the worker.
+#[test]
+fn a3_auto_mode_grows_on_arrivals_and_shrinks_when_posted_accepts_sit_unused() {
+    let l = listener(ListenOptions::default());
+    let _clients: Vec<TcpStream> = (0..12).map(|_| TcpStream::connect(l.local_addr()).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100)); // all twelve queued in the kernel
+    let period = Duration::from_millis(200);
+    l.set_auto(Some(AutoPost { receive_len: 0, min: 1, max: 16, shrink_after: period }));
+    let t0 = Instant::now();
+    let mut done = 0;
+    while done < 12 {
+        assert!(t0.elapsed() < Duration::from_secs(3), "{done} of 12 completed");
+        l.wait(Some(Duration::from_millis(50))).unwrap();
+        while l.completion().is_ok() {
+            done += 1;
+        }
+    }
+    let grown = l.counters();
+    assert!(grown.auto_target >= 8 && grown.auto_target <= 16, "grew by doubling: {grown:?}");
+    // Arrivals stop: the target halves its unused margin every period.
+    let shrunk = loop {
+        let c = l.counters();
+        if c.auto_target == 1 {
+            break c;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "did not shrink: {c:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(t0.elapsed() >= period * 3, "one halving per period: {:?}", t0.elapsed());
+    assert_eq!(shrunk.posted, 1, "{shrunk:?}");
+    assert!(shrunk.auto_released >= 7, "{shrunk:?}");
+    assert_eq!(
+        shrunk.auto_posted,
+        shrunk.completed + shrunk.auto_released + shrunk.posted as u64,
+        "every auto-posted accept completed, was given back, or waits: {shrunk:?}"
+    );
+}
+
+/// A5: an accepted connection's connect time counts from its handshake, not from `accept`: 2.2 s
+/// in the queue reads 2 s. Data the client sent meanwhile does not move it.
+#[test]
+fn a5_accepted_connection_counts_from_the_handshake_not_the_accept() {
+    let l = listener(ListenOptions::default());
+    let (mut c, connecting, connected) = connect_timed(l.local_addr());
+    std::thread::sleep(Duration::from_millis(1000));
+    c.write_all(b"early").unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let before = connected.elapsed();
+    let s = l.accept().unwrap();
+    let ConnectTime::Connected(d) = s.connect_time() else { panic!("not connected") };
+    let after = connecting.elapsed();
+    println!("A5 kernel path, accepted: reads {d:?}, the client says {before:?} (error {:+.1} ms)", ms(d, before));
+    assert!(d + JIFFIES >= before && d <= after + JIFFIES, "{d:?} outside {before:?}..{after:?}");
+    assert_eq!(s.connect_time().as_seconds_or_max(), 2);
+}
+
+/// A5: an outgoing connection is connected from its handshake on, whether or not the application
+/// has polled its completion: 2.2 s after the handshake it reads 2 s before the poll and after.
+#[test]
+fn a5_outgoing_connection_counts_from_the_handshake_not_the_poll() {
+    let server = TcpListener::bind(any()).unwrap();
+    let mut s = Switch::kernel_only().socket();
+    s.bind(any()).unwrap();
+    let connecting = Instant::now();
+    s.connect_ex(server.local_addr().unwrap(), b"first", ConnectOptions::default()).unwrap();
+    let (mut peer, _) = server.accept().unwrap(); // the handshake is complete
+    let connected = Instant::now();
+    std::thread::sleep(Duration::from_millis(2200));
+    let before = connected.elapsed();
+    let ConnectTime::Connected(d) = s.connect_time() else { panic!("connected, not yet polled") };
+    let after = connecting.elapsed();
+    println!(
+        "A5 kernel path, outgoing: reads {d:?} before the poll, the server says {before:?} (error {:+.1} ms)",
+        ms(d, before)
+    );
+    assert!(d + JIFFIES >= before && d <= after + JIFFIES, "{d:?} outside {before:?}..{after:?}");
+    assert_eq!(s.connect_time().as_seconds_or_max(), 2);
+    assert_eq!(s.poll_connect().unwrap().bytes_sent, 5, "the first buffer goes at the poll");
+    assert_eq!(s.connect_time().as_seconds_or_max(), 2, "and the poll does not reset the clock");
+    let mut got = [0u8; 5];
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"first");
+}
+
+/// A5: "not connected" while the handshake is in progress. The server's accept queue is full, so
+/// Linux drops the SYN; once there is room the retransmitted SYN (1 s later) completes it, and
+/// the connect time counts from then, not from `connect_ex`.
+#[test]
+fn a5_not_connected_until_the_handshake_completes() {
+    let server = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    server.bind(&any().into()).unwrap();
+    server.listen(0).unwrap(); // an accept queue of one
+    let to = server.local_addr().unwrap().as_socket().unwrap();
+    let filler = TcpStream::connect(to).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut s = Switch::kernel_only().socket();
+    s.bind(any()).unwrap();
+    let t0 = Instant::now();
+    s.connect_ex(to, b"", ConnectOptions::default()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.connect_time(), ConnectTime::NotConnected, "the SYN was dropped: no handshake yet");
+    assert_eq!(s.connect_time().as_seconds_or_max(), 0xFFFF_FFFF);
+    drop(server.accept().unwrap()); // room for the retransmitted SYN
+    drop(filler);
+    let d = loop {
+        if let ConnectTime::Connected(d) = s.connect_time() {
+            break d;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "never connected");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let since_connect_ex = t0.elapsed();
+    assert!(since_connect_ex >= Duration::from_millis(900), "the SYN was retransmitted: {since_connect_ex:?}");
+    assert!(
+        d + Duration::from_millis(700) <= since_connect_ex,
+        "counted from the handshake, not from connect_ex: {d:?}"
+    );
+    s.poll_connect().unwrap();
 }
 
 #[test]

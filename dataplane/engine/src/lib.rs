@@ -25,6 +25,7 @@
 //!   idle connections' buffer pages back; [`mem`]: the arenas buffers and sockets come from.
 //! - [`phy`]: the [`phy::BurstDevice`] trait the engine runs over, and an in-memory device.
 //! - `introspect`: counters, listeners, connections and memory as operators see them.
+//! - [`tcp`]: building blocks of the engine's own TCP (RTT estimator, SACK scoreboard).
 //! - `testing` (in tests, and with the `testing` feature): the engine-and-client pair on a virtual
 //!   clock that the crates above test with.
 //!
@@ -82,6 +83,7 @@ mod service;
 pub mod services;
 mod slot;
 mod stream;
+pub mod tcp;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(test)]

@@ -32,6 +32,10 @@
 //! 5. **Memory at `MAX_CONNS` established connections**: RSS plus the arena's hugepages, first
 //!    with most connections never having carried a byte (on normal pages their buffer pages are
 //!    then untouched, so not resident), then after one request and echo on every connection.
+//!
+//! `BENCH_JSON=1` prints each figure as one JSON object a line on stdout instead (with every run's
+//! value, not only the median), for the bench driver (`control/bench`); what is measured is the
+//! same.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant as Clock};
@@ -440,6 +444,20 @@ fn loadgen_against_echo(active: u32, requests: u32) -> (f64, f64) {
     (tc.as_nanos() as f64 / n, ts.as_nanos() as f64 / n)
 }
 
+/// Whether `BENCH_JSON=1` asks for one JSON object a line per figure in place of the human lines.
+fn json_mode() -> bool {
+    std::env::var("BENCH_JSON").as_deref() == Ok("1")
+}
+
+/// Prints a figure: `human` normally, `json` on one line under `BENCH_JSON=1`.
+fn report(human: String, json: serde_json::Value) {
+    if json_mode() {
+        println!("{json}");
+    } else {
+        println!("{human}");
+    }
+}
+
 fn env(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
@@ -466,7 +484,10 @@ fn main() {
     let rounds = env("ROUNDS", 200);
     let repeat = env("REPEAT", 3).max(1);
     let active = 1000.min(max_conns);
-    println!("engine in memory, server time only (MAX_CONNS={max_conns} ROUNDS={rounds} REPEAT={repeat})");
+    report(
+        format!("engine in memory, server time only (MAX_CONNS={max_conns} ROUNDS={rounds} REPEAT={repeat})"),
+        serde_json::json!({ "figure": "settings", "max_conns": max_conns, "rounds": rounds, "repeat": repeat }),
+    );
     if std::env::var("ONLY").as_deref() == Ok("requests") {
         // For profilers (callgrind, perf) and A/B runs: only the request/echo exchange on ACTIVE
         // connections (default 1000), out of OPEN held open (default ACTIVE).
@@ -476,7 +497,10 @@ fn main() {
         b.open(0, open);
         b.exchange(active, 20);
         let v: Vec<f64> = (0..repeat).map(|_| b.exchange(active, rounds)).collect();
-        println!("requests only: {active} of {open} connections, {rounds} rounds: ns/request {v:.0?}");
+        report(
+            format!("requests only: {active} of {open} connections, {rounds} rounds: ns/request {v:.0?}"),
+            serde_json::json!({ "figure": "requests_only", "active": active, "open": open, "rounds": rounds, "ns_per_request": v }),
+        );
         return;
     }
     if std::env::var("ONLY").as_deref() == Ok("loadgen") {
@@ -484,9 +508,18 @@ fn main() {
         // connections, default 64) against the echo engine, each side's poll timed on its own.
         let active = env("ACTIVE", 64);
         let v: Vec<(f64, f64)> = (0..repeat).map(|_| loadgen_against_echo(active, rounds * 1000)).collect();
-        println!(
-            "loadgen against echo, {active} connections, {} requests per run: ns/request client, server {v:.0?}",
-            rounds * 1000
+        report(
+            format!(
+                "loadgen against echo, {active} connections, {} requests per run: ns/request client, server {v:.0?}",
+                rounds * 1000
+            ),
+            serde_json::json!({
+                "figure": "loadgen_against_echo",
+                "active": active,
+                "requests": rounds * 1000,
+                "client_ns_per_request": v.iter().map(|r| r.0).collect::<Vec<_>>(),
+                "server_ns_per_request": v.iter().map(|r| r.1).collect::<Vec<_>>(),
+            }),
         );
         return;
     }
@@ -495,7 +528,10 @@ fn main() {
         let mut b = Bench::new(4096);
         b.short(0, 256, 4096);
         let v: Vec<f64> = (0..repeat).map(|_| b.short(0, 256, rounds * 1000)).collect();
-        println!("short connections only: {} per run: ns/connection {v:.0?}", rounds * 1000);
+        report(
+            format!("short connections only: {} per run: ns/connection {v:.0?}", rounds * 1000),
+            serde_json::json!({ "figure": "short_only", "per_run": rounds * 1000, "ns_per_connection": v }),
+        );
         return;
     }
 
@@ -503,13 +539,17 @@ fn main() {
     let mut b = Bench::new(4096);
     b.short(0, 256, 4096); // warm the pools
     let mut v: Vec<f64> = (0..repeat).map(|_| b.short(0, 256, 20_000)).collect();
+    let runs = v.clone();
     let (lo, med, hi) = stats(&mut v);
-    println!(
-        "short connections (connect, 64 B request, 64 B echo, close; 256 at a time): {:.0} ns each = {:.0}k conns/s (min {:.0}k, max {:.0}k)",
-        med,
-        1e6 / med,
-        1e6 / hi,
-        1e6 / lo
+    report(
+        format!(
+            "short connections (connect, 64 B request, 64 B echo, close; 256 at a time): {:.0} ns each = {:.0}k conns/s (min {:.0}k, max {:.0}k)",
+            med,
+            1e6 / med,
+            1e6 / hi,
+            1e6 / lo
+        ),
+        serde_json::json!({ "figure": "short_connections", "parallel": 256, "per_run": 20_000, "ns_per_connection": runs }),
     );
     drop(b);
 
@@ -518,17 +558,31 @@ fn main() {
     b.refuse(100_000); // warm
     let (rss0, slots0) = (rss_mib(), b.engine.stats().slots);
     let mut v: Vec<f64> = (0..repeat).map(|_| b.refuse(max_conns)).collect();
+    let runs = v.clone();
     let (lo, med, hi) = stats(&mut v);
     let st = b.engine.listener_stats(FULL).unwrap();
-    println!(
-        "refusals (SYN to a full backlog, RST at once; {} per run): {med:.0} ns each = {:.2}M/s (min {:.2}M, max {:.2}M); RSS {rss0:.1} -> {:.1} MiB, slots {slots0} -> {}, refused {}",
-        max_conns,
-        1e3 / med,
-        1e3 / hi,
-        1e3 / lo,
-        rss_mib(),
-        b.engine.stats().slots,
-        st.refused
+    let (rss1, slots1) = (rss_mib(), b.engine.stats().slots);
+    report(
+        format!(
+            "refusals (SYN to a full backlog, RST at once; {} per run): {med:.0} ns each = {:.2}M/s (min {:.2}M, max {:.2}M); RSS {rss0:.1} -> {:.1} MiB, slots {slots0} -> {}, refused {}",
+            max_conns,
+            1e3 / med,
+            1e3 / hi,
+            1e3 / lo,
+            rss1,
+            slots1,
+            st.refused
+        ),
+        serde_json::json!({
+            "figure": "refusals",
+            "per_run": max_conns,
+            "ns_per_refusal": runs,
+            "rss_mib_before": rss0,
+            "rss_mib_after": rss1,
+            "slots_before": slots0,
+            "slots_after": slots1,
+            "refused": st.refused,
+        }),
     );
     drop(b);
 
@@ -557,6 +611,7 @@ fn main() {
         ];
         let n = 2_000_000u32;
         let mut line = String::new();
+        let mut costs = Vec::new();
         for (what, f) in &frames {
             let mut v: Vec<f64> = (0..repeat)
                 .map(|_| {
@@ -571,8 +626,14 @@ fn main() {
                 .collect();
             let (_, med, _) = stats(&mut v);
             line.push_str(&format!("{what} {:?} {med:.1} ns; ", b.engine.classify(f)));
+            costs.push(
+                serde_json::json!({ "frame": what, "class": format!("{:?}", b.engine.classify(f)), "median_ns": med }),
+            );
         }
-        println!("classify (embedding, {active} connections open, median of {repeat}): {line}");
+        report(
+            format!("classify (embedding, {active} connections open, median of {repeat}): {line}"),
+            serde_json::json!({ "figure": "classify", "open": active, "frames": costs }),
+        );
     }
 
     // A 1k-connection engine stays beside the growing one; at every step the two are measured
@@ -583,8 +644,10 @@ fn main() {
     let (rx_buf, tx_buf) = (env("RX_BUF", 2048) as usize, env("TX_BUF", 2048) as usize);
     let mut b = Bench::with_buffers(max_conns, rx_buf, tx_buf);
     let mut opened = 0;
-    println!("| established | ns/request (min / median / max) | same run, 1k engine (median) | ratio to 1k | handshake ns | RSS MiB | host steal % (its runs / 1k runs) |");
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    if !json_mode() {
+        println!("| established | ns/request (min / median / max) | same run, 1k engine (median) | ratio to 1k | handshake ns | RSS MiB | host steal % (its runs / 1k runs) |");
+        println!("| --- | --- | --- | --- | --- | --- | --- |");
+    }
     for target in [1_000u32, 10_000, 100_000, 1_000_000] {
         let target = target.min(max_conns);
         if target <= opened {
@@ -610,34 +673,72 @@ fn main() {
             small.push(timed(&mut small_steal, &mut || base.exchange(active, rounds)));
             big.push(timed(&mut big_steal, &mut || b.exchange(active, rounds)));
         }
+        let (big_runs, small_runs) = (big.clone(), small.clone());
         let (lo, med, hi) = stats(&mut big);
         let (_, base_med, _) = stats(&mut small);
         let pct = |(wall, stolen): (Duration, Duration)| 100.0 * stolen.as_secs_f64() / wall.as_secs_f64();
-        println!(
-            "| {target} | {lo:.0} / {med:.0} / {hi:.0} | {base_med:.0} | {:.2} | {hs:.0} | {:.0} | {:.1} / {:.1} |",
-            med / base_med,
-            rss_mib(),
-            pct(big_steal),
-            pct(small_steal)
+        let rss = rss_mib();
+        report(
+            format!(
+                "| {target} | {lo:.0} / {med:.0} / {hi:.0} | {base_med:.0} | {:.2} | {hs:.0} | {:.0} | {:.1} / {:.1} |",
+                med / base_med,
+                rss,
+                pct(big_steal),
+                pct(small_steal)
+            ),
+            serde_json::json!({
+                "figure": "requests",
+                "established": target,
+                "active": active,
+                "ns_per_request": big_runs,
+                "base_established": active,
+                "base_ns_per_request": small_runs,
+                "handshake_ns": hs,
+                "rss_mib": rss,
+                "steal_percent": pct(big_steal),
+                "base_steal_percent": pct(small_steal),
+            }),
         );
         if target == max_conns {
-            println!(
-                "ratio {target}/1000 (median ns/request, interleaved runs): {:.2}   target <= 1.2   ({active} active connections, 64 B each way)",
-                med / base_med
+            report(
+                format!(
+                    "ratio {target}/1000 (median ns/request, interleaved runs): {:.2}   target <= 1.2   ({active} active connections, 64 B each way)",
+                    med / base_med
+                ),
+                serde_json::json!({
+                    "figure": "per_packet_ratio",
+                    "established": target,
+                    "base_established": active,
+                    "ratio": med / base_med,
+                }),
             );
         }
     }
     let s = b.engine.stats();
     let m = b.engine.memory();
     let rss = rss_mib();
-    println!(
-        "memory at {} connections ({rx_buf} B rx + {tx_buf} B tx buffers): RSS {rss:.0} MiB = {:.0} B per connection; engine accounts {} B per pool slot; buffer arena {:.0} MiB in {} chunks, {:.0} MiB of it on hugepages",
-        s.open,
-        rss * 1048576.0 / s.open as f64,
-        m.bytes_per_slot,
-        m.buffers.reserved as f64 / 1048576.0,
-        m.buffers.chunks,
-        m.buffers.on_hugepages as f64 / 1048576.0,
+    report(
+        format!(
+            "memory at {} connections ({rx_buf} B rx + {tx_buf} B tx buffers): RSS {rss:.0} MiB = {:.0} B per connection; engine accounts {} B per pool slot; buffer arena {:.0} MiB in {} chunks, {:.0} MiB of it on hugepages",
+            s.open,
+            rss * 1048576.0 / s.open as f64,
+            m.bytes_per_slot,
+            m.buffers.reserved as f64 / 1048576.0,
+            m.buffers.chunks,
+            m.buffers.on_hugepages as f64 / 1048576.0,
+        ),
+        serde_json::json!({
+            "figure": "memory",
+            "open": s.open,
+            "rx_buffer": rx_buf,
+            "tx_buffer": tx_buf,
+            "rss_mib": rss,
+            "bytes_per_connection": rss * 1048576.0 / s.open as f64,
+            "bytes_per_slot": m.bytes_per_slot,
+            "arena_mib": m.buffers.reserved as f64 / 1048576.0,
+            "arena_chunks": m.buffers.chunks,
+            "arena_hugepages_mib": m.buffers.on_hugepages as f64 / 1048576.0,
+        }),
     );
     if s.open >= 1_000_000 {
         // Hugepages are not in RSS: add the arena's. Pages of normal-page buffers that idle
@@ -645,10 +746,17 @@ fn main() {
         let gib = 1024.0 * 1024.0 * 1024.0;
         let resident = rss * 1048576.0 + m.buffers.on_hugepages as f64;
         let reserved = (m.bytes_per_slot * m.slots) as f64;
-        println!(
-            "1M established connections: {:.2} GiB resident (RSS + hugepages), {:.2} GiB reserved (all memory mapped for them)   target <= 4 GiB",
-            resident / gib,
-            reserved.max(resident) / gib
+        report(
+            format!(
+                "1M established connections: {:.2} GiB resident (RSS + hugepages), {:.2} GiB reserved (all memory mapped for them)   target <= 4 GiB",
+                resident / gib,
+                reserved.max(resident) / gib
+            ),
+            serde_json::json!({
+                "figure": "memory_1m_established",
+                "resident_gib": resident / gib,
+                "reserved_gib": reserved.max(resident) / gib,
+            }),
         );
         // The same connections once each has carried one request and its echo: a touched buffer
         // page is resident from then on (the engine gives no page back while a connection lives).
@@ -661,10 +769,17 @@ fn main() {
             b.settle();
         }
         let rss = rss_mib();
-        println!(
-            "after one 64 B request and echo on each of them ({:.1} s): RSS {rss:.0} MiB; {:.2} GiB resident (RSS + hugepages)   target <= 4 GiB",
-            t.elapsed().as_secs_f64(),
-            (rss * 1048576.0 + m.buffers.on_hugepages as f64) / gib
+        report(
+            format!(
+                "after one 64 B request and echo on each of them ({:.1} s): RSS {rss:.0} MiB; {:.2} GiB resident (RSS + hugepages)   target <= 4 GiB",
+                t.elapsed().as_secs_f64(),
+                (rss * 1048576.0 + m.buffers.on_hugepages as f64) / gib
+            ),
+            serde_json::json!({
+                "figure": "memory_1m_after_one_request",
+                "rss_mib": rss,
+                "resident_gib": (rss * 1048576.0 + m.buffers.on_hugepages as f64) / gib,
+            }),
         );
         // Then idle: the engine gives the pages of connections with empty buffers back after one
         // to two `buffer_idle` periods (engine time; on normal pages only).
@@ -674,16 +789,27 @@ fn main() {
         b.idle(2 * idle + Duration::from_secs(1));
         let rss = rss_mib();
         let r = b.engine.reclaim_stats();
-        println!(
-            "then idle for {} s of engine time (buffer_idle {} s; engine CPU {:.2} s, {:.1} s wall): {} connections open, {} slot buffers given back, {} still held; RSS {rss:.0} MiB; {:.2} GiB resident (RSS + hugepages)   target <= 4 GiB",
-            (2 * idle + Duration::from_secs(1)).as_secs(),
-            idle.as_secs(),
-            (b.engine_time - engine_before).as_secs_f64(),
-            t.elapsed().as_secs_f64(),
-            b.engine.stats().open,
-            r.releases,
-            r.holding,
-            (rss * 1048576.0 + m.buffers.on_hugepages as f64) / gib
+        report(
+            format!(
+                "then idle for {} s of engine time (buffer_idle {} s; engine CPU {:.2} s, {:.1} s wall): {} connections open, {} slot buffers given back, {} still held; RSS {rss:.0} MiB; {:.2} GiB resident (RSS + hugepages)   target <= 4 GiB",
+                (2 * idle + Duration::from_secs(1)).as_secs(),
+                idle.as_secs(),
+                (b.engine_time - engine_before).as_secs_f64(),
+                t.elapsed().as_secs_f64(),
+                b.engine.stats().open,
+                r.releases,
+                r.holding,
+                (rss * 1048576.0 + m.buffers.on_hugepages as f64) / gib
+            ),
+            serde_json::json!({
+                "figure": "memory_1m_after_idle",
+                "idle_secs": (2 * idle + Duration::from_secs(1)).as_secs(),
+                "open": b.engine.stats().open,
+                "buffers_given_back": r.releases,
+                "buffers_held": r.holding,
+                "rss_mib": rss,
+                "resident_gib": (rss * 1048576.0 + m.buffers.on_hugepages as f64) / gib,
+            }),
         );
         assert_eq!(b.engine.stats().open, s.open, "idle connections stay open");
         // They carry on: one more request on a sample of them, echoed on fresh pages.

@@ -23,8 +23,10 @@
 //! The line ends with the hypervisor's steal on each CPU (median share of the runs' wall time, from
 //! `/proc/stat`): the machines are VMs, and the host taking a CPU away slows a run from outside.
 //! `KERNEL=0` skips the Linux runs (to profile the fast path alone); `KERNEL_ONLY=1` makes only
-//! them, printing one line per run with its steal (`control/scripts/bench-wire.sh` interleaves
+//! them, printing one line per run with its steal (the bench driver, `control/bench`, interleaves
 //! them with its two-process runs); `ONLY=short` or `ONLY=persistent` runs that workload alone.
+//! `BENCH_JSON=1` prints each figure as one JSON object a line on stdout instead, with every run's
+//! value, for the bench driver; what is measured is the same.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -47,6 +49,20 @@ const SIZE: usize = 64;
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Whether `BENCH_JSON=1` asks for one JSON object a line per figure in place of the human lines.
+fn json_mode() -> bool {
+    std::env::var("BENCH_JSON").as_deref() == Ok("1")
+}
+
+/// Prints a figure: `human` normally, `json` on one line under `BENCH_JSON=1`.
+fn report(human: String, json: serde_json::Value) {
+    if json_mode() {
+        println!("{json}");
+    } else {
+        println!("{human}");
+    }
 }
 
 fn pin(cpu: usize) {
@@ -387,7 +403,18 @@ fn main() {
                 let taken = HostSteal::now().expect("/proc/stat");
                 let rate = kernel_run(mode, conns, secs);
                 let [s0, s1] = steal_since(&taken);
-                println!("linux {name} ({conns} concurrent, {SIZE} B): {rate:.0} {unit}; host steal CPU 0 / CPU 1: {s0:.1}% / {s1:.1}%");
+                report(
+                    format!("linux {name} ({conns} concurrent, {SIZE} B): {rate:.0} {unit}; host steal CPU 0 / CPU 1: {s0:.1}% / {s1:.1}%"),
+                    serde_json::json!({
+                        "figure": "linux",
+                        "workload": name,
+                        "conns": conns,
+                        "size": SIZE,
+                        "rate": rate,
+                        "unit": unit,
+                        "steal_percent": [s0, s1],
+                    }),
+                );
             }
         }
         return;
@@ -458,9 +485,17 @@ fn main() {
     let mut server = (server_engine, sdev);
     let mut client = (client_engine, cdev);
 
-    println!(
-        "fast path (memif pair, engine per side, one core each; checksums {}) vs Linux (loopback, mio, one core each); {secs} s runs, {repeat} each, interleaved",
-        if unchecked { "none: a trusted memory wire, as Linux's loopback" } else { "computed and checked by smoltcp" }
+    report(
+        format!(
+            "fast path (memif pair, engine per side, one core each; checksums {}) vs Linux (loopback, mio, one core each); {secs} s runs, {repeat} each, interleaved",
+            if unchecked { "none: a trusted memory wire, as Linux's loopback" } else { "computed and checked by smoltcp" }
+        ),
+        serde_json::json!({
+            "figure": "settings",
+            "secs": secs,
+            "repeat": repeat,
+            "checksums": if unchecked { "none" } else { "port" },
+        }),
     );
     for (name, mode, conns, unit) in workloads() {
         let (mut fast, mut kern, mut client_busy, mut server_busy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -485,35 +520,71 @@ fn main() {
             steal[2].push(k0);
             steal[3].push(k1);
         }
+        let runs = serde_json::json!({
+            "fast": fast,
+            "linux": kern,
+            "loadgen_busy_percent": client_busy,
+            "echo_busy_percent": server_busy,
+            "steal_percent_fast": [steal[0], steal[1]],
+            "steal_percent_linux": [steal[2], steal[3]],
+        });
         let [sf0, sf1, sk0, sk1] = steal.each_mut().map(|v| stats(v).1);
         let mut paired: Vec<f64> = fast.iter().zip(&kern).map(|(f, k)| f / k).collect();
+        let paired_runs = paired.clone();
         let (p_lo, p_med, p_hi) = stats(&mut paired);
         let (f_lo, f_med, f_hi) = stats(&mut fast);
         let (k_lo, k_med, k_hi) = stats(&mut kern);
         let (cb, sb) = (stats(&mut client_busy).1, stats(&mut server_busy).1);
-        println!(
-            "{name} ({conns} concurrent, {SIZE} B): fast {f_med:.0} {unit} (min {f_lo:.0}, max {f_hi:.0}); Linux {k_med:.0} (min {k_lo:.0}, max {k_hi:.0}); ratio fast/Linux {:.1}; paired ratios {p_med:.1} (min {p_lo:.1}, max {p_hi:.1}); fast cores busy (medians): load generator {cb:.1}%, echo server {sb:.1}%; host steal on CPU 0 / CPU 1 (medians): fast runs {sf0:.1}% / {sf1:.1}%, Linux runs {sk0:.1}% / {sk1:.1}%",
-            f_med / k_med
+        let mut json = serde_json::json!({
+            "figure": "one_process",
+            "workload": name,
+            "conns": conns,
+            "size": SIZE,
+            "unit": unit,
+            "paired_ratios": paired_runs,
+        });
+        json.as_object_mut().expect("an object").extend(runs.as_object().expect("an object").clone());
+        report(
+            format!(
+                "{name} ({conns} concurrent, {SIZE} B): fast {f_med:.0} {unit} (min {f_lo:.0}, max {f_hi:.0}); Linux {k_med:.0} (min {k_lo:.0}, max {k_hi:.0}); ratio fast/Linux {:.1}; paired ratios {p_med:.1} (min {p_lo:.1}, max {p_hi:.1}); fast cores busy (medians): load generator {cb:.1}%, echo server {sb:.1}%; host steal on CPU 0 / CPU 1 (medians): fast runs {sf0:.1}% / {sf1:.1}%, Linux runs {sk0:.1}% / {sk1:.1}%",
+                f_med / k_med
+            ),
+            json,
         );
     }
     let (s, c) = (server.0.stats(), client.0.stats());
     let (sd, cd) = (server.1.stats(), client.1.stats());
-    println!(
-        "fast path totals: server established {} closed {}; client connected {} failed {}; frames server rx {} tx {} client rx {} tx {}; tx_nombuf {}/{}; tx_queue_full {}/{}; port rx_missed {}/{}",
-        s.established,
-        s.closed,
-        c.connected,
-        c.connect_failed,
-        sd.rx_frames,
-        sd.tx_frames,
-        cd.rx_frames,
-        cd.tx_frames,
-        sd.tx_nombuf,
-        cd.tx_nombuf,
-        sd.tx_queue_full,
-        cd.tx_queue_full,
-        server.1.port().stats().rx_missed,
-        client.1.port().stats().rx_missed
+    let (srx_missed, crx_missed) = (server.1.port().stats().rx_missed, client.1.port().stats().rx_missed);
+    report(
+        format!(
+            "fast path totals: server established {} closed {}; client connected {} failed {}; frames server rx {} tx {} client rx {} tx {}; tx_nombuf {}/{}; tx_queue_full {}/{}; port rx_missed {}/{}",
+            s.established,
+            s.closed,
+            c.connected,
+            c.connect_failed,
+            sd.rx_frames,
+            sd.tx_frames,
+            cd.rx_frames,
+            cd.tx_frames,
+            sd.tx_nombuf,
+            cd.tx_nombuf,
+            sd.tx_queue_full,
+            cd.tx_queue_full,
+            srx_missed,
+            crx_missed
+        ),
+        serde_json::json!({
+            "figure": "totals",
+            "server_established": s.established,
+            "server_closed": s.closed,
+            "client_connected": c.connected,
+            "client_connect_failed": c.connect_failed,
+            "server_frames": [sd.rx_frames, sd.tx_frames],
+            "client_frames": [cd.rx_frames, cd.tx_frames],
+            "tx_nombuf": [sd.tx_nombuf, cd.tx_nombuf],
+            "tx_queue_full": [sd.tx_queue_full, cd.tx_queue_full],
+            "rx_missed": [srx_missed, crx_missed],
+        }),
     );
     drop(server);
     drop(client);

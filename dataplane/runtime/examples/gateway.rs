@@ -17,7 +17,9 @@
 //!     gateway --address 198.18.0.2/24 [--iface-a gwa] [--iface-b gwb] [--file-prefix gateway]
 //!             [--no-engine] [--stats-secs N]
 //! `--no-engine` forwards everything (plain l2fwd), for comparison. It prints counters every
-//! `--stats-secs` seconds (default 1) and totals when SIGINT or SIGTERM stops it.
+//! `--stats-secs` seconds (default 1) and totals when SIGINT or SIGTERM stops it; with
+//! `BENCH_JSON=1` in its environment it prints each of those lines (and the first, once it
+//! forwards) as one JSON object instead, for the bench driver (`control/bench`).
 //! `control/scripts/gateway-demo.sh` runs it between two namespaces.
 
 use std::collections::HashMap;
@@ -30,60 +32,53 @@ use dpdk::clock::TscClock;
 use dpdk::{Burst, Eal, Mbuf, Mempool, MempoolConfig, Port, PortRequest, QueueId};
 use engine::services::ServiceKind;
 use engine::{BacklogPolicy, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull};
+use runtime::device::faults::{FaultPlan, Faults};
 use runtime::device::MbufDevice;
 use runtime::lcore::{Backoff, LoopConfig};
 
+/// A two-port gateway with an embedded echo engine (see the file's documentation).
+#[derive(clap::Parser)]
+#[command(name = "gateway")]
 struct Args {
-    address: Ipv4Addr,
-    prefix_len: u8,
-    ifaces: [String; 2],
+    /// The engine's address and prefix length, like 198.18.0.2/24.
+    #[arg(long, value_parser = parse_cidr)]
+    address: (Ipv4Addr, u8),
+    /// The tap interface of side A.
+    #[arg(long = "iface-a", default_value = "gwa")]
+    iface_a: String,
+    /// The tap interface of side B.
+    #[arg(long = "iface-b", default_value = "gwb")]
+    iface_b: String,
+    /// DPDK's file prefix (two gateways at once need two).
+    #[arg(long, default_value = "gateway")]
     file_prefix: String,
-    engine: bool,
-    stats: Duration,
+    /// Forward everything, classify nothing: a plain l2fwd (the baseline of the gateway bench).
+    #[arg(long)]
+    no_engine: bool,
+    /// Seconds between statistics lines.
+    #[arg(long, default_value_t = 1)]
+    stats_secs: u64,
+    /// A faulty wire between the sides (for loss benchmarks): frames lost, in percent, each way.
+    #[arg(long, default_value_t = 0.0)]
+    loss_percent: f64,
+    /// Frames followed by a copy, in percent, each way.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate_percent: f64,
+    /// Frames held back 0.5 ms so that later ones overtake them, in percent, each way.
+    #[arg(long, default_value_t = 0.0)]
+    reorder_percent: f64,
+    /// The seed of the faulty wire's draws.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
-fn usage(why: &str) -> ! {
-    eprintln!(
-        "gateway: {why}\nusage: gateway --address A.B.C.D/N [--iface-a NAME] [--iface-b NAME] \
-         [--file-prefix NAME] [--no-engine] [--stats-secs N]"
-    );
-    std::process::exit(2)
-}
-
-fn parse_args() -> Args {
-    let mut a = Args {
-        address: Ipv4Addr::UNSPECIFIED,
-        prefix_len: 0,
-        ifaces: ["gwa".into(), "gwb".into()],
-        file_prefix: "gateway".into(),
-        engine: true,
-        stats: Duration::from_secs(1),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
-        match flag.as_str() {
-            "--address" => {
-                let v = value();
-                let (ip, len) = v.split_once('/').unwrap_or_else(|| usage(&format!("--address {v:?}: A.B.C.D/N")));
-                a.address = ip.parse().unwrap_or_else(|_| usage(&format!("--address {v:?}: bad address")));
-                a.prefix_len = len.parse().unwrap_or_else(|_| usage(&format!("--address {v:?}: bad prefix length")));
-            }
-            "--iface-a" => a.ifaces[0] = value(),
-            "--iface-b" => a.ifaces[1] = value(),
-            "--file-prefix" => a.file_prefix = value(),
-            "--no-engine" => a.engine = false,
-            "--stats-secs" => {
-                let v = value();
-                a.stats = Duration::from_secs(v.parse().unwrap_or_else(|_| usage(&format!("--stats-secs {v:?}"))));
-            }
-            other => usage(&format!("unknown argument {other:?}")),
-        }
-    }
-    if a.address.is_unspecified() {
-        usage("--address is required");
-    }
-    a
+/// `A.B.C.D/N`.
+fn parse_cidr(v: &str) -> Result<(Ipv4Addr, u8), String> {
+    let (ip, len) = v.split_once('/').ok_or_else(|| format!("{v:?}: expected A.B.C.D/N"))?;
+    let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{v:?}: bad address"))?;
+    let len: u8 =
+        len.parse().ok().filter(|l| (1..=32).contains(l)).ok_or_else(|| format!("{v:?}: bad prefix length"))?;
+    Ok((ip, len))
 }
 
 /// What the loop did.
@@ -127,8 +122,37 @@ impl Out<'_> {
     }
 }
 
+/// Whether `BENCH_JSON=1` asks for one JSON object a line in place of the human lines.
+fn json_mode() -> bool {
+    std::env::var("BENCH_JSON").as_deref() == Ok("1")
+}
+
+/// Prints a line: `human` normally, `json` on one line under `BENCH_JSON=1`.
+fn report(human: String, json: serde_json::Value) {
+    if json_mode() {
+        println!("{json}");
+    } else {
+        println!("{human}");
+    }
+}
+
 fn main() {
-    let args = parse_args();
+    let args = <Args as clap::Parser>::parse();
+    let (address, prefix_len) = args.address;
+    let ifaces = [args.iface_a.clone(), args.iface_b.clone()];
+    let engine_on = !args.no_engine;
+    let stats_every = Duration::from_secs(args.stats_secs);
+    let percent = |p: f64| p.clamp(0.0, 100.0) / 100.0;
+    let plan = FaultPlan {
+        loss: percent(args.loss_percent),
+        duplicate: percent(args.duplicate_percent),
+        reorder: percent(args.reorder_percent),
+        delay: Duration::ZERO,
+    };
+    // One faulty direction per side's way out: frames forwarded to side B, and to side A.
+    let mut faults: Option<[Faults<Mbuf>; 2]> =
+        plan.is_active().then(|| [Faults::new(plan, args.seed), Faults::new(plan, args.seed.wrapping_add(1))]);
+    let start = StdInstant::now();
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).expect("installing a signal handler");
@@ -143,8 +167,8 @@ fn main() {
         format!("--file-prefix={}", args.file_prefix),
         "-l".into(),
         "0".into(),
-        format!("--vdev=net_tap0,iface={}", args.ifaces[0]),
-        format!("--vdev=net_tap1,iface={}", args.ifaces[1]),
+        format!("--vdev=net_tap0,iface={}", ifaces[0]),
+        format!("--vdev=net_tap1,iface={}", ifaces[1]),
     ];
     let eal = Eal::init(&eal_args).unwrap_or_else(|e| {
         eprintln!("gateway: {e}");
@@ -166,7 +190,7 @@ fn main() {
     // The embedded engine: its own config, a device the loop hands frames to, the loop's clock.
     let clock = TscClock::new(&eal);
     let now = || EngineInstant::from_micros(clock.micros());
-    let mut cfg: EngineConfig = EngineConfig::new(ports[0].mac(), args.address, args.prefix_len);
+    let mut cfg: EngineConfig = EngineConfig::new(ports[0].mac(), address, prefix_len);
     cfg.listeners = vec![ListenerSpec {
         port: 7,
         service: ServiceKind::Echo,
@@ -182,13 +206,21 @@ fn main() {
         eprintln!("gateway: {e}");
         std::process::exit(2)
     });
-    println!(
-        "gateway: forwarding {} <-> {}, engine at {}/{} ({}), echo on port 7",
-        args.ifaces[0],
-        args.ifaces[1],
-        args.address,
-        args.prefix_len,
-        if args.engine { "on" } else { "off: plain l2fwd" }
+    report(
+        format!(
+            "gateway: forwarding {} <-> {}, engine at {}/{} ({}), echo on port 7",
+            ifaces[0],
+            ifaces[1],
+            address,
+            prefix_len,
+            if engine_on { "on" } else { "off: plain l2fwd" }
+        ),
+        serde_json::json!({
+            "event": "forwarding",
+            "ifaces": ifaces,
+            "address": format!("{address}/{prefix_len}"),
+            "engine": engine_on,
+        }),
     );
 
     let mut learned: HashMap<[u8; 6], usize> = HashMap::new();
@@ -210,15 +242,27 @@ fn main() {
                         learned.insert(src, p);
                     }
                 }
-                if args.engine && engine.classify(m.data()).is_ours() {
+                if engine_on && engine.classify(m.data()).is_ours() {
                     match dev.handle(m) {
                         Ok(()) => c.to_engine += 1,
                         Err(m) => drop(m), // the engine's queue is full: dropped
                     }
                 } else {
                     c.forwarded[p] += 1;
-                    out.send(1 - p, m);
+                    match &mut faults {
+                        None => out.send(1 - p, m),
+                        Some(f) => {
+                            let now_us = start.elapsed().as_micros() as i64;
+                            f[1 - p].push(m, now_us, |m| pool.alloc_copy(m.data()), &mut |m| out.send(1 - p, m));
+                        }
+                    }
                 }
+            }
+        }
+        if let Some(f) = &mut faults {
+            let now_us = start.elapsed().as_micros() as i64;
+            for (side, dir) in f.iter_mut().enumerate() {
+                dir.release(now_us, &mut |m| out.send(side, m));
             }
         }
         let deadline = engine.poll(now(), &mut dev);
@@ -239,16 +283,33 @@ fn main() {
         moved += out.flush(0) + out.flush(1);
         c.tx_dropped = out.dropped;
 
-        if last.elapsed() >= args.stats {
+        if last.elapsed() >= stats_every {
             let secs = last.elapsed().as_secs_f64();
-            println!(
-                "gateway: a->b {:.0} pps, b->a {:.0} pps, engine in {:.0} out {:.0} fps, open {}, tx dropped {}",
+            let rates = [
                 (c.forwarded[0] - last_c.forwarded[0]) as f64 / secs,
                 (c.forwarded[1] - last_c.forwarded[1]) as f64 / secs,
                 (c.to_engine - last_c.to_engine) as f64 / secs,
                 (c.from_engine - last_c.from_engine) as f64 / secs,
-                engine.stats().open,
-                c.tx_dropped
+            ];
+            report(
+                format!(
+                    "gateway: a->b {:.0} pps, b->a {:.0} pps, engine in {:.0} out {:.0} fps, open {}, tx dropped {}",
+                    rates[0],
+                    rates[1],
+                    rates[2],
+                    rates[3],
+                    engine.stats().open,
+                    c.tx_dropped
+                ),
+                serde_json::json!({
+                    "event": "stats",
+                    "a_to_b_pps": rates[0],
+                    "b_to_a_pps": rates[1],
+                    "engine_in_fps": rates[2],
+                    "engine_out_fps": rates[3],
+                    "open": engine.stats().open,
+                    "tx_dropped": c.tx_dropped,
+                }),
             );
             (last, last_c) = (StdInstant::now(), c);
         }
@@ -259,9 +320,20 @@ fn main() {
         }
     }
     let e = engine.stats();
-    println!(
-        "gateway: totals: forwarded a->b {} b->a {}, engine in {} out {}, established {}, refused {}, tx dropped {}",
-        c.forwarded[0], c.forwarded[1], c.to_engine, c.from_engine, e.established, e.no_listener, c.tx_dropped
+    report(
+        format!(
+            "gateway: totals: forwarded a->b {} b->a {}, engine in {} out {}, established {}, refused {}, tx dropped {}",
+            c.forwarded[0], c.forwarded[1], c.to_engine, c.from_engine, e.established, e.no_listener, c.tx_dropped
+        ),
+        serde_json::json!({
+            "event": "totals",
+            "forwarded": c.forwarded,
+            "engine_in": c.to_engine,
+            "engine_out": c.from_engine,
+            "established": e.established,
+            "refused": e.no_listener,
+            "tx_dropped": c.tx_dropped,
+        }),
     );
     drop(out);
     drop(ports);

@@ -8,22 +8,28 @@ use engine::EngineInstant as Instant;
 use crate::bridge::{conn_of, fail, Command, Commands, ConnShared, ConnectRequest};
 use crate::{Engine, Service, Session};
 
+/// Connects waiting for their 4-tuple to leave TIME_WAIT, at most, per engine: one more fails at
+/// once with EADDRINUSE (the error a reconnect gets when it may not wait, C4).
+pub const MAX_DEFERRED: usize = 4096;
+
 /// An engine's command queue and what its core keeps for it: wakes that overflowed the queue, and
 /// connects that wait for their 4-tuple to leave TIME_WAIT (SEMANTICS C6). Run it before each
 /// [`Engine::poll`](engine::Engine::poll) with [`Attachment::run`]; the per-core loop
 /// ([`crate::lcore::Lane`]) does.
 pub struct Attachment {
     commands: Arc<Commands>,
-    /// Connects waiting for their 4-tuple to leave TIME_WAIT, with when it does. Bounded by the
-    /// command queue's producers: one per connect an application made.
+    /// Connects waiting for their 4-tuple to leave TIME_WAIT, with when it does; at most
+    /// [`MAX_DEFERRED`].
     deferred: Vec<(Instant, ConnectRequest)>,
+    /// Connects failed because `deferred` was full.
+    pub deferred_rejected: u64,
     /// Kept between turns to reuse its allocation.
     wakes: Vec<Arc<ConnShared>>,
 }
 
 impl Attachment {
     pub fn new(commands: Arc<Commands>) -> Attachment {
-        Attachment { commands, deferred: Vec::new(), wakes: Vec::new() }
+        Attachment { commands, deferred: Vec::new(), wakes: Vec::new(), deferred_rejected: 0 }
     }
 
     /// The queue other threads push to.
@@ -48,14 +54,20 @@ impl Attachment {
                     let _ = reply.send(res.map(|_| ()));
                 }
                 Command::Unlisten(port) => engine.unlisten(port),
-                Command::Connect(req) => connect(engine, &mut self.deferred, now, req),
+                Command::Connect(req) => {
+                    if !connect(engine, &mut self.deferred, now, req) {
+                        self.deferred_rejected += 1;
+                    }
+                }
             }
         }
         if self.deferred.iter().any(|d| d.0 <= now) {
             let (due, later): (Vec<_>, Vec<_>) = self.deferred.drain(..).partition(|d| d.0 <= now);
             self.deferred = later;
             for (_, req) in due {
-                connect(engine, &mut self.deferred, now, req);
+                if !connect(engine, &mut self.deferred, now, req) {
+                    self.deferred_rejected += 1;
+                }
             }
         }
     }
@@ -77,13 +89,25 @@ fn wake(engine: &mut Engine, shared: &Arc<ConnShared>) {
 }
 
 /// Opens a bridged connection; failures end it at once with the reason the application sees.
-fn connect(engine: &mut Engine, deferred: &mut Vec<(Instant, ConnectRequest)>, now: Instant, req: ConnectRequest) {
+/// Returns `false` if it had to wait for TIME_WAIT and the waiting list was full (it failed with
+/// EADDRINUSE).
+fn connect(
+    engine: &mut Engine,
+    deferred: &mut Vec<(Instant, ConnectRequest)>,
+    now: Instant,
+    req: ConnectRequest,
+) -> bool {
     // SEMANTICS C6: a reconnect from a bound port to the same remote waits out the previous
     // 4-tuple's TIME_WAIT.
     if let Some(l) = req.local.filter(|l| l.port() != 0) {
         if let Some(until) = engine.time_wait_expiry(l, req.remote, now) {
+            if deferred.len() >= MAX_DEFERRED {
+                let local = std::net::SocketAddrV4::new(*l.ip(), l.port());
+                fail(req.end.shared(), &engine::ConnectError::TimeWait { local, remote: req.remote, until });
+                return false;
+            }
             deferred.push((until, req));
-            return;
+            return true;
         }
     }
     let ConnectRequest { end, local, remote, timeout } = req;
@@ -91,4 +115,5 @@ fn connect(engine: &mut Engine, deferred: &mut Vec<(Instant, ConnectRequest)>, n
     if let Err(e) = engine.connect_from(now, local, remote, timeout, Session::Bridge(end)) {
         fail(&shared, &e);
     }
+    true
 }

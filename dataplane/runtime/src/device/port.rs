@@ -261,6 +261,12 @@ impl<'p> PortDevice<'p> {
         }
     }
 
+    /// Frames built and not yet taken by the port's tx queue (a process about to exit waits for
+    /// them, or its last segments, the final ACKs among them, are lost).
+    pub fn tx_pending(&self) -> usize {
+        self.dev.pending().1 + self.tx.len() + self.faults.as_ref().map_or(0, |f| f.out.len() + f.tx.held())
+    }
+
     pub fn port(&self) -> &Port {
         self.port
     }

@@ -1,10 +1,20 @@
-//! One listener over both providers (SEMANTICS L1–L5, A1–A4).
+//! One listener over both providers (SEMANTICS L1–L5, A1–A5).
+//!
+//! A listener has two sides. The application calls [`Listener::accept`],
+//! [`Listener::post_accept`], [`Listener::completion`] and waits on the listener's fd. The
+//! listener's worker, a thread of its own, does what AcceptEx leaves to the system once accepts
+//! are posted: it gives each arriving connection to a posted accept, completes the accept when
+//! first data comes (A2), resets silent clients when their time is up (A4) and moves the
+//! automatic mode's count up and down (A3), whether or not the application calls in. Both sides
+//! run the same code under the listener's lock ([`Shared::pump`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use runtime::bridge::{Command, ListenError, ListenerShared};
@@ -25,7 +35,9 @@ pub struct ListenOptions {
     /// Backlog values above this are clamped to it (B5).
     pub max_backlog: usize,
     /// SEMANTICS A4: a connection matched to a posted accept with a receive length that has sent
-    /// nothing after this long is closed (RST) and counted; its posted accept waits on.
+    /// nothing this long after its handshake completed (its connect time, A5, not the time it
+    /// was matched) is reset (RST) and counted; its posted accept waits on for the next client.
+    /// The listener's worker thread does it on time, whether or not the application calls in.
     pub silent_limit: Option<Duration>,
     /// Accept TCP Fast Open on the kernel listener (TCP_FASTOPEN).
     pub fast_open: bool,
@@ -82,34 +94,93 @@ pub struct ListenerCounters {
     pub abandoned: u64,
     /// Accepts the automatic mode posted (A3).
     pub auto_posted: u64,
+    /// Accepts the automatic mode posted and then gave back unused, because posted accepts sat
+    /// unused for a whole period (A3).
+    pub auto_released: u64,
+    /// How many accepts the automatic mode keeps posted now (0 when it is off).
+    pub auto_target: usize,
     /// Posted accepts waiting for a connection, and matched ones waiting for first data.
     pub posted: usize,
     pub matched: usize,
 }
 
-const TOKEN_KERNEL: u64 = 0;
-const TOKEN_FAST: u64 = 1;
-const TOKEN_TIMER: u64 = 2;
-const TOKEN_DONE: u64 = 3;
-const FIRST_CONN_TOKEN: u64 = 16;
-
-struct Matched {
-    id: u64,
-    receive_len: usize,
-    socket: Socket,
-    since: Instant,
+/// The automatic mode's settings (SEMANTICS A3), for [`Listener::set_auto`].
+///
+/// The mode keeps a target number of accepts posted and waiting for connections, each with
+/// `receive_len`, topping them up after every batch of arrivals:
+/// - it grows: an arrival that finds no posted accept waiting doubles the target (at most
+///   `max`) and is given one of the new accepts at once;
+/// - it shrinks: at the end of every `shrink_after` period in which no arrival found the posted
+///   accepts used up, the fewest that sat waiting at any time of the period were not needed;
+///   the target drops by half of them (at least `min`), and the newest auto-posted accepts over
+///   the target are given back ([`ListenerCounters::auto_released`]).
+///
+/// So the target follows the largest batch of connections that arrives between two looks of the
+/// listener's worker: it doubles within one batch when arrivals outrun it, and halves its unused
+/// margin every period when they fall. Posted plus matched accepts (matched: a connection waiting
+/// for its first data) never exceed `max`; at `max`, arrivals wait in the provider's queue and the
+/// accept event fires for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AutoPost {
+    /// The receive length of each accept posted (A2; 0: complete at the connection).
+    pub receive_len: usize,
+    /// The fewest accepts kept posted, however few are used.
+    pub min: usize,
+    /// The most accepts outstanding (posted and matched) that the mode makes; 0 turns it off.
+    pub max: usize,
+    /// How long a period is: posted accepts unused for a whole period are given back by half.
+    pub shrink_after: Duration,
 }
 
-#[derive(Clone, Copy)]
-struct Auto {
+impl Default for AutoPost {
+    fn default() -> Self {
+        AutoPost { receive_len: 0, min: 1, max: 64, shrink_after: Duration::from_secs(1) }
+    }
+}
+
+// Tokens of the application's epoll.
+
+mod pump;
+
+const TOKEN_KERNEL: u64 = 0;
+const TOKEN_FAST: u64 = 1;
+const TOKEN_EVENT: u64 = 2;
+// Tokens of the worker's epoll (TOKEN_KERNEL and TOKEN_FAST move there in worker mode).
+const TOKEN_TIMER: u64 = 3;
+const TOKEN_STOP: u64 = 4;
+const FIRST_CONN_TOKEN: u64 = 16;
+
+/// A posted accept (A1): its id, receive length, and whether the automatic mode posted it (then
+/// the mode may give it back).
+#[derive(Clone, Copy, Debug)]
+struct Posted {
+    id: u64,
     receive_len: usize,
-    max: usize,
+    auto: bool,
+}
+
+/// A posted accept with a connection, waiting for the connection's first data (A2).
+struct Matched {
+    posted: Posted,
+    socket: Socket,
+    /// A4: when the connection counts as silent (its handshake plus the limit).
+    deadline: Option<Instant>,
+}
+
+/// The automatic mode's state (A3).
+struct Auto {
+    cfg: AutoPost,
     target: usize,
+    /// The fewest posted accepts left waiting after a batch of arrivals, this period.
+    low_water: usize,
+    /// An arrival found no posted accept this period.
+    starved: bool,
+    period_end: Instant,
 }
 
 #[derive(Default)]
 struct State {
-    posted: VecDeque<(u64, usize)>,
+    posted: VecDeque<Posted>,
     matched: HashMap<u64, Matched>,
     done: VecDeque<AcceptCompletion>,
     auto: Option<Auto>,
@@ -119,35 +190,71 @@ struct State {
     /// Which provider `take_incoming` looks at first (they take turns).
     fast_first: bool,
     ready: Vec<u64>,
+    /// Accepts have been posted: the worker watches for arrivals, and the application's fd shows
+    /// only `Shared::event`.
+    worker_mode: bool,
+    /// Whether `Shared::event` is signalled.
+    event_up: bool,
+    /// What the timer is armed for.
+    timer_at: Option<Instant>,
 }
 
 type Condition = Box<dyn Fn(&Peer) -> bool + Send + Sync>;
 
-/// A listener of the switch: a kernel listener, plus a fast-path one on the same port when the
-/// address is a fast-path port's or the wildcard (SEMANTICS L1–L3). Connections from both come
-/// out of [`Listener::accept`] or complete posted accepts.
-///
-/// The listener's fd ([`AsFd`]) is readable while a connection waits with no posted accept for
-/// it, while a completion waits, or when a silent client's time is up (L5, A3, A4): wait on it,
-/// then call `accept` or `completion` until `WouldBlock`. It is an epoll fd, so it nests in
-/// epoll, mio and tokio's `AsyncFd`.
-pub struct Listener {
+/// What the application's calls and the listener's worker share.
+struct Shared {
     switch: Switch,
     local: SocketAddr,
     kernel: socket2::Socket,
     fast: Option<Arc<ListenerShared>>,
     fast_event: Option<Arc<EventNotify>>,
+    /// The application's accept event (the listener's fd).
     epoll: sys::Epoll,
+    /// Signalled while a completion waits, or (in worker mode) while a connection waits with no
+    /// posted accept for it; a member of `epoll`.
+    event: sys::EventFd,
+    /// What the worker waits on: the timer, `stop`, and in worker mode arrivals (edge-triggered)
+    /// and matched connections.
+    work: sys::Epoll,
     timer: sys::TimerFd,
-    done_event: sys::EventFd,
+    stop: sys::EventFd,
+    stopping: AtomicBool,
     silent_limit: Option<Duration>,
     condition: Mutex<Option<Condition>>,
     state: Mutex<State>,
 }
 
+/// A listener of the switch: a kernel listener, plus a fast-path one on the same port when the
+/// address is a fast-path port's or the wildcard (SEMANTICS L1–L3). Connections from both come
+/// out of [`Listener::accept`] or complete posted accepts.
+///
+/// The listener's fd ([`AsFd`]) is readable exactly while a completion waits, or a connection
+/// waits with no posted accept to take it (L5, A3): wait on it, then call `accept` or
+/// `completion` until `WouldBlock`. A connection that a posted accept takes does not make it
+/// readable, nor does a silent client being reset (A4): that is the worker's business. It is an
+/// epoll fd, so it nests in epoll, mio and tokio's `AsyncFd`.
+///
+/// # The worker
+///
+/// Each listener has one thread of its own, started by [`Switch::listen`] and joined when the
+/// listener is dropped. Until the first [`Listener::post_accept`] or [`Listener::set_auto`] it only
+/// sleeps: the provider's listeners are members of the application's fd, and `accept` takes from
+/// them directly. From then on the provider's listeners move to the worker's own epoll
+/// (edge-triggered), and the worker wakes once per arrival, once per first data of a matched
+/// connection, and at the next silent client's deadline (A4) or the automatic mode's period end
+/// (A3), each time taking the listener's lock for one round of matching, completing and reaping.
+/// Its cost: one thread per listener (a 256 KiB stack reserved, a few pages of it used), four
+/// more fds, and a context switch per arrival once accepts are posted. A silent client is reset
+/// within a scheduling delay of its deadline (a timerfd on CLOCK_MONOTONIC), on either provider:
+/// a fast-path reset is a command to the connection's engine, sent on its next turn.
+pub struct Listener {
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+}
+
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listener").field("local", &self.local).field("providers", &self.providers()).finish()
+        f.debug_struct("Listener").field("local", &self.shared.local).field("providers", &self.providers()).finish()
     }
 }
 
@@ -174,10 +281,13 @@ impl Listener {
 
         let epoll = sys::Epoll::new()?;
         epoll.add(kernel.as_fd(), TOKEN_KERNEL, false)?;
+        let event = sys::EventFd::new()?;
+        epoll.add(event.as_fd(), TOKEN_EVENT, false)?;
+        let work = sys::Epoll::new()?;
         let timer = sys::TimerFd::new()?;
-        epoll.add(timer.as_fd(), TOKEN_TIMER, false)?;
-        let done_event = sys::EventFd::new()?;
-        epoll.add(done_event.as_fd(), TOKEN_DONE, false)?;
+        work.add(timer.as_fd(), TOKEN_TIMER, false)?;
+        let stop = sys::EventFd::new()?;
+        work.add(stop.as_fd(), TOKEN_STOP, false)?;
 
         // L2: and a fast-path listener on the same port, for a fast-path address or the wildcard.
         let (mut fast, mut fast_event) = (None, None);
@@ -216,41 +326,53 @@ impl Listener {
                     }
                 }
             }
-            if let Err(e) = result {
+            let registered = result.and_then(|()| epoll.add(notify.fd(), TOKEN_FAST, false));
+            if let Err(e) = registered {
                 // Undo it where it was done; the engines that refused keep their own listener.
                 for q in listening {
                     let _ = push(q, Command::Unlisten(local.port()));
                 }
                 return Err(e);
             }
-            epoll.add(notify.fd(), TOKEN_FAST, false)?;
             fast = Some(shared);
             fast_event = Some(notify);
         }
-        Ok(Listener {
+        let shared = Arc::new(Shared {
             switch,
             local,
             kernel,
             fast,
             fast_event,
             epoll,
+            event,
+            work,
             timer,
-            done_event,
+            stop,
+            stopping: AtomicBool::new(false),
             silent_limit: opts.silent_limit,
             condition: Mutex::new(None),
             state: Mutex::new(State { next_token: FIRST_CONN_TOKEN, ..Default::default() }),
-        })
+        });
+        let mut listener = Listener { shared: shared.clone(), worker: None };
+        // From here on a failure drops `listener`, which undoes the fast-path listener.
+        let worker = std::thread::Builder::new()
+            .name(format!("sy-accept-{}", local.port()))
+            .stack_size(256 * 1024)
+            .spawn(move || shared.work_loop())
+            .map_err(|e| kernel_error(e, format!("start the worker of the listener on {local}")))?;
+        listener.worker = Some(worker);
+        Ok(listener)
     }
 
     /// The address listened on (with the port the kernel chose for port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local
+        self.shared.local
     }
 
     /// The providers this listener takes connections from (L2).
     pub fn providers(&self) -> Vec<Provider> {
         let mut v = vec![Provider::Kernel];
-        if self.fast.is_some() {
+        if self.shared.fast.is_some() {
             v.push(Provider::Fast);
         }
         v
@@ -266,11 +388,7 @@ impl Listener {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn set_accept_condition(&self, f: impl Fn(&Peer) -> bool + Send + Sync + 'static) {
-        *self.condition.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        *self.shared.condition.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(f));
     }
 
     /// Takes a waiting connection (L5): never blocks; `WouldBlock` when none waits.
@@ -286,16 +404,18 @@ impl Listener {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn accept(&self) -> io::Result<Socket> {
-        let mut st = self.lock();
-        self.pump(&mut st);
-        let r = self.take_incoming(&mut st).ok_or_else(|| io::ErrorKind::WouldBlock.into());
-        self.update_done(&st);
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        sh.pump(&mut st);
+        let r = sh.take_incoming(&mut st).ok_or_else(|| io::ErrorKind::WouldBlock.into());
+        sh.update_event(&mut st);
         r
     }
 
     /// Posts an accept (A1): it completes with the next connection, and with `receive_len > 0`
     /// only once that connection's first data has arrived (A2), delivered with it. Returns the
-    /// id its [`AcceptCompletion`] will carry.
+    /// id its [`AcceptCompletion`] will carry. The listener's worker gives connections to posted
+    /// accepts as they arrive, without the application's help.
     ///
     /// ```no_run
     /// # let switch = control::switch::Switch::kernel_only();
@@ -308,17 +428,18 @@ impl Listener {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn post_accept(&self, receive_len: usize) -> u64 {
-        let mut st = self.lock();
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        sh.enter_worker_mode(&mut st);
         let id = st.next_id;
         st.next_id += 1;
-        st.posted.push_back((id, receive_len));
-        self.pump(&mut st);
+        st.posted.push_back(Posted { id, receive_len, auto: false });
+        sh.pump(&mut st);
         id
     }
 
-    /// Automatic mode (A3): when a connection arrives with no posted accept waiting, the switch
-    /// posts more, doubling the number outstanding up to `max`, each with `receive_len`.
-    /// `max = 0` turns it off.
+    /// Automatic mode (A3) with a floor of one posted accept and a period of one second: see
+    /// [`AutoPost`] and [`Listener::set_auto`]. `max = 0` turns it off.
     ///
     /// ```no_run
     /// # let switch = control::switch::Switch::kernel_only();
@@ -333,238 +454,97 @@ impl Listener {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn set_auto_post(&self, receive_len: usize, max: usize) {
-        let mut st = self.lock();
-        st.auto = (max > 0).then_some(Auto { receive_len, max, target: 1 });
-        self.pump(&mut st);
+        self.set_auto(Some(AutoPost { receive_len, max, ..AutoPost::default() }));
+    }
+
+    /// Turns the automatic mode (A3) on with these settings, or off with `None` (or `max` 0).
+    /// Accepts it posted earlier stay posted until they complete or the new settings give them
+    /// back.
+    ///
+    /// ```no_run
+    /// # use control::switch::AutoPost;
+    /// # use std::time::Duration;
+    /// # let switch = control::switch::Switch::kernel_only();
+    /// # let listener = switch.listen("0.0.0.0:7007".parse().unwrap(), Default::default())?;
+    /// listener.set_auto(Some(AutoPost { receive_len: 4096, min: 4, max: 256, shrink_after: Duration::from_secs(2) }));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn set_auto(&self, cfg: Option<AutoPost>) {
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        st.auto = cfg.filter(|c| c.max > 0).map(|c| {
+            let cfg =
+                AutoPost { min: c.min.min(c.max), shrink_after: c.shrink_after.max(Duration::from_millis(1)), ..c };
+            Auto {
+                cfg,
+                target: cfg.min,
+                low_water: usize::MAX,
+                starved: false,
+                period_end: Instant::now() + cfg.shrink_after,
+            }
+        });
+        if st.auto.is_some() {
+            sh.enter_worker_mode(&mut st);
+            sh.fit_to_target(&mut st);
+        }
+        sh.pump(&mut st);
     }
 
     /// The next completed posted accept; `WouldBlock` when none has completed.
     pub fn completion(&self) -> io::Result<AcceptCompletion> {
-        let mut st = self.lock();
-        self.pump(&mut st);
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        sh.pump(&mut st);
         let r = st.done.pop_front().ok_or_else(|| io::ErrorKind::WouldBlock.into());
-        self.update_done(&st);
+        sh.update_event(&mut st);
         r
     }
 
     /// Waits until the listener's fd is readable or `timeout` passes; returns whether it is.
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
-        sys::wait_fd(self.epoll.as_fd(), false, timeout)
+        sys::wait_fd(self.shared.epoll.as_fd(), false, timeout)
     }
 
     pub fn counters(&self) -> ListenerCounters {
-        let mut st = self.lock();
-        self.pump(&mut st);
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        sh.pump(&mut st);
         let mut c = st.counters;
-        if let Some(f) = &self.fast {
-            c.refused = f.refused.load(std::sync::atomic::Ordering::Relaxed);
-            c.dropped = f.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(f) = &sh.fast {
+            c.refused = f.refused.load(Ordering::Relaxed);
+            c.dropped = f.dropped.load(Ordering::Relaxed);
             c.queued_fast = f.queued();
         }
         c.posted = st.posted.len();
         c.matched = st.matched.len();
+        c.auto_target = st.auto.as_ref().map_or(0, |a| a.target);
         c
-    }
-
-    /// The next connection from either provider that the accept condition lets in.
-    fn take_incoming(&self, st: &mut State) -> Option<Socket> {
-        loop {
-            st.fast_first = !st.fast_first;
-            let (socket, peer) = if st.fast_first {
-                self.take_fast(st).or_else(|| self.take_kernel(st))?
-            } else {
-                self.take_kernel(st).or_else(|| self.take_fast(st))?
-            };
-            let condition = self.condition.lock().unwrap_or_else(|p| p.into_inner());
-            if condition.as_ref().is_none_or(|f| f(&peer)) {
-                return Some(socket);
-            }
-            st.counters.rejected += 1;
-            socket.abort();
-        }
-    }
-
-    fn take_kernel(&self, st: &mut State) -> Option<(Socket, Peer)> {
-        loop {
-            match self.kernel.accept() {
-                Ok((s, addr)) => {
-                    let Some(remote) = addr.as_socket() else { continue };
-                    if s.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    let _ = s.set_tcp_nodelay(true);
-                    let local = s.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(self.local);
-                    st.counters.accepted_kernel += 1;
-                    let peer = Peer { remote, local, provider: Provider::Kernel };
-                    return Some((Socket::accepted(self.switch.clone(), Conn::Kernel(s), local, remote), peer));
-                }
-                // A connection reset while queued, say: the next one.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                Err(_) => return None,
-            }
-        }
-    }
-
-    fn take_fast(&self, st: &mut State) -> Option<(Socket, Peer)> {
-        let f = self.fast.as_ref()?;
-        let c = f.pop()?;
-        let (local, remote) = (SocketAddr::V4(c.local), SocketAddr::V4(c.remote));
-        let conn = fast_conn(c.end).ok()?;
-        st.counters.accepted_fast += 1;
-        Some((
-            Socket::accepted(self.switch.clone(), conn, local, remote),
-            Peer { remote, local, provider: Provider::Fast },
-        ))
-    }
-
-    /// Moves posted accepts along: matches waiting connections to them, completes those whose
-    /// first data came, closes silent clients, posts more in automatic mode.
-    fn pump(&self, st: &mut State) {
-        // First data for matched connections.
-        let mut ready = std::mem::take(&mut st.ready);
-        self.epoll.ready(&mut ready);
-        for token in ready.drain(..) {
-            if token >= FIRST_CONN_TOKEN {
-                self.try_first_data(st, token);
-            }
-        }
-        st.ready = ready;
-        // Waiting connections into posted accepts.
-        loop {
-            if st.posted.is_empty() {
-                // A3: a connection arriving with no posted accept waiting makes the automatic
-                // mode post more.
-                let Some(auto) = st.auto else { break };
-                let outstanding = st.matched.len();
-                if outstanding >= auto.max {
-                    break;
-                }
-                let Some(socket) = self.take_incoming(st) else { break };
-                let target = (auto.target * 2).min(auto.max);
-                st.auto = Some(Auto { target, ..auto });
-                let add = target.saturating_sub(outstanding).max(1);
-                for _ in 0..add {
-                    let id = st.next_id;
-                    st.next_id += 1;
-                    st.posted.push_back((id, auto.receive_len));
-                    st.counters.auto_posted += 1;
-                }
-                self.match_one(st, socket);
-                continue;
-            }
-            let Some(socket) = self.take_incoming(st) else { break };
-            self.match_one(st, socket);
-        }
-        // A4: silent clients.
-        if let Some(limit) = self.silent_limit {
-            let now = Instant::now();
-            let silent: Vec<u64> =
-                st.matched.iter().filter(|(_, m)| now.duration_since(m.since) >= limit).map(|(&t, _)| t).collect();
-            for token in silent {
-                let m = st.matched.remove(&token).expect("listed just now");
-                if let Some(fd) = m.socket.event_fd() {
-                    self.epoll.delete(fd);
-                }
-                m.socket.abort();
-                st.counters.silent_closed += 1;
-                if let Some(f) = &self.fast {
-                    f.silent_closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                st.posted.push_front((m.id, m.receive_len)); // the accept stays posted
-            }
-            let next = st.matched.values().map(|m| m.since + limit).min();
-            self.timer.set(next.map(|d| d.saturating_duration_since(now)));
-        }
-        self.update_done(st);
-    }
-
-    /// Gives a connection to the first posted accept.
-    fn match_one(&self, st: &mut State, socket: Socket) {
-        let (id, receive_len) = st.posted.pop_front().expect("a posted accept");
-        if receive_len == 0 {
-            st.counters.completed += 1;
-            st.done.push_back(AcceptCompletion { id, socket, data: Vec::new() });
-            return;
-        }
-        let token = st.next_token;
-        st.next_token += 1;
-        if let Some(fd) = socket.event_fd() {
-            // Cannot fail for a fresh fd; if it did, the first-data check below still runs now.
-            let _ = self.epoll.add(fd, token, false);
-        }
-        st.matched.insert(token, Matched { id, receive_len, socket, since: Instant::now() });
-        self.try_first_data(st, token);
-    }
-
-    /// Completes a matched accept if its first data is there (A2).
-    fn try_first_data(&self, st: &mut State, token: u64) {
-        let Some(m) = st.matched.get_mut(&token) else { return };
-        m.socket.clear_event();
-        let mut buf = vec![0u8; m.receive_len];
-        let outcome = m.socket.read(&mut buf);
-        let gone = match outcome {
-            Ok(0) => true,
-            Ok(n) => {
-                buf.truncate(n);
-                let m = st.matched.remove(&token).expect("present");
-                if let Some(fd) = m.socket.event_fd() {
-                    self.epoll.delete(fd);
-                }
-                st.counters.completed += 1;
-                st.done.push_back(AcceptCompletion { id: m.id, socket: m.socket, data: buf });
-                return;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                m.socket.arm();
-                if m.socket.has_data() {
-                    return self.try_first_data(st, token);
-                }
-                false
-            }
-            Err(_) => true,
-        };
-        if gone {
-            // Closed or reset before sending anything: the accept waits for another client.
-            let m = st.matched.remove(&token).expect("present");
-            if let Some(fd) = m.socket.event_fd() {
-                self.epoll.delete(fd);
-            }
-            st.counters.abandoned += 1;
-            st.posted.push_front((m.id, m.receive_len));
-        }
-    }
-
-    fn update_done(&self, st: &State) {
-        if let Some(f) = &self.fast {
-            f.settle();
-        }
-        if st.done.is_empty() {
-            self.done_event.drain();
-        } else {
-            self.done_event.signal();
-        }
     }
 }
 
 impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.epoll.as_fd()
+        self.shared.epoll.as_fd()
     }
 }
 
 /// The accept event as a raw fd, for APIs that take one (tokio's `AsyncFd`, mio's `SourceFd`).
 impl std::os::fd::AsRawFd for Listener {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.epoll.as_fd().as_raw_fd()
+        self.shared.epoll.as_fd().as_raw_fd()
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let (Some(f), Some(fp)) = (&self.fast, self.switch.inner.fast.as_ref()) {
+        self.shared.stopping.store(true, Ordering::Release);
+        self.shared.stop.signal();
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+        if let (Some(f), Some(fp)) = (&self.shared.fast, self.shared.switch.inner.fast.as_ref()) {
             let port = f.port;
             let _ = fp.broadcast(|| Command::Unlisten(port));
         }
-        let _ = &self.fast_event;
     }
 }
