@@ -37,7 +37,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 out=target/fuzz
-mode=(--release)
+mode=()
 bin=$out/x86_64-unknown-linux-gnu/release
 if [ "$build" = dev ]; then
     mode=(--dev)

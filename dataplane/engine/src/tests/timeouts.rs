@@ -106,3 +106,35 @@ fn a_lost_response_is_sent_again_after_a_second() {
     assert_eq!(got, b"lost echo", "the client takes it");
     assert_eq!(echo(&mut p, h, b"and on"), b"and on", "and the connection carries on");
 }
+
+/// A client that stops reading and goes on sending (pipelined requests whose answers it does not
+/// read yet) closes its window while the engine has nothing in flight; the next echo waits behind
+/// the closed window. smoltcp then sends a zero-window probe at once (its probe timer starts from
+/// time zero when data is queued on an idle connection) and probes again twice its retransmission
+/// timeout later: the engine's timer must not be set past smoltcp's next probe, nor the connection
+/// stall once the client reads again.
+#[test]
+fn a_zero_window_probe_keeps_the_engines_timer_in_step_with_smoltcp() {
+    let mut p = Pair::new(&config());
+    let h = p.connect_with(7, 44200, 1024);
+    assert!(p.run_until(100, |p| p.sock(h).may_send()));
+    // Past smoltcp's first retransmission timeout, so that a probe timer from time zero is due.
+    p.step_by(Duration::from_secs(2));
+    // The client sends its receive buffer's worth and reads nothing: the echo fills it.
+    p.sock(h).send_slice(&[b'a'; 1024]).unwrap();
+    assert!(p.run_until(200, |p| p.sock(h).recv_queue() == 1024), "the echo fills the client's buffer");
+    for _ in 0..20 {
+        p.step(); // the engine hears the closed window, with everything acknowledged
+    }
+    // One more byte: its echo waits behind the closed window.
+    p.sock(h).send_slice(b"z").unwrap();
+    for _ in 0..3000 {
+        p.step();
+    }
+    let mut got = Vec::new();
+    assert!(p.run_until(5000, |p| {
+        p.recv_all(h, &mut got);
+        got.len() == 1025
+    }));
+    assert_eq!(got[1024], b'z', "the last byte came once the client read");
+}
