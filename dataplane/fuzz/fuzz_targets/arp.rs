@@ -81,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
             table.insert(a.sender_ip, a.sender_mac);
             if a.request {
                 replies += 1;
-                assert_eq!(out.len(), 1, "one reply to a request for our address");
+                assert_eq!(out.len(), 1, "one reply to a request for the engine's address");
                 let r = parse_arp(&out[0]).expect("the reply parses");
                 assert_eq!(out[0][..6], a.sender_mac, "the reply goes to the asker");
                 assert!(!r.request);
@@ -91,7 +91,7 @@ fuzz_target!(|data: &[u8]| {
         } else if let Some(m) = table.get_mut(&a.sender_ip) {
             *m = a.sender_mac;
         }
-        assert!(out.is_empty(), "answered a frame that is no request for our address");
+        assert!(out.is_empty(), "answered a frame that is no request for the engine's address");
     }
     let s = e.stats();
     assert_eq!(s.neighbors, table.len(), "neighbours known");
