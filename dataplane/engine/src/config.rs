@@ -75,6 +75,12 @@ pub struct EngineConfig<S = ServiceKind> {
     /// A connection idle this long (to twice as long) with nothing in its buffers gives their
     /// pages back to the kernel ([`crate::reclaim`]); `None`: never. Buffers on hugepages never do.
     pub buffer_idle: Option<Duration>,
+    /// Who runs a connection once its handshake completed: the engine's own TCP (the default:
+    /// RFC 6298 timers with `tcp.min_rto`, SACK, RACK-TLP, CUBIC or Reno; see [`crate::tcp`]), or
+    /// smoltcp as during the handshake (`false`; kept to compare the two byte for byte).
+    pub engine_tcp: bool,
+    /// Settings of the engine's own TCP.
+    pub tcp: crate::tcp::conn::TcpConfig,
 }
 
 impl<S> EngineConfig<S> {
@@ -97,6 +103,8 @@ impl<S> EngineConfig<S> {
             max_time_wait: DEFAULT_MAX_TIME_WAIT,
             tcp_timeout: Duration::from_secs(60),
             buffer_idle: Some(DEFAULT_BUFFER_IDLE),
+            engine_tcp: true,
+            tcp: crate::tcp::conn::TcpConfig::default(),
         }
     }
 
@@ -120,6 +128,8 @@ impl<S> EngineConfig<S> {
             max_time_wait,
             tcp_timeout,
             buffer_idle,
+            engine_tcp,
+            tcp,
         } = self;
         let listeners = listeners
             .into_iter()
@@ -148,6 +158,8 @@ impl<S> EngineConfig<S> {
             max_time_wait,
             tcp_timeout,
             buffer_idle,
+            engine_tcp,
+            tcp,
         }
     }
 }
@@ -157,6 +169,8 @@ impl<S> EngineConfig<S> {
 pub enum EngineError {
     #[error("address {0} is not a usable unicast IPv4 address")]
     BadAddress(Ipv4Addr),
+    #[error("TCP setting: {0}")]
+    BadTcp(String),
     #[error("prefix length {0} is out of range (1..=32)")]
     BadPrefix(u8),
     #[error("MAC address {0} is not unicast")]
@@ -228,6 +242,17 @@ pub(crate) fn validate<S>(cfg: &EngineConfig<S>) -> Result<(), EngineError> {
     }
     if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&cfg.tcp_timeout) {
         return Err(EngineError::BadTimeout(cfg.tcp_timeout));
+    }
+    let t = &cfg.tcp;
+    if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&t.min_rto) {
+        return Err(EngineError::BadTcp(format!("min_rto {:?} is outside 1 ms..=60 s", t.min_rto)));
+    }
+    // RFC 9293 §3.8.6.3: an ACK is delayed less than 0.5 s.
+    if t.ack_delay >= Duration::from_millis(500) {
+        return Err(EngineError::BadTcp(format!("ack_delay {:?} is not below 500 ms", t.ack_delay)));
+    }
+    if !(1..=1024).contains(&t.max_ooo_ranges) {
+        return Err(EngineError::BadTcp(format!("max_ooo_ranges {} is outside 1..=1024", t.max_ooo_ranges)));
     }
     if let Some(d) = cfg.buffer_idle {
         if !(reclaim::TICK..=Duration::from_secs(86400)).contains(&d) {

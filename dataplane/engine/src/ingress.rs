@@ -44,6 +44,16 @@ impl<S: Service> Engine<S> {
                     self.stats.frames -= 1; // counted again when it is taken
                     return Some(seg.tuple);
                 }
+                if slot.tcb.is_some() {
+                    self.own_ingress(now, device, id, &seg);
+                    return None;
+                }
+                if slot.in_handshake() {
+                    if let Some(frame) = device.peek() {
+                        self.note_handshake(id, frame);
+                    }
+                }
+                let slot = &mut self.slots[id as usize];
                 // The next in-order byte, read at most once for the checks below. The two before the
                 // SYN's note read it only after the handshake, when the initial sequence number it
                 // counts from no longer moves; the reclaim note reads it after that.
@@ -123,6 +133,10 @@ impl<S: Service> Engine<S> {
             Some(id) => id,
             None => self.arm(li),
         };
+        self.slots[id as usize].hs = Default::default();
+        if let Some(frame) = device.peek() {
+            self.note_handshake(id, frame);
+        }
         let slot = &mut self.slots[id as usize];
         self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, seg.src_mac), &mut slot.set);
         if slot.socket().state() == tcp::State::Listen {

@@ -49,6 +49,11 @@ pub struct EngineStats {
     pub neighbors: usize,
     /// Neighbour entries forgotten to make room (the table's bound is 65,536 addresses).
     pub neighbors_evicted: u64,
+    /// Segments for connections the engine's own TCP runs that were dropped unread: a wrong
+    /// checksum, or a header that cannot be read.
+    pub tcp_bad_segments: u64,
+    /// What the engine's own TCP counted, summed over the connections that ended.
+    pub tcp: crate::tcp::conn::TcbStats,
 }
 
 /// A listener as introspection shows it.
@@ -155,7 +160,7 @@ impl<S: Service> Engine<S> {
                 Phase::Client { .. } => ("outgoing", None),
                 Phase::Free | Phase::Armed => continue,
             };
-            let state = slot.set.get_mut::<tcp::Socket>(slot.handle).state();
+            let state = slot.state();
             v.push(ConnectionInfo {
                 local: SocketAddrV4::new(t.local_ip, t.local_port),
                 remote: SocketAddrV4::new(t.remote_ip, t.remote_port),

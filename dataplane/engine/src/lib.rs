@@ -76,6 +76,7 @@ pub mod listener;
 pub mod mem;
 pub mod neighbor;
 mod open;
+mod own;
 pub mod phy;
 mod pool;
 pub mod reclaim;
@@ -177,6 +178,12 @@ pub struct Engine<S: Service = services::ServiceKind> {
     arena: BufferArena,
     /// Draining: every listener refuses new connections; open ones go on.
     draining: bool,
+    /// See [`EngineConfig::engine_tcp`] and [`EngineConfig::tcp`].
+    engine_tcp: bool,
+    tcp: tcp::conn::TcpConfig,
+    /// The timestamp clock's offset (RFC 7323 §5.4) and its value in this poll.
+    ts_offset: u32,
+    ts_now: u32,
 }
 
 /// The earlier of two optional deadlines (`None`: never). Written out rather than as a `min` over
@@ -258,6 +265,10 @@ impl<S: Service> Engine<S> {
             reclaim: reclaim::Reclaim::new(cfg.buffer_idle, now),
             storage: StorageArena::default(),
             draining: false,
+            engine_tcp: cfg.engine_tcp,
+            tcp: cfg.tcp,
+            ts_offset: (cfg.random_seed >> 32) as u32 ^ cfg.random_seed as u32,
+            ts_now: 0,
         };
         for spec in &cfg.listeners {
             engine.add_listener(spec.port, spec.service.clone(), spec.backlog, spec.policy, spec.on_full);
@@ -271,6 +282,7 @@ impl<S: Service> Engine<S> {
     /// is `now` (a busy loop polls again at once anyway, and the timer wheel is not consulted).
     pub fn poll<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D) -> Option<Instant> {
         self.iface.poll_maintenance(now);
+        self.ts_now = tcp::clock::set(now, self.ts_offset);
         let frames_before = self.stats.frames;
         let mut busy = false;
         let mut reopened = None;
@@ -374,7 +386,7 @@ impl<S: Service> Engine<S> {
                 continue;
             }
             slot.ended_by_engine = Some(End::Aborted);
-            slot.socket().abort();
+            slot.abort();
             n += 1;
             self.mark_dirty(id);
         }

@@ -12,6 +12,7 @@ use smoltcp::time::Instant;
 
 use crate::listener::{BacklogPolicy, ListenError, Listener, ListenerStats, OnFull};
 use crate::slot::{configure, Phase, Slot};
+use crate::tcp::ring::Region;
 use crate::upper::{ListenerId, Service};
 use crate::{mem, Engine};
 
@@ -120,7 +121,10 @@ impl<S: Service> Engine<S> {
                 let buf =
                     if self.reclaim.enabled() && !on_hugepages && buf.is_multiple_of(mem::PAGE) { buf } else { 0 };
                 let (rx, rest) = bufs.split_at_mut(self.rx_buffer);
-                let tx = &mut rest[..self.tx_buffer];
+                let (rx_region, tx_region) = (Region::new(rx), Region::new(&mut rest[..self.tx_buffer]));
+                // SAFETY: the regions were just made; the socket is their only user until the
+                // engine's own TCP takes the connection over and drops it (`own`).
+                let (rx, tx) = unsafe { (rx_region.slice(), tx_region.slice()) };
                 // SAFETY: as above.
                 let mut set = SocketSet::new(unsafe { self.storage.take_one() });
                 let handle = set.add(tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx)));
@@ -153,6 +157,10 @@ impl<S: Service> Engine<S> {
                     recent: false,
                     syn_stamp: 0,
                     resident: false,
+                    rx_region,
+                    tx_region,
+                    tcb: None,
+                    hs: Default::default(),
                 });
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 connections")
             }

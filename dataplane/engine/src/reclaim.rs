@@ -116,6 +116,10 @@ fn drained<T>(slot: &mut Slot<T>) -> bool {
         Phase::Free | Phase::Armed => true,
         Phase::HalfOpen => false,
         Phase::Queued | Phase::Accepted(_) | Phase::Client { .. } => {
+            if let Some(t) = &slot.tcb {
+                // The control block knows its out-of-order data exactly.
+                return t.rx.is_empty() && t.tx.is_empty() && !t.holds_out_of_order();
+            }
             let s = slot.socket();
             if s.recv_queue() != 0 || s.send_queue() != 0 {
                 return false;

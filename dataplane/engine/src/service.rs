@@ -12,7 +12,7 @@ use smoltcp::time::Instant;
 use crate::neighbor::{self, Ether};
 use crate::phy::BurstDevice;
 use crate::slot::{Phase, Wait, SMOLTCP_MIN_RTO};
-use crate::stream::TcpStream;
+use crate::stream::{TcbStream, TcpStream};
 use crate::upper::{Accept, ConnId, End, Progress, Service, Session};
 use crate::{earliest, timer, Engine};
 
@@ -23,9 +23,11 @@ impl<S: Service> Engine<S> {
         self.touch(id);
         let slot = &mut self.slots[id as usize];
         slot.dirty = false;
-        let sock = slot.socket();
-        let state = sock.state();
-        if sock.send_queue() == 0 {
+        if let Some(t) = &mut slot.tcb {
+            t.on_timers(now);
+        }
+        let state = slot.state();
+        if !slot.send_pending() {
             slot.in_flight_since = None; // all acknowledged (the session has not queued more yet)
         }
         if !self.complete_handshake(now, id, state) {
@@ -54,6 +56,7 @@ impl<S: Service> Engine<S> {
                 return false;
             }
             Phase::HalfOpen if !matches!(state, tcp::State::SynReceived | tcp::State::Closed) => {
+                self.take_over(now, id);
                 self.accept(now, id);
             }
             Phase::Client { established, session }
@@ -65,6 +68,7 @@ impl<S: Service> Engine<S> {
                 slot.established_at = Some(now);
                 self.stats.connected += 1;
                 slot.heard(now);
+                self.take_over(now, id);
             }
             _ => {}
         }
@@ -84,7 +88,7 @@ impl<S: Service> Engine<S> {
         if l.closed {
             // The listener went away while this handshake was in flight: reset it.
             l.stats.queued += 1;
-            slot.socket().abort();
+            slot.abort();
             slot.ended_by_engine = Some(End::Aborted);
             slot.phase = Phase::Queued;
             return;
@@ -103,7 +107,7 @@ impl<S: Service> Engine<S> {
             }
             Accept::Refuse(session) => {
                 l.stats.refused += 1;
-                slot.socket().abort();
+                slot.abort();
                 slot.ended_by_engine = Some(End::Aborted);
                 Phase::Accepted(session)
             }
@@ -121,17 +125,17 @@ impl<S: Service> Engine<S> {
                 // the SYN could leave (no ARP answer).
                 slot.connect_deadline = None;
                 slot.ended_by_engine = Some(if slot.emitted { End::TimedOut } else { End::Unreachable });
-                slot.socket().abort();
+                slot.abort();
             }
         }
         if slot.give_up(self.tcp_timeout).is_some_and(|t| now >= t) && slot.ended_by_engine.is_none() {
             // Waited for the peer, which stayed silent, for `tcp_timeout`: reset.
             slot.ended_by_engine = Some(End::TimedOut);
-            slot.socket().abort();
+            slot.abort();
         }
         if slot.ended_by_engine.is_none() && slot.session().is_some_and(|s| s.abort_requested()) {
             slot.ended_by_engine = Some(End::Aborted);
-            slot.socket().abort();
+            slot.abort();
         }
     }
 
@@ -141,23 +145,33 @@ impl<S: Service> Engine<S> {
     fn run_session(&mut self, now: Instant, id: u32, state: tcp::State) {
         let slot = &mut self.slots[id as usize];
         // Every abort above says why in `ended_by_engine`: without one, the state is as read.
-        let state = if slot.ended_by_engine.is_some() { slot.socket().state() } else { state };
+        // A state read after the handshake completed (and a take-over) or an abort: the one now.
+        let state = if slot.ended_by_engine.is_some() || slot.tcb.is_some() { slot.state() } else { state };
         let handshaking = matches!(state, tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived);
         if !slot.closing && !handshaking && !matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
-            let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
-            let close = match &mut slot.phase {
-                Phase::Accepted(session) | Phase::Client { session, .. } => {
+            let close = match (&mut slot.phase, &mut slot.tcb) {
+                (Phase::Accepted(session) | Phase::Client { session, .. }, Some(tcb)) => {
+                    session.drive(now, &mut TcbStream(tcb, &mut slot.bytes)) == Progress::Close
+                }
+                (Phase::Accepted(session) | Phase::Client { session, .. }, None) => {
+                    let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
                     session.drive(now, &mut TcpStream(sock, &mut slot.bytes)) == Progress::Close
                 }
                 // A queued connection whose peer has gone leaves the queue.
-                Phase::Queued => state == tcp::State::CloseWait,
+                (Phase::Queued, _) => state == tcp::State::CloseWait,
                 _ => false,
             };
             if close {
-                sock.close();
-                // The ACK of the peer's FIN must leave before the socket is recycled into the
-                // TIME_WAIT table (smoltcp delays it 10 ms otherwise).
-                sock.set_ack_delay(None);
+                match &mut slot.tcb {
+                    Some(t) => t.close(),
+                    None => {
+                        let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
+                        sock.close();
+                        // The ACK of the peer's FIN must leave before the socket is recycled into
+                        // the TIME_WAIT table (smoltcp delays it 10 ms otherwise).
+                        sock.set_ack_delay(None);
+                    }
+                }
                 slot.closing = true;
             }
         }
@@ -172,6 +186,9 @@ impl<S: Service> Engine<S> {
         device: &mut D,
         id: u32,
     ) -> (bool, Option<Option<Instant>>) {
+        if self.slots[id as usize].tcb.is_some() {
+            return self.own_egress(now, device, id);
+        }
         let slot = &mut self.slots[id as usize];
         // smoltcp sends at most one segment per call. After each, its `poll_at` (which mirrors
         // the start of its dispatch) says whether another is due now; asking it is cheaper than a
@@ -197,6 +214,8 @@ impl<S: Service> Engine<S> {
             let sent = dev.sent();
             if let Some(s) = sent.filter(|s| s.syn) {
                 slot.iss = s.seq;
+                slot.hs.syn_sent_at.get_or_insert(now);
+                slot.hs.syn_sends = slot.hs.syn_sends.saturating_add(1);
             }
             // The retransmission timer started no earlier than the data in flight did: this
             // segment's, or older data's that another timer firing since (a delayed ACK's, say)
@@ -226,13 +245,12 @@ impl<S: Service> Engine<S> {
     #[inline]
     fn schedule(&mut self, now: Instant, id: u32, emitted: bool, poll_at: Option<Option<Instant>>) {
         let slot = &mut self.slots[id as usize];
-        let sock = slot.set.get_mut::<tcp::Socket>(slot.handle);
-        let state = sock.state();
+        let state = slot.state();
         if matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
             self.release(now, id, state == tcp::State::TimeWait);
             return;
         }
-        let queued = sock.send_queue() > 0;
+        let queued = slot.send_pending();
         slot.in_flight_since = if queued { Some(slot.in_flight_since.unwrap_or(now)) } else { None };
         let wants_to_send = queued
             || matches!(
@@ -273,6 +291,12 @@ impl<S: Service> Engine<S> {
     /// Returns an ended connection's slot to the pool; a connection in TIME_WAIT leaves an entry.
     pub(crate) fn release(&mut self, now: Instant, id: u32, time_wait: bool) {
         let slot = &mut self.slots[id as usize];
+        if let Some(t) = &slot.tcb {
+            slot.rst_seen |= t.reset;
+            if t.peer_fin() {
+                slot.peer_fin_end = Some(t.rcv_nxt());
+            }
+        }
         let end = match slot.ended_by_engine.take() {
             Some(e) => e,
             None if slot.rst_seen => End::Reset,
@@ -313,6 +337,8 @@ impl<S: Service> Engine<S> {
         slot.ooo_until = None;
         // `neighbor_wait` stays: the slot may still be in the list (it is skipped while free).
         slot.timer_at = None; // a wheel entry still filed for it fires and is ignored
+        slot.hs = Default::default();
+        self.give_back(id);
         self.free.push(id);
     }
 }

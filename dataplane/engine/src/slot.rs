@@ -7,6 +7,9 @@ use smoltcp::time::Instant;
 
 use crate::flow::{FourTuple, Segment};
 use crate::neighbor;
+use crate::tcp::conn::{self, Tcb};
+use crate::tcp::ring::Region;
+use crate::tcp::seg::Options;
 use crate::upper::End;
 
 /// smoltcp's smallest retransmission timeout (RFC 6298's one second): the earliest a timer it
@@ -16,6 +19,9 @@ pub(crate) const SMOLTCP_MIN_RTO: smoltcp::time::Duration = smoltcp::time::Durat
 /// Socket options every connection gets, on a socket that `listen` or `connect` has just reset.
 pub(crate) fn configure(s: &mut tcp::Socket<'static>) {
     s.set_nagle_enabled(false); // services write whole messages
+                                // Timestamps on our SYN and SYN-ACK (RFC 7323 §3.2), from the engine's clock; smoltcp drops
+                                // the generator for a connection whose peer offered none, so each connection gets it again.
+    s.set_tsval_generator(Some(crate::tcp::clock::tsval));
     s.set_ack_delay(Some(smoltcp::time::Duration::from_millis(10)));
     // smoltcp's reset keeps a socket's settings (smoltcp #603), and the congestion controller, a
     // setting since #907, with them: with its state (window, threshold, loss history) as the
@@ -102,6 +108,33 @@ pub(crate) struct Slot<T> {
     pub(crate) syn_stamp: u32,
     /// Its buffer pages may be resident: serviced since they were last given back.
     pub(crate) resident: bool,
+    /// The connection's buffers, lent to smoltcp's socket for the handshake and to the engine's
+    /// control block after it.
+    pub(crate) rx_region: Region,
+    pub(crate) tx_region: Region,
+    /// The engine's own TCP runs the connection (after its handshake): `set` holds no socket.
+    pub(crate) tcb: Option<Box<Tcb>>,
+    /// What the handshake's segments said, for the control block that takes over.
+    pub(crate) hs: HandshakeNotes,
+}
+
+/// What the engine notes of a handshake that smoltcp runs, for the control block that takes the
+/// connection over when it completes (see `crate::own`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HandshakeNotes {
+    /// The options of the peer's SYN or SYN-ACK.
+    pub(crate) peer: Options,
+    /// The last segment from the peer: its window field, sequence and acknowledgment numbers,
+    /// and TSval.
+    pub(crate) window: u16,
+    /// That segment was a SYN (its window is not scaled, RFC 7323 §2.2).
+    pub(crate) window_is_syn: bool,
+    pub(crate) seq: u32,
+    pub(crate) ack: u32,
+    pub(crate) tsval: Option<u32>,
+    /// When our SYN or SYN-ACK first left, and how many times it did.
+    pub(crate) syn_sent_at: Option<Instant>,
+    pub(crate) syn_sends: u8,
 }
 
 /// What a connection waits for from its peer ([`crate::EngineConfig::tcp_timeout`] runs while it does).
@@ -125,19 +158,66 @@ impl<T> Slot<T> {
         }
     }
 
+    /// smoltcp's socket: only while smoltcp runs the connection (or it is in the pool).
     pub(crate) fn socket(&mut self) -> &mut tcp::Socket<'static> {
+        debug_assert!(self.tcb.is_none(), "the engine's own TCP runs this connection");
         self.set.get_mut::<tcp::Socket>(self.handle)
     }
 
-    /// Whether smoltcp's socket has ended (CLOSED, or TIME_WAIT, which the engine keeps in its
+    /// The connection's TCP state, whoever runs it, in smoltcp's terms.
+    pub(crate) fn state(&self) -> tcp::State {
+        match &self.tcb {
+            Some(t) => match t.state {
+                conn::State::Established => tcp::State::Established,
+                conn::State::CloseWait => tcp::State::CloseWait,
+                conn::State::FinWait1 => tcp::State::FinWait1,
+                conn::State::FinWait2 => tcp::State::FinWait2,
+                conn::State::Closing => tcp::State::Closing,
+                conn::State::LastAck => tcp::State::LastAck,
+                conn::State::TimeWait => tcp::State::TimeWait,
+                conn::State::Closed => tcp::State::Closed,
+            },
+            None => self.set.get::<tcp::Socket>(self.handle).state(),
+        }
+    }
+
+    /// Whether sent data or our FIN waits for acknowledgment, or data waits to be sent.
+    pub(crate) fn send_pending(&self) -> bool {
+        match &self.tcb {
+            Some(t) => t.has_unacknowledged(),
+            None => self.set.get::<tcp::Socket>(self.handle).send_queue() > 0,
+        }
+    }
+
+    /// Bytes received in order and not read yet.
+    #[cfg(test)]
+    pub(crate) fn recv_queue(&self) -> usize {
+        match &self.tcb {
+            Some(t) => t.rx.len(),
+            None => self.set.get::<tcp::Socket>(self.handle).recv_queue(),
+        }
+    }
+
+    /// Resets the connection (the RST leaves on its next egress).
+    pub(crate) fn abort(&mut self) {
+        match &mut self.tcb {
+            Some(t) => t.abort(),
+            None => self.socket().abort(),
+        }
+    }
+
+    /// Whether the connection has ended (CLOSED, or TIME_WAIT, which the engine keeps in its
     /// own table): the service phase releases such a connection.
     pub(crate) fn ended(&self) -> bool {
-        matches!(self.set.get::<tcp::Socket>(self.handle).state(), tcp::State::Closed | tcp::State::TimeWait)
+        matches!(self.state(), tcp::State::Closed | tcp::State::TimeWait)
     }
 
     /// The next in-order byte the connection expects from its peer: the ISN, one for the SYN, and
     /// every byte received in order (read by the session, or waiting).
     pub(crate) fn rcv_nxt(&mut self) -> u32 {
+        if let Some(t) = &self.tcb {
+            return t.rcv_nxt();
+        }
         let waiting = self.socket().recv_queue();
         self.irs.wrapping_add(1).wrapping_add(self.bytes[0] as u32).wrapping_add(waiting as u32)
     }

@@ -9,6 +9,11 @@
 //!   D-SACK).
 
 pub mod cc;
+pub mod clock;
+pub mod conn;
 pub mod rack;
+pub mod reasm;
+pub mod ring;
 pub mod rtt;
 pub mod sack;
+pub mod seg;

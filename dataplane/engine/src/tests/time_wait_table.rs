@@ -140,9 +140,12 @@ fn hundred_thousand_connections_leave_nothing_behind() {
     assert_eq!(st.open, 0, "{st:?}");
     assert_eq!(st.established, u64::from(TOTAL));
     assert_eq!(st.closed, u64::from(TOTAL));
-    // Bounded by the pool, not by the 100k connections that passed through it.
+    // Bounded by the pool, not by the 100k connections that passed through it: a slot files a new
+    // entry only for a deadline earlier than the one it has filed, and a connection of the
+    // engine's own TCP has at most a few (delayed ACK, probe, retransmission), each fired or
+    // passed over within its RTO.
     assert!(
-        p.engine.pending_timers() <= 2 * st.slots,
+        p.engine.pending_timers() <= 4 * st.slots,
         "{} timer entries for {} slots",
         p.engine.pending_timers(),
         st.slots

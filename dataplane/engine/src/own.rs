@@ -1,0 +1,226 @@
+//! The engine's own TCP inside the engine: a connection is taken over from smoltcp when its
+//! handshake completes ([`Engine::take_over`]), its segments go to its control block
+//! ([`Engine::own_ingress`]), what the control block sends goes out through the device
+//! ([`Engine::own_egress`]), and when it ends its slot's buffers go back to a smoltcp socket for
+//! the slot's next handshake ([`Engine::give_back`]).
+//!
+//! The hand-over needs what the handshake settled, which smoltcp keeps private: the engine reads
+//! it from the handshake's segments as they pass ([`Engine::note_handshake`]: the peer's SYN or
+//! SYN-ACK options, its last window and timestamp) and from what it knows of smoltcp's side (our
+//! ISS, read off the SYN or SYN-ACK it sent; the window scale it offers, which follows from the
+//! receive buffer's size as smoltcp's `reset` computes it; SACK-permitted and timestamps, which
+//! it offers on a SYN and echoes on a SYN-ACK).
+
+use std::time::Duration;
+
+use smoltcp::phy::TxToken;
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+
+use crate::flow::Segment;
+use crate::phy::{self, BurstDevice};
+use crate::slot::Phase;
+use crate::tcp::conn::{Handshake, Tcb};
+use crate::tcp::ring::Ring;
+use crate::tcp::seg::{self, Out, Path, SYN};
+use crate::upper::Service;
+use crate::Engine;
+
+/// Our MSS: a 1500-byte MTU less the IPv4 and TCP headers (what smoltcp advertises).
+const OUR_MSS: u16 = 1460;
+/// The MSS assumed of a peer that sent none (RFC 9293 §3.7.1).
+const DEFAULT_MSS: u16 = 536;
+
+/// The window scale smoltcp offers for a receive buffer of `cap` bytes: the shift that makes the
+/// buffer fit 16 bits (its `reset`).
+pub(crate) fn our_wscale(cap: usize) -> u8 {
+    let log2 = usize::BITS - cap.leading_zeros();
+    log2.saturating_sub(16).min(14) as u8
+}
+
+impl<S: Service> Engine<S> {
+    /// Notes a segment of a handshake in progress, before smoltcp takes it: the options of the
+    /// peer's SYN or SYN-ACK, and the window, numbers and timestamp of its latest segment.
+    pub(crate) fn note_handshake(&mut self, id: u32, frame: &[u8]) {
+        let Some(s) = seg::parse(frame) else { return };
+        let hs = &mut self.slots[id as usize].hs;
+        if s.has(SYN) {
+            hs.peer = s.options;
+        }
+        hs.window = s.window;
+        hs.window_is_syn = s.has(SYN);
+        hs.seq = s.seq;
+        hs.ack = s.ack;
+        if let Some((val, _)) = s.options.ts {
+            hs.tsval = Some(val);
+        }
+    }
+
+    /// The handshake of connection `id` completed (smoltcp's socket is ESTABLISHED or
+    /// CLOSE-WAIT): the engine's own TCP takes it over. The socket is dropped (its borrow of the
+    /// buffers ends); the bytes it received stay where they are, at the start of the receive ring.
+    pub(crate) fn take_over(&mut self, now: Instant, id: u32) {
+        if !self.engine_tcp {
+            return;
+        }
+        let client = matches!(self.slots[id as usize].phase, Phase::Client { .. });
+        let slot = &mut self.slots[id as usize];
+        if slot.tcb.is_some() {
+            return;
+        }
+        let rx_start = slot.rx_region.start();
+        let sock = slot.socket();
+        let state = sock.state();
+        if !matches!(state, tcp::State::Established | tcp::State::CloseWait) {
+            return;
+        }
+        let received = sock.recv_queue();
+        // smoltcp's ring was cleared when the socket was armed, so what it received starts at the
+        // buffer's first byte; copied out if not (it never happens, but costs nothing to check).
+        let in_place =
+            received == 0 || sock.peek(received).is_ok_and(|b| b.len() == received && b.as_ptr() == rx_start);
+        let moved = if in_place {
+            None
+        } else {
+            let mut v = vec![0; received];
+            let n = sock.recv_slice(&mut v).unwrap_or(0);
+            v.truncate(n);
+            Some(v)
+        };
+        slot.set.remove(slot.handle);
+        // SAFETY: the socket that borrowed the regions is gone (removed and dropped above); the
+        // rings are their only users until `give_back` ends them.
+        let (mut rx, tx) = unsafe {
+            (Ring::with_data(slot.rx_region, if in_place { received } else { 0 }), Ring::new(slot.tx_region))
+        };
+        let received = match moved {
+            Some(v) => rx.push(&v),
+            None => received,
+        };
+        let n = slot.hs;
+        let peer_mss = match n.peer.mss {
+            Some(0) | None => DEFAULT_MSS,
+            Some(m) => m,
+        };
+        let wscale = n.peer.wscale.map(|peer| (peer, our_wscale(slot.rx_region.len())));
+        let snd_shift = wscale.map_or(0, |w| w.0);
+        // RFC 7323 §2.2: the window of a SYN-ACK is never scaled.
+        let window = if n.window_is_syn { u32::from(n.window) } else { u32::from(n.window) << snd_shift };
+        let hs = Handshake {
+            iss: slot.iss,
+            irs: slot.irs,
+            mss: peer_mss.min(OUR_MSS),
+            wscale,
+            sack: n.peer.sack_permitted,
+            ts_recent: n.peer.ts.map(|(v, _)| n.tsval.unwrap_or(v)),
+            window,
+            wl1: n.seq,
+            wl2: n.ack,
+            rtt: match (n.syn_sends, n.syn_sent_at) {
+                (1, Some(at)) => Some(Duration::from_micros((now - at).total_micros())),
+                _ => None,
+            },
+            received,
+            fin_received: state == tcp::State::CloseWait,
+            ack_now: client,
+        };
+        slot.tcb = Some(Box::new(Tcb::new(&hs, self.tcp, tx, rx, now)));
+    }
+
+    /// A segment for a connection the engine's own TCP runs: checked, parsed and handed to its
+    /// control block. A segment whose checksum is wrong (where the port did not check it) or whose
+    /// header cannot be read is dropped and counted.
+    pub(crate) fn own_ingress<D: BurstDevice + ?Sized>(
+        &mut self,
+        now: Instant,
+        device: &mut D,
+        id: u32,
+        class: &Segment,
+    ) {
+        let c = device.capabilities().checksum;
+        let (check_ip, check_tcp) = (c.ipv4.rx(), c.tcp.rx());
+        let Some(frame) = device.peek() else { return };
+        if (check_ip || check_tcp) && !phy::checksums_ok(frame, check_ip, check_tcp) {
+            device.skip();
+            self.stats.tcp_bad_segments += 1;
+            return;
+        }
+        let Some(s) = seg::parse(frame) else {
+            device.skip();
+            self.stats.tcp_bad_segments += 1;
+            return;
+        };
+        let slot = &mut self.slots[id as usize];
+        let tcb = slot.tcb.as_mut().expect("an owned connection has its control block");
+        let in_window = class.in_window(tcb.rcv_nxt(), self.rx_buffer);
+        if class.src_mac != slot.peer_mac && in_window {
+            slot.peer_mac = class.src_mac; // where the peer is now (the router's, off the link)
+        }
+        tcb.input(now, &s);
+        if slot.waiting.is_some() && in_window {
+            slot.heard(now);
+        }
+        device.skip();
+        self.mark_dirty(id);
+    }
+
+    /// Sends what the control block of connection `id` has to send. Returns whether anything
+    /// left, and its next deadline.
+    pub(crate) fn own_egress<D: BurstDevice + ?Sized>(
+        &mut self,
+        now: Instant,
+        device: &mut D,
+        id: u32,
+    ) -> (bool, Option<Option<Instant>>) {
+        let slot = &mut self.slots[id as usize];
+        let t = slot.tuple.expect("an owned connection has its 4-tuple");
+        let path = Path {
+            src_mac: self.mac,
+            dst_mac: slot.peer_mac,
+            src_ip: t.local_ip,
+            dst_ip: t.remote_ip,
+            src_port: t.local_port,
+            dst_port: t.remote_port,
+        };
+        let caps = device.capabilities().checksum;
+        let tcb = slot.tcb.as_mut().expect("an owned connection has its control block");
+        let mut full = false;
+        let mut emit = |out: &Out| match device.transmit(now) {
+            Some(tok) => {
+                tok.consume(out.frame_len(), |buf| seg::write(buf, &path, out, &caps));
+                true
+            }
+            None => {
+                full = true;
+                false
+            }
+        };
+        let sent = tcb.output(now, self.ts_now, &mut emit);
+        slot.emitted |= sent > 0;
+        // The device had no room: try again on the next poll.
+        let next = if full { Some(now) } else { tcb.next_deadline() };
+        (sent > 0, Some(next))
+    }
+
+    /// Connection `id` ended: its control block's counters join the engine's, and the slot's
+    /// buffers go back to a new smoltcp socket for the slot's next handshake.
+    pub(crate) fn give_back(&mut self, id: u32) {
+        let slot = &mut self.slots[id as usize];
+        let Some(tcb) = slot.tcb.take() else { return };
+        let s = tcb.stats;
+        let t = &mut self.stats.tcp;
+        t.retransmits += s.retransmits;
+        t.timeouts += s.timeouts;
+        t.tlp += s.tlp;
+        t.fast_recoveries += s.fast_recoveries;
+        t.challenge_acks += s.challenge_acks;
+        t.paws_dropped += s.paws_dropped;
+        t.out_of_window += s.out_of_window;
+        t.ooo_rejected += s.ooo_rejected;
+        let _ = tcb.into_rings(); // the rings end here
+        // SAFETY: the rings over the regions were just dropped; the socket is their only user
+        // until the next `take_over` removes it.
+        let (rx, tx) = unsafe { (slot.rx_region.slice(), slot.tx_region.slice()) };
+        slot.handle = slot.set.add(tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx)));
+    }
+}
