@@ -294,6 +294,8 @@ pub fn run_with_switch(
                 max_time_wait: g.max_time_wait,
                 tcp_timeout: Duration::from_secs(g.tcp_timeout_secs),
                 buffer_idle: g.buffer_idle(),
+                engine_tcp: !g.smoltcp_established,
+                tcp: g.tcp(),
             }
             .map_services(Service::from);
             let mut engine =

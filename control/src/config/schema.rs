@@ -84,6 +84,20 @@ pub struct EngineSection {
     pub buffer_idle_secs: u64,
     /// Graceful drain on SIGTERM/SIGINT: how long open connections may go on (0: none).
     pub drain_secs: u64,
+    /// The engine's own TCP: congestion control, `cubic` (RFC 9438) or `reno` (RFC 5681).
+    pub congestion: String,
+    /// The retransmission timeout's floor (RFC 6298 §2.4), milliseconds.
+    pub min_rto_ms: u64,
+    /// The longest an ACK is delayed, milliseconds (under 500, RFC 9293 §3.8.6.3).
+    pub delayed_ack_ms: u64,
+    /// Out-of-order ranges a connection keeps at most (beyond, a segment is dropped, counted).
+    pub max_ooo_ranges: usize,
+    /// Keepalive: probe a peer silent this long with nothing outstanding (0: off, the default).
+    pub keepalive_secs: u64,
+    pub keepalive_interval_secs: u64,
+    pub keepalive_probes: u32,
+    /// Run established connections on smoltcp instead of the engine's own TCP (for comparison).
+    pub smoltcp_established: bool,
 }
 
 impl Default for EngineSection {
@@ -103,6 +117,14 @@ impl Default for EngineSection {
             tcp_timeout_secs: 60,
             buffer_idle_secs: 30,
             drain_secs: 10,
+            congestion: "cubic".into(),
+            min_rto_ms: 200,
+            delayed_ack_ms: 40,
+            max_ooo_ranges: 32,
+            keepalive_secs: 0,
+            keepalive_interval_secs: 75,
+            keepalive_probes: 9,
+            smoltcp_established: false,
         }
     }
 }
@@ -110,6 +132,20 @@ impl Default for EngineSection {
 impl EngineSection {
     pub fn idle_sleep_max(&self) -> Duration {
         Duration::from_micros(self.idle_sleep_max_us)
+    }
+
+    /// The settings of the engine's own TCP (checked: `validate::engine`).
+    pub fn tcp(&self) -> engine::tcp::conn::TcpConfig {
+        use engine::tcp::cc::Algorithm;
+        engine::tcp::conn::TcpConfig {
+            min_rto: Duration::from_millis(self.min_rto_ms),
+            ack_delay: Duration::from_millis(self.delayed_ack_ms),
+            congestion: if self.congestion == "reno" { Algorithm::Reno } else { Algorithm::Cubic },
+            max_ooo_ranges: self.max_ooo_ranges,
+            keepalive: (self.keepalive_secs > 0).then(|| Duration::from_secs(self.keepalive_secs)),
+            keepalive_interval: Duration::from_secs(self.keepalive_interval_secs),
+            keepalive_probes: self.keepalive_probes,
+        }
     }
 
     /// `buffer_idle_secs` as the engine takes it.

@@ -83,6 +83,15 @@ pub(super) fn engine(errors: Errors, g: &EngineSection) -> Result<(), ConfigErro
     errors.range("engine.buffer_idle_secs", g.buffer_idle_secs, 0, 86400, "between 0 (never) and 86400 seconds")?;
     errors.range("engine.drain_secs", g.drain_secs, 0, 3600, "between 0 and 3600 seconds")?;
     errors.range("engine.idle_sleep_max_us", g.idle_sleep_max_us, 0, 1_000_000, "at most 1000000 (1 s)")?;
+    if !matches!(g.congestion.as_str(), "cubic" | "reno") {
+        return Err(errors.bad("engine.congestion", format!("{:?}", g.congestion), "\"cubic\" or \"reno\""));
+    }
+    errors.range("engine.min_rto_ms", g.min_rto_ms, 1, 60_000, "between 1 and 60000 ms")?;
+    errors.range("engine.delayed_ack_ms", g.delayed_ack_ms, 0, 499, "between 0 and 499 ms (RFC 9293: under 0.5 s)")?;
+    errors.range("engine.max_ooo_ranges", g.max_ooo_ranges as u64, 1, 1024, "between 1 and 1024")?;
+    errors.range("engine.keepalive_secs", g.keepalive_secs, 0, 86400, "between 0 (off) and 86400 seconds")?;
+    errors.range("engine.keepalive_interval_secs", g.keepalive_interval_secs, 1, 3600, "between 1 and 3600 seconds")?;
+    errors.range("engine.keepalive_probes", g.keepalive_probes.into(), 1, 100, "between 1 and 100")?;
     Ok(())
 }
 

@@ -217,6 +217,8 @@ impl<S: Service> Engine<S> {
         t.paws_dropped += s.paws_dropped;
         t.out_of_window += s.out_of_window;
         t.ooo_rejected += s.ooo_rejected;
+        t.keepalive_probes += s.keepalive_probes;
+        t.keepalive_timeouts += s.keepalive_timeouts;
         let _ = tcb.into_rings(); // the rings end here
         // SAFETY: the rings over the regions were just dropped; the socket is their only user
         // until the next `take_over` removes it.

@@ -292,6 +292,9 @@ impl<S: Service> Engine<S> {
     pub(crate) fn release(&mut self, now: Instant, id: u32, time_wait: bool) {
         let slot = &mut self.slots[id as usize];
         if let Some(t) = &slot.tcb {
+            if t.timed_out && slot.ended_by_engine.is_none() {
+                slot.ended_by_engine = Some(End::TimedOut); // keepalive probes unanswered
+            }
             slot.rst_seen |= t.reset;
             if t.peer_fin() {
                 slot.peer_fin_end = Some(t.rcv_nxt());

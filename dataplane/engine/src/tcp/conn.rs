@@ -47,6 +47,12 @@ pub struct TcpConfig {
     pub congestion: Algorithm,
     /// Out-of-order ranges a connection keeps at most.
     pub max_ooo_ranges: usize,
+    /// Keepalive (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6): after this long with nothing heard and
+    /// nothing outstanding, probe the peer; `None` (the default): never.
+    pub keepalive: Option<Duration>,
+    /// Between keepalive probes, and how many go unanswered before the connection is reset.
+    pub keepalive_interval: Duration,
+    pub keepalive_probes: u32,
 }
 
 impl Default for TcpConfig {
@@ -56,6 +62,9 @@ impl Default for TcpConfig {
             ack_delay: Duration::from_millis(40),
             congestion: Algorithm::Cubic,
             max_ooo_ranges: 32,
+            keepalive: None,
+            keepalive_interval: Duration::from_secs(75),
+            keepalive_probes: 9,
         }
     }
 }
@@ -115,6 +124,9 @@ pub struct TcbStats {
     pub paws_dropped: u64,
     pub out_of_window: u64,
     pub ooo_rejected: u64,
+    pub keepalive_probes: u64,
+    /// Connections reset because keepalive probes went unanswered.
+    pub keepalive_timeouts: u64,
 }
 
 /// RFC 8985 §7.2's WCDelAckT: the longest a peer may delay its ACK of a lone segment.
@@ -198,6 +210,13 @@ pub struct Tcb {
     delack_at: Option<Instant>,
     persist_at: Option<Instant>,
     persist_backoff: u32,
+    keepalive_at: Option<Instant>,
+    /// Keepalive probes sent since the peer was last heard.
+    keepalive_sent: u32,
+    /// When the peer was last heard (any segment of this connection).
+    heard_at: Instant,
+    /// The connection ended because keepalive probes went unanswered.
+    pub timed_out: bool,
     /// A tail loss probe is out, up to this sequence number (RFC 8985 §7.3: one at a time).
     tlp_out: Option<u32>,
     /// Send one segment whatever the congestion window (a tail loss probe, a zero-window probe).
@@ -241,7 +260,6 @@ impl Tcb {
         if let Some(r) = hs.rtt {
             rtt.sample(r);
         }
-        let _ = now;
         let mut t = Tcb {
             state: if hs.fin_received { State::CloseWait } else { State::Established },
             snd_una: snd,
@@ -278,6 +296,10 @@ impl Tcb {
             delack_at: None,
             persist_at: None,
             persist_backoff: 0,
+            keepalive_at: None,
+            keepalive_sent: 0,
+            heard_at: now,
+            timed_out: false,
             tlp_out: None,
             probe: false,
             rst_out: false,
@@ -410,7 +432,7 @@ impl Tcb {
     pub fn next_deadline(&self) -> Option<Instant> {
         let a = earliest(self.rto_at, self.tlp_at);
         let b = earliest(self.rack_at, self.delack_at);
-        earliest(earliest(a, b), self.persist_at)
+        earliest(earliest(a, b), earliest(self.persist_at, self.keepalive_at))
     }
 
     /// Whether anything is sent and not acknowledged, or queued and not sent.
@@ -423,6 +445,9 @@ impl Tcb {
         if self.state == State::Closed {
             return;
         }
+        self.heard_at = now;
+        self.keepalive_sent = 0;
+        self.keepalive_at = None;
         let rst = seg.has(RST);
         // RFC 7323 §5.3 PAWS: a segment whose timestamp is older than TS.Recent is a duplicate
         // from an earlier wrap of the sequence space (an RST is judged by its number alone).
@@ -830,6 +855,19 @@ impl Tcb {
             self.persist_backoff = (self.persist_backoff + 1).min(6);
             self.probe = true;
         }
+        if self.keepalive_at.is_some_and(|d| d <= now) {
+            self.keepalive_at = None;
+            if self.keepalive_sent >= self.cfg.keepalive_probes {
+                // RFC 1122 §4.2.3.6: the peer is gone.
+                self.stats.keepalive_timeouts += 1;
+                self.timed_out = true;
+                self.abort();
+            } else {
+                self.keepalive_sent += 1;
+                self.stats.keepalive_probes += 1;
+                self.probe = true;
+            }
+        }
     }
 
     /// Bytes queued and not yet sent.
@@ -966,6 +1004,17 @@ impl Tcb {
                 n += 1;
                 self.probe = false;
             }
+        }
+        // Keepalive: armed while nothing is outstanding (RFC 1122 §4.2.3.6), from when the peer
+        // was last heard, then every interval while probes go unanswered.
+        if let Some(idle) = self.cfg.keepalive {
+            let quiet = self.snd_una == self.snd_max && self.unsent() == 0 && self.state != State::TimeWait;
+            self.keepalive_at = match (quiet, self.keepalive_at) {
+                (false, _) => None,
+                (true, Some(at)) => Some(at),
+                (true, None) if self.keepalive_sent == 0 => Some(plus(self.heard_at, idle)),
+                (true, None) => Some(plus(now, self.cfg.keepalive_interval)),
+            };
         }
         // Timers for what is in flight: the RTO (RFC 6298 §5.1) and the tail loss probe (RFC
         // 8985 §7.2), armed when nothing armed them yet.

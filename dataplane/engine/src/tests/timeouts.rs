@@ -137,3 +137,41 @@ fn a_zero_window_probe_keeps_the_engines_timer_in_step_with_smoltcp() {
     }));
     assert_eq!(got[1024], b'z', "the last byte came once the client read");
 }
+
+fn keepalive_config() -> EngineConfig {
+    let mut c = config();
+    c.tcp.keepalive = Some(std::time::Duration::from_secs(10));
+    c.tcp.keepalive_interval = std::time::Duration::from_secs(1);
+    c.tcp.keepalive_probes = 3;
+    c
+}
+
+/// RFC 1122 §4.2.3.6 (keepalive, off by default: see `an_idle_connection_outlives_the_tcp_timeout`):
+/// an idle connection whose peer vanished is probed after the idle time, then every interval, and
+/// reset once the probes go unanswered; the engine counts it.
+#[test]
+fn keepalive_resets_an_idle_connection_whose_peer_vanished() {
+    let mut p = Pair::new(&keepalive_config());
+    let h = p.connect(7, 44110);
+    echo(&mut p, h, b"hello");
+    let _ = h; // the client vanishes: from now on only the engine runs
+    let took = time_to_close(&mut p, |p, _| drop(sent_frames(p))).expect("closed within 30 s");
+    // 10 s idle, three probes a second apart, the reset at the fourth turn.
+    assert!(took >= Duration::from_secs(13) && took <= Duration::from_millis(13_100), "closed after {took}");
+    let t = p.engine.stats().tcp;
+    assert_eq!((t.keepalive_probes, t.keepalive_timeouts), (3, 1));
+}
+
+/// A peer that answers the probes keeps its idle connection, however long.
+#[test]
+fn keepalive_keeps_a_connection_whose_peer_answers() {
+    let mut p = Pair::new(&keepalive_config());
+    let h = p.connect(7, 44111);
+    echo(&mut p, h, b"hello");
+    for _ in 0..60 {
+        p.step_by(Duration::from_secs(1));
+    }
+    assert_eq!(p.engine.stats().open, 1, "still open after a minute of probes");
+    assert!(p.engine.stats().tcp.keepalive_probes == 0, "counted only when connections end");
+    assert_eq!(echo(&mut p, h, b"still here"), b"still here");
+}
