@@ -29,6 +29,17 @@ impl MemoryLink {
         let pool: Pool = Rc::default();
         MemoryLink { a: MemoryDevice::end(ba.clone(), ab.clone(), pool.clone()), b: MemoryDevice::end(ab, ba, pool) }
     }
+
+    /// Both ends with their wires apart: what one end sends waits on its own outbound wire until a
+    /// carrier takes it ([`MemoryDevice::take_sent`]) and hands it to the other end
+    /// ([`MemoryDevice::inject`]), as [`super::faulty::FaultyLink`] does.
+    pub fn apart() -> Self {
+        let pool: Pool = Rc::default();
+        MemoryLink {
+            a: MemoryDevice::end(Rc::default(), Rc::default(), pool.clone()),
+            b: MemoryDevice::end(Rc::default(), Rc::default(), pool),
+        }
+    }
 }
 
 impl Default for MemoryLink {
@@ -95,6 +106,12 @@ impl MemoryDevice {
     /// [`inject`](Self::inject)).
     pub fn take_inbound(&mut self) -> Option<Vec<u8>> {
         self.inbound.borrow_mut().pop_front()
+    }
+
+    /// Takes the next frame this end sent that its peer has not received yet (on a link made with
+    /// [`MemoryLink::apart`], every frame it sends waits for this).
+    pub fn take_sent(&mut self) -> Option<Vec<u8>> {
+        self.outbound.borrow_mut().pop_front()
     }
 
     /// A copy of the next frame waiting on this end's inbound wire, if any.

@@ -5,6 +5,7 @@
 //! [`BURST`] and the engine's `poll` never blocks or reads more than one burst. The devices over
 //! DPDK mbufs and ports live in the runtime; the engine knows only this trait.
 
+pub mod faulty;
 mod memory;
 
 pub use memory::{MemoryDevice, MemoryLink};

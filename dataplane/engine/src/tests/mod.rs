@@ -21,6 +21,7 @@ mod arp;
 mod backlog;
 mod buffer_pages;
 mod hostile;
+mod lossy;
 mod outgoing;
 mod serving;
 mod time_wait_table;
