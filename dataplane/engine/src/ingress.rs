@@ -81,6 +81,16 @@ impl<S: Service> Engine<S> {
                 // sent this frame.
                 let dst = if slot.peer_mac == [0; 6] { src } else { slot.peer_mac };
                 self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, dst), &mut slot.set);
+                if slot.in_handshake()
+                    && matches!(slot.socket().state(), tcp::State::Established | tcp::State::CloseWait)
+                {
+                    // The handshake completed with this segment: the engine's TCP takes over at
+                    // once, so that the data right behind it in this burst reaches the control
+                    // block, not a smoltcp socket about to be dropped with what it holds.
+                    self.take_over(now, id);
+                    self.mark_dirty(id);
+                    return None;
+                }
                 if seg.flags.rst || seg.flags.fin {
                     // Noted only when smoltcp took it (its state says so): one with numbers it
                     // refused, whoever sent it, neither makes a clean close look reset nor sets
@@ -184,12 +194,12 @@ impl<S: Service> Engine<S> {
             if !matches!(slot.phase, Phase::HalfOpen) || slot.syn_stamp != stamp {
                 continue; // completed or ended since
             }
-            if slot.socket().state() != tcp::State::SynReceived {
+            if slot.state() != tcp::State::SynReceived {
                 continue; // completed in this burst: it will be queued
             }
             // CLOSED at once; the RST smoltcp would send leaves only with an egress poll, and
             // the slot is re-armed (reset) before it gets one.
-            slot.socket().abort();
+            slot.abort();
             slot.ended_by_engine = Some(End::Aborted);
             self.listeners[li].stats.syn_evicted += 1;
             self.release(now, id, false);

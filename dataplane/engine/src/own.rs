@@ -220,8 +220,8 @@ impl<S: Service> Engine<S> {
         t.keepalive_probes += s.keepalive_probes;
         t.keepalive_timeouts += s.keepalive_timeouts;
         let _ = tcb.into_rings(); // the rings end here
-        // SAFETY: the rings over the regions were just dropped; the socket is their only user
-        // until the next `take_over` removes it.
+                                  // SAFETY: the rings over the regions were just dropped; the socket is their only user
+                                  // until the next `take_over` removes it.
         let (rx, tx) = unsafe { (slot.rx_region.slice(), slot.tx_region.slice()) };
         slot.handle = slot.set.add(tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx)));
     }

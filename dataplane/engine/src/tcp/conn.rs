@@ -234,6 +234,48 @@ pub struct Tcb {
     pub stats: TcbStats,
 }
 
+impl std::fmt::Debug for Tcb {
+    /// The state a reader needs to follow a connection: sequence space, windows, queues, timers.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tcb")
+            .field("state", &self.state)
+            .field("snd_una", &self.snd_una)
+            .field("snd_nxt", &self.snd_nxt)
+            .field("snd_max", &self.snd_max)
+            .field("snd_wnd", &self.snd_wnd)
+            .field("rcv_nxt", &self.rcv_nxt)
+            .field("rcv_wnd", &self.rcv_wnd())
+            .field("tx", &self.tx.len())
+            .field("rx", &self.rx.len())
+            .field("fin", &(self.fin_queued, self.fin_acked, self.peer_fin, self.pending_fin))
+            .field("pipe", &self.pipe)
+            .field("cwnd", &self.cc.cwnd())
+            .field("recovery", &self.recovery)
+            .field("sent", &self.sent.len())
+            .field("lost", &self.sent.iter().filter(|s| s.lost).count())
+            .field(
+                "records",
+                &self
+                    .sent
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.seq.wrapping_sub(self.snd_una),
+                            s.end_seq.wrapping_sub(self.snd_una),
+                            s.delivered,
+                            s.lost,
+                            s.retransmitted,
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .field("timers", &(self.rto_at, self.tlp_at, self.rack_at, self.delack_at, self.persist_at))
+            .field("ooo", &self.ooo)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
 /// What [`Tcb::output`] sends segments through: returns `false` when the device has no room (the
 /// segment was not sent; the control block tries again on its next service).
 pub trait Emit {
@@ -315,6 +357,23 @@ impl Tcb {
         };
         t.rcv_adv = t.rcv_nxt.wrapping_add(t.rx.free() as u32);
         t
+    }
+
+    /// The records marked delivered above SND.UNA, as `[seq, end)` (tests).
+    #[cfg(test)]
+    pub fn sacked_records(&self) -> Vec<(u32, u32)> {
+        self.sent.iter().filter(|s| s.delivered).map(|s| (s.seq, s.end_seq)).collect()
+    }
+
+    /// Whether `[l, r)` is held: below RCV.NXT or in an out-of-order range (tests).
+    #[cfg(test)]
+    pub fn holds(&self, l: u32, r: u32) -> bool {
+        if le(r, self.rcv_nxt) {
+            return true;
+        }
+        let mut b = [(0, 0); 32];
+        let n = self.ooo.blocks(self.rcv_nxt, &mut b);
+        b[..n].iter().any(|&(a, z)| le(a, l) && le(r, z))
     }
 
     /// Gives the rings back (the connection is over).
@@ -818,15 +877,18 @@ impl Tcb {
         if self.rto_at.is_some_and(|d| d <= now) {
             self.rto_at = None;
             if self.snd_una != self.snd_max {
-                // RFC 6298 §5.5: back off; RFC 5681 §3.1: one segment; everything not SACKed
-                // is lost (RFC 8985 §6.3 marks at least the first; the rest would be soon).
+                // RFC 6298 §5.5: back off; RFC 5681 §3.1: one segment; everything outstanding is
+                // sent again, SACKed or not: RFC 2018 §8 lets a receiver discard what it SACKed,
+                // so after a timeout the sender forgets the SACKs (as RFC 6675 §5.1 advises).
                 self.stats.timeouts += 1;
                 self.rtt.on_timeout();
                 let flight = self.snd_max.wrapping_sub(self.snd_una);
                 self.cc.on_timeout(flight, t);
-                for s in self.sent.iter_mut().filter(|s| !s.delivered) {
+                for s in self.sent.iter_mut() {
+                    s.delivered = false;
                     s.lost = true;
                 }
+                self.scoreboard.clear();
                 self.pipe = 0;
                 self.recovery = Some(self.snd_max);
                 self.rto_recovery = true;

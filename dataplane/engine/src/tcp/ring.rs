@@ -149,11 +149,12 @@ impl Ring {
         [&buf[start..start + first], &buf[..n - first]]
     }
 
-    /// Drops `n` bytes from the head.
+    /// Drops `n` bytes from the head. The head moves on even when the ring empties: bytes
+    /// written beyond the end ([`Ring::write_at`]) keep their place.
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len);
         self.len -= n;
-        self.head = if self.len == 0 { 0 } else { (self.head + n) % self.region.len };
+        self.head = (self.head + n) % self.region.len;
     }
 
     /// Copies up to `out.len()` bytes from the head into `out` and drops them; returns how many.
