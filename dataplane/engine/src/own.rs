@@ -187,6 +187,7 @@ impl<S: Service> Engine<S> {
         let mut full = false;
         let mut emit = |out: &Out| match device.transmit(now) {
             Some(tok) => {
+                debug_assert!(out.frame_len() <= phy::MAX_FRAME, "a {}-byte frame", out.frame_len());
                 tok.consume(out.frame_len(), |buf| seg::write(buf, &path, out, &caps));
                 true
             }

@@ -1113,9 +1113,13 @@ impl Tcb {
     /// out-of-order data is held).
     fn emit_segment(&mut self, ts_now: u32, seq: u32, flags: u8, off: usize, len: usize, emit: &mut impl Emit) -> bool {
         let mut blocks = [(0u32, 0u32); MAX_SACK];
+        // SACK blocks take 4 bytes and 8 per block of the segment's room (the MSS less
+        // timestamps): a full data segment carries none, a shorter one as many as fit.
+        let room = (self.mss as usize).saturating_sub(len);
+        let fit = if room >= 12 { (room - 4) / 8 } else { 0 };
         let nb = if self.sack_on && !self.ooo.is_empty() && flags & RST == 0 {
             let max = if self.ts_on { 3 } else { 4 };
-            self.ooo.blocks(self.rcv_nxt, &mut blocks[..max])
+            self.ooo.blocks(self.rcv_nxt, &mut blocks[..max.min(fit)])
         } else {
             0
         };
