@@ -35,6 +35,84 @@ fn rfc9293_3_8_6_1_a_zero_window_is_probed_after_an_rto_then_at_growing_interval
 }
 
 #[test]
+fn rfc9293_3_8_6_1_when_the_window_opens_an_update_leaves_and_the_transfer_resumes_at_once() {
+    let (mut p, _) = zero_window();
+    p.run_for(Duration::from_secs(2));
+    // B reads: a window update leaves at once (§3.8.6.2.2), and A resumes on it without
+    // waiting for its next probe or retransmission timeout.
+    p.app[B].reads = true;
+    let mark = p.log.len();
+    let t_read = p.t();
+    p.service();
+    let update = p.sent_by(B, mark).next().expect("a window update");
+    assert!(update.window > 0 && update.at == p.now);
+    assert!(p.run_until(Duration::from_secs(60), |p| p.app[B].got == 200_000), "\n{}", dump(&p.log[mark..]));
+    let took = p.t() - t_read;
+    let s = p.tcb[A].stats;
+    assert!(took < 50 * MS, "resumed after {took:?}: {s:?}\n{}", dump(&p.log[mark..mark + 6]));
+}
+
+#[test]
+fn rfc9293_3_8_6_1_a_zero_window_probe_draws_an_ack_with_the_window() {
+    // "When the receiving TCP endpoint has a zero window and a segment arrives, it must still
+    // send an acknowledgment showing its next expected sequence number and current window."
+    let (mut p, _) = zero_window();
+    let mark = p.log.len();
+    p.run_for(Duration::from_secs(2));
+    let probes: Vec<Rec> = p.sent_by(A, mark).copied().collect();
+    assert!(!probes.is_empty());
+    for probe in probes.iter().filter(|r| r.arrived.is_some()) {
+        let answer = p.sent_by(B, mark).find(|r| Some(r.at) == probe.arrived);
+        let answer =
+            answer.unwrap_or_else(|| panic!("no answer to the probe at {:?}\n{}", probe.t(), dump(&p.log[mark..])));
+        assert_eq!((answer.ack, answer.window), (p.tcb[B].rcv_nxt(), 0));
+    }
+}
+
+#[test]
+fn rfc9293_3_8_6_2_neither_side_makes_a_silly_window() {
+    // B reads 300 bytes every 5 ms from a full ring while it sends A data of its own (whose
+    // segments carry its window). The receiver must not offer a window that grew by less than
+    // min(MSS, half the ring) (§3.8.6.2.2); the sender must not send a segment smaller than an
+    // MSS while more is queued, unless it is half the largest window offered (§3.8.6.2.1).
+    let mut p = Pair::settled(Setup::default());
+    p.app[A].total = 1_000_000;
+    p.app[B] = App { total: 10_000_000, ..App::default() };
+    p.app[A].reads = true;
+    p.service();
+    assert!(p.run_until(Duration::from_secs(1), |p| p.tcb[B].rx.free() == 0));
+    let mark = p.log.len();
+    let mut buf = [0u8; 300];
+    for _ in 0..100 {
+        p.run_for(5 * MS);
+        p.tcb[B].recv(&mut buf);
+        p.service();
+    }
+    let shift = crate::own::our_wscale(65536);
+    let mut right = None::<u32>;
+    let mut silly_offers = Vec::new();
+    for r in p.sent_by(B, mark) {
+        let edge = r.ack.wrapping_add(u32::from(r.window) << shift);
+        if let Some(old) = right {
+            let grew = edge.wrapping_sub(old) as i32;
+            if grew > 0 && (grew as u32) < SEG {
+                silly_offers.push(grew);
+            }
+        }
+        right = Some(edge);
+    }
+    let small: Vec<u32> = p.data_by(A, mark).map(|r| r.len).filter(|&n| n < SEG).collect();
+    assert!(
+        silly_offers.is_empty() && small.is_empty(),
+        "B's window grew {} times by less than an MSS: {:?}; A sent {} small segments: {:?}",
+        silly_offers.len(),
+        &silly_offers[..silly_offers.len().min(5)],
+        small.len(),
+        &small[..small.len().min(5)]
+    );
+}
+
+#[test]
 fn rfc9293_3_8_6_3_a_lone_segment_is_acknowledged_after_ack_delay() {
     for ms in [40, 25] {
         let cfg = TcpConfig { ack_delay: Duration::from_millis(ms), ..TcpConfig::default() };

@@ -81,12 +81,38 @@ fn rfc8985_7_a_tail_loss_probe_repairs_a_lost_tail_before_the_rto() {
 }
 
 #[test]
+fn rfc8985_7_2_a_probe_due_with_the_rto_is_sent_as_a_probe_not_a_timeout() {
+    // A lone segment is lost. Its PTO (2 SRTT + WCDelAckT) is past the RTO's expiry, so §7.2
+    // schedules the probe at that expiry: a probe is sent then, not a timeout taken (which
+    // would cut cwnd to one segment), and the RTO is armed again after it (§7.3).
+    let mut p = warm(Setup::default());
+    let cwnd = p.tcb[A].cwnd();
+    let base = burst(&mut p, 1, &[0]);
+    assert!(p.run_until(Duration::from_secs(2), |p| p.tcb[A].snd_una() == seg_at(base, 1)));
+    let s = p.tcb[A].stats;
+    assert_eq!((s.tlp, s.timeouts), (1, 0), "{s:?}: cwnd {cwnd} -> {}", p.tcb[A].cwnd());
+}
+
+#[test]
 fn rfc8985_7_a_probe_repairs_the_last_segment_of_a_flight_without_a_timeout() {
     let mut p = warm(Setup::default());
     let base = burst(&mut p, 10, &[9]);
     assert!(p.run_until(Duration::from_secs(2), |p| p.tcb[A].snd_una() == seg_at(base, 10)));
     let s = p.tcb[A].stats;
     assert_eq!((s.tlp, s.timeouts, s.retransmits), (1, 0, 1), "{s:?}");
+}
+
+#[test]
+fn rfc8985_7_3_after_a_probe_the_rto_is_armed_again_from_the_probe() {
+    // The wire is cut: the probe (at one PTO) goes unanswered, and the RTO must count from it.
+    let mut p = warm(Setup::default());
+    p.cut[A] = true;
+    let base = burst(&mut p, 5, &[]);
+    p.run_for(Duration::from_millis(500));
+    let probe = sends(&p, seg_at(base, 4))[1];
+    let rto = sends(&p, base)[1];
+    assert_eq!(p.tcb[A].stats.tlp, 1);
+    assert!(rto >= probe + 200 * MS, "probe at {probe:?}, timeout at {rto:?}");
 }
 
 #[test]
@@ -103,6 +129,21 @@ fn rfc8985_6_2_rack_marks_a_segment_lost_once_a_later_one_is_sacked_and_the_wind
     assert!(waited >= 400 * Duration::from_micros(1) && waited <= MS, "retransmitted {waited:?} after the SACK");
     let s = p.tcb[A].stats;
     assert_eq!((s.retransmits, s.fast_recoveries, s.tlp, s.timeouts), (1, 1, 0, 0), "{s:?}");
+}
+
+#[test]
+fn rfc8985_6_2_with_three_segments_sacked_the_hole_is_lost_at_once() {
+    // RFC 8985 §6.2 step 4: no reordering seen and DupThresh segments SACKed: the window is 0.
+    // Both halves of the sequence space: RACK.fack must start at the ISS, not at 0.
+    for iss in [1_000_000, u32::MAX - 100_000] {
+        let mut p = warm(Setup { iss: [iss, ISS[B]], ..Setup::default() });
+        let base = burst(&mut p, 10, &[6]);
+        assert!(p.run_until(Duration::from_secs(1), |p| p.tcb[A].snd_una() == seg_at(base, 10)));
+        let third = p.sent_by(B, 0).filter(|r| r.nsack > 0).nth(2).expect("three SACKs");
+        assert_eq!(third.sack(), [(seg_at(base, 7), seg_at(base, 10))]);
+        let rtx = sends(&p, seg_at(base, 6))[1];
+        assert_eq!(rtx, since_start(third.arrived.expect("arrived")), "ISS {iss:#x}: retransmitted late");
+    }
 }
 
 #[test]
@@ -125,6 +166,52 @@ fn rfc5681_3_2_rfc9438_4_6_fast_recovery_cuts_cwnd_once_per_episode() {
     // The ACK that starts recovery may grow the window by one segment first.
     let (lo, hi) = (f64::from(before) * 0.7, f64::from(before + SEG) * 0.7);
     assert!(f64::from(least) >= lo - 1.0 && f64::from(least) <= hi, "CUBIC's beta, once: {before} -> {least}");
+}
+
+#[test]
+fn rfc5681_3_2_without_sack_the_third_duplicate_ack_retransmits_at_once() {
+    // A congestion-limited sender (B's ring is large) without SACK: three duplicate ACKs must
+    // bring the lost segment again within a round trip, not at the RTO.
+    let mib = 1 << 20;
+    let s = Setup { sack: false, rx: [65536, 8 * mib], tx: [8 * mib, 65536], ..Setup::default() };
+    let mut p = warm(s);
+    let base = p.tcb[A].snd_una();
+    p.drop_once(A, move |r| r.len > 0 && r.seq == seg_at(base, 120));
+    p.app[A].total += 4 * mib as u64;
+    p.service();
+    assert!(p.run_until(Duration::from_secs(10), |p| p.app[B].got == p.app[A].total));
+    let t = sends(&p, seg_at(base, 120));
+    let dupacks = p.sent_by(B, 0).filter(|r| r.ack == seg_at(base, 120)).nth(3).expect("dup ACKs");
+    let third = since_start(dupacks.arrived.expect("arrived"));
+    let s = p.tcb[A].stats;
+    assert!(t[1] - third < 10 * MS, "retransmitted {:?} after the third dup ACK; {s:?}", t[1] - third);
+    assert_eq!((s.fast_recoveries, s.timeouts), (1, 0), "{s:?}");
+}
+
+#[test]
+fn rfc6675_5_entering_recovery_retransmits_the_first_lost_segment_at_once() {
+    // RFC 6675 §5 step (4.3), and PRR's first ACK in recovery (RFC 6937): the segment found lost
+    // leaves on the ACK that starts recovery, congestion-limited sender or not.
+    let mib = 1 << 20;
+    let s = Setup { rx: [65536, 8 * mib], tx: [8 * mib, 65536], ..Setup::default() };
+    let mut p = warm(s);
+    let base = p.tcb[A].snd_una();
+    p.drop_once(A, move |r| r.len > 0 && r.seq == seg_at(base, 120));
+    p.app[A].total += 4 * mib as u64;
+    p.service();
+    let mut entered = None;
+    let done = p.run_until(Duration::from_secs(10), |p| {
+        if entered.is_none() && p.tcb[A].stats.fast_recoveries == 1 {
+            entered = Some(p.t());
+        }
+        p.app[B].got == p.app[A].total
+    });
+    assert!(done);
+    let rtx = sends(&p, seg_at(base, 120))[1];
+    let entered = entered.expect("recovery");
+    let between = |a: Instant| (entered..=rtx).contains(&since_start(a));
+    let sacks = p.sent_by(B, 0).filter(|r| r.nsack > 0 && r.arrived.is_some_and(between)).count();
+    assert_eq!(rtx, entered, "retransmitted {:?} and {sacks} SACKs after recovery began", rtx - entered);
 }
 
 #[test]
@@ -156,5 +243,20 @@ fn rfc2018_4_sack_blocks_report_the_most_recent_segment_first() {
         let last = p.sent_by(B, 0).filter(|r| r.nsack > 0).nth(4).expect("a fifth SACK");
         assert_eq!(last.sack()[0], blk(8, 10), "segment 10 extends the most recent block");
         assert_eq!(p.app[B].got, 300_000 + u64::from(10 * seg), "all arrived");
+    }
+}
+
+#[test]
+fn on_timers_leaves_no_deadline_due_at_the_instant_it_ran() {
+    // The timer contract (house style 2): after `on_timers(now)`, `next_deadline()` is later
+    // than `now`, or the engine would service the connection again and again at `now`. The RACK
+    // timer of a one-segment SACK waits min_RTT / 4, which has a fraction of a microsecond when
+    // the round trip is not a multiple of 4 µs.
+    for delay_us in 1000..1004 {
+        let net = Net { delay: Duration::from_micros(delay_us), ..Net::default() };
+        let mut p = warm(Setup { net, ..Setup::default() });
+        let base = burst(&mut p, 10, &[8]);
+        assert!(p.run_until(Duration::from_secs(1), |p| p.tcb[A].snd_una() == seg_at(base, 10)));
+        assert_eq!(p.stale_deadlines, 0, "one-way delay {delay_us} us");
     }
 }
