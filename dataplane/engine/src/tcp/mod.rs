@@ -17,3 +17,5 @@ pub mod ring;
 pub mod rtt;
 pub mod sack;
 pub mod seg;
+#[cfg(test)]
+mod tests;
