@@ -155,8 +155,10 @@ fn dur(now: Instant) -> Duration {
     Duration::from_micros(now.total_micros().max(0) as u64)
 }
 
+/// `now + d`, rounded up to the clock's microsecond: a deadline less than a microsecond away is
+/// the next microsecond, never `now` again (a timer that ran at `now` would be due at once).
 fn plus(now: Instant, d: Duration) -> Instant {
-    now + smoltcp::time::Duration::from_micros(d.as_micros() as u64)
+    now + smoltcp::time::Duration::from_micros(d.as_nanos().div_ceil(1000) as u64)
 }
 
 /// One connection's control block. The fields the common segment touches come first.
@@ -219,8 +221,12 @@ pub struct Tcb {
     pub timed_out: bool,
     /// A tail loss probe is out, up to this sequence number (RFC 8985 §7.3: one at a time).
     tlp_out: Option<u32>,
-    /// Send one segment whatever the congestion window (a tail loss probe, a zero-window probe).
+    /// Send one segment whatever the congestion window (a tail loss probe, the first
+    /// retransmission of a recovery).
     probe: bool,
+    /// Send an ACK with an old sequence number, which draws the peer's ACK and window: a
+    /// zero-window probe (RFC 9293 §3.8.6.1, as Linux probes) or a keepalive (RFC 1122 §4.2.3.6).
+    ack_probe: bool,
     rst_out: bool,
     /// The connection ended by an RST from the peer.
     pub reset: bool,
@@ -344,13 +350,14 @@ impl Tcb {
             timed_out: false,
             tlp_out: None,
             probe: false,
+            ack_probe: false,
             rst_out: false,
             reset: false,
             sent: VecDeque::new(),
             rtt,
             cc: Congestion::new(cfg.congestion, mss),
             scoreboard: Scoreboard::new(snd),
-            rack: Rack::default(),
+            rack: Rack::new(snd),
             ooo: Reassembly::new(cfg.max_ooo_ranges),
             cfg,
             stats: TcbStats::default(),
@@ -482,9 +489,27 @@ impl Tcb {
         self.rx.free() as u32
     }
 
-    /// The window field for a segment now (RFC 7323 §2.3: scaled, never more than 16 bits).
+    /// The window to offer now, as the field (RFC 7323 §2.3: scaled, at most 16 bits) and in
+    /// bytes. Receiver-side silly window avoidance (RFC 9293 §3.8.6.2.2): the right edge moves on
+    /// only by at least min(MSS, half the ring); short of that, the last offer's edge stays.
+    fn offer(&self) -> (u16, u32) {
+        let free = self.rcv_wnd();
+        let grew = self.rcv_nxt.wrapping_add(free).wrapping_sub(self.rcv_adv) as i32;
+        let step = self.mss.min(self.rx.capacity() as u32 / 2);
+        let wnd = if grew > 0 && (grew as u32) < step {
+            let kept = self.rcv_adv.wrapping_sub(self.rcv_nxt) as i32;
+            (kept.max(0) as u32).min(free)
+        } else {
+            free
+        };
+        let field = (wnd >> self.rcv_shift).min(u32::from(u16::MAX));
+        // The edge kept is the exact one (`rcv_adv`), not the field's rounding of it: rounded
+        // again at each offer, it would creep down.
+        (field as u16, wnd.min(u32::from(u16::MAX) << self.rcv_shift))
+    }
+
     fn window_field(&self) -> u16 {
-        (self.rcv_wnd() >> self.rcv_shift).min(u32::from(u16::MAX)) as u16
+        self.offer().0
     }
 
     /// When this connection next needs servicing without a segment, if ever.
@@ -538,6 +563,10 @@ impl Tcb {
                 self.ack_now = true; // and drop it
             }
             return;
+        }
+        if ack_only && !seg.payload.is_empty() && !rst {
+            // RFC 9293 §3.8.6.1: a probe of our zero window draws an ACK with the window.
+            self.ack_now = true;
         }
         // Second, RST (RFC 5961 §3.2): exactly at RCV.NXT it resets; elsewhere in the window it
         // draws a challenge ACK.
@@ -625,7 +654,9 @@ impl Tcb {
         }
         if self.snd_wnd > 0 {
             self.persist_at = None;
-            self.persist_backoff = 0;
+        }
+        if self.snd_wnd > 0 || advanced {
+            self.persist_backoff = 0; // the peer moved: probing starts afresh
         }
         let t = dur(now);
         let fin_acked = advanced && self.acknowledge(now, ack);
@@ -650,6 +681,9 @@ impl Tcb {
             self.dupacks = 0;
         } else if duplicate && !self.sack_on {
             self.dupacks += 1;
+            // Each duplicate ACK says a segment left the network (RFC 5681 §3.2 inflates the
+            // window for it; here the flight shrinks instead).
+            self.pipe = self.pipe.saturating_sub(self.mss);
             if self.dupacks == 3 && self.recovery.is_none() {
                 if let Some(first) = self.sent.front_mut() {
                     first.lost = true;
@@ -790,6 +824,9 @@ impl Tcb {
 
     fn enter_recovery(&mut self, t: Duration) {
         self.stats.fast_recoveries += 1;
+        // RFC 6675 §5 (4.3), and PRR's (RFC 6937) at least one: the first lost segment goes at
+        // once, whatever the flight.
+        self.probe = true;
         let flight = self.snd_max.wrapping_sub(self.snd_una);
         self.cc.on_loss(flight, t);
         self.recovery = Some(self.snd_max);
@@ -874,6 +911,26 @@ impl Tcb {
             self.rack_at = None;
             self.detect_losses(now);
         }
+        // The probe first: RFC 8985 §7.2 schedules it no later than the RTO, and one due with it
+        // is sent as a probe.
+        if self.tlp_at.is_some_and(|d| d <= now) {
+            self.tlp_at = None;
+            if self.recovery.is_none() && self.tlp_out.is_none() && self.snd_una != self.snd_max {
+                // RFC 8985 §7.3: new data if the window allows, else the last segment again.
+                self.stats.tlp += 1;
+                let unsent = self.unsent();
+                if unsent == 0 || self.usable_window() == 0 {
+                    if let Some(last) = self.sent.iter_mut().rev().find(|s| !s.delivered) {
+                        last.lost = true;
+                    }
+                    self.recompute_pipe();
+                }
+                self.probe = true;
+                self.tlp_out = Some(self.snd_max);
+                // RFC 8985 §7.3: the RTO runs again from the probe.
+                self.rto_at = Some(plus(now, self.rtt.rto()));
+            }
+        }
         if self.rto_at.is_some_and(|d| d <= now) {
             self.rto_at = None;
             if self.snd_una != self.snd_max {
@@ -896,26 +953,14 @@ impl Tcb {
                 self.tlp_at = None;
             }
         }
-        if self.tlp_at.is_some_and(|d| d <= now) {
-            self.tlp_at = None;
-            if self.recovery.is_none() && self.tlp_out.is_none() && self.snd_una != self.snd_max {
-                // RFC 8985 §7.3: new data if the window allows, else the last segment again.
-                self.stats.tlp += 1;
-                let unsent = self.unsent();
-                if unsent == 0 || self.usable_window() == 0 {
-                    if let Some(last) = self.sent.iter_mut().rev().find(|s| !s.delivered) {
-                        last.lost = true;
-                    }
-                    self.recompute_pipe();
-                }
-                self.probe = true;
-                self.tlp_out = Some(self.snd_max);
-            }
-        }
         if self.persist_at.is_some_and(|d| d <= now) {
             self.persist_at = None;
             self.persist_backoff = (self.persist_backoff + 1).min(6);
-            self.probe = true;
+            if self.usable_window() == 0 {
+                self.ack_probe = true; // a shut window: probe it
+            } else {
+                self.probe = true; // a small one: the override timeout, send what fits
+            }
         }
         if self.keepalive_at.is_some_and(|d| d <= now) {
             self.keepalive_at = None;
@@ -927,7 +972,7 @@ impl Tcb {
             } else {
                 self.keepalive_sent += 1;
                 self.stats.keepalive_probes += 1;
-                self.probe = true;
+                self.ack_probe = true;
             }
         }
     }
@@ -994,8 +1039,8 @@ impl Tcb {
             r.xmit_ts = t;
             self.pipe = self.pipe.saturating_add(len);
         }
-        // New data, then the FIN (RFC 9293 §3.8.6.2.1: no small segment while one is in flight
-        // unless it is the last of what is queued).
+        // New data, then the FIN.
+        let mut sws_blocked = false;
         loop {
             let unsent = self.unsent();
             let fin_due = self.fin_seq() == Some(self.snd_nxt);
@@ -1003,21 +1048,19 @@ impl Tcb {
                 break;
             }
             let window = self.usable_window();
-            let mut len = unsent.min(self.mss).min(window);
+            let len = unsent.min(self.mss).min(window);
             if unsent > 0 && len == 0 {
-                if self.probe && self.snd_una == self.snd_max {
-                    // A zero-window probe (RFC 9293 §3.8.6.1): one byte past the window.
-                    len = 1;
-                } else {
-                    break;
-                }
+                break; // the window is shut: the persist timer probes it
             }
             let fits_cwnd = self.pipe == 0 || self.pipe.saturating_add(len.max(1)) <= cwnd;
             if !fits_cwnd && !self.probe {
                 break;
             }
-            if len < self.mss && len < unsent && self.pipe > 0 && !self.probe {
-                break; // sender-side silly window avoidance
+            // RFC 9293 §3.8.6.2.1: no small segment while more is queued, unless it is half the
+            // largest window the peer offered (the persist timer below is the override timeout).
+            if len < self.mss && len < unsent && len < self.max_snd_wnd / 2 && !self.probe {
+                sws_blocked = true;
+                break;
             }
             let with_fin = self.fin_queued && len == unsent;
             let start = self.snd_nxt;
@@ -1044,9 +1087,9 @@ impl Tcb {
                 break;
             }
         }
-        // The persist timer: data waits, the window is shut and nothing is in flight to bring an
-        // update (RFC 9293 §3.8.6.1).
-        if self.unsent() > 0 && self.usable_window() == 0 && self.snd_una == self.snd_max {
+        // The persist timer: data waits, the window is shut (or too small to use, §3.8.6.2.1) and
+        // nothing is in flight to bring an update (RFC 9293 §3.8.6.1).
+        if self.unsent() > 0 && (self.usable_window() == 0 || sws_blocked) && self.snd_una == self.snd_max {
             if self.persist_at.is_none() {
                 let rto = self.rtt.rto() * (1 << self.persist_backoff);
                 self.persist_at = Some(plus(now, rto.min(Duration::from_secs(60))));
@@ -1060,13 +1103,13 @@ impl Tcb {
         let right = self.rcv_nxt.wrapping_add(self.rcv_wnd());
         let opened = right.wrapping_sub(self.rcv_adv) as i32;
         let update = opened > 0 && (opened as u32) >= (2 * self.mss).min(self.rx.capacity() as u32 / 2);
-        if n == 0 && (self.ack_now || update || self.probe) {
-            let seq = if self.probe { self.snd_una.wrapping_sub(1) } else { self.snd_nxt };
+        if n == 0 && (self.ack_now || update || self.ack_probe) {
+            let seq = if self.ack_probe { self.snd_una.wrapping_sub(1) } else { self.snd_nxt };
             if self.emit_segment(ts_now, seq, ACK, 0, 0, emit) {
                 n += 1;
-                self.probe = false;
             }
         }
+        self.ack_probe = false;
         // Keepalive: armed while nothing is outstanding (RFC 1122 §4.2.3.6), from when the peer
         // was last heard, then every interval while probes go unanswered.
         if let Some(idle) = self.cfg.keepalive {
@@ -1145,6 +1188,6 @@ impl Tcb {
         self.ack_pending = 0;
         self.delack_at = None;
         self.last_ack_sent = self.rcv_nxt;
-        self.rcv_adv = self.rcv_nxt.wrapping_add(self.rcv_wnd());
+        self.rcv_adv = self.rcv_nxt.wrapping_add(self.offer().1);
     }
 }

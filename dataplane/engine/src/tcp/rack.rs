@@ -70,6 +70,13 @@ impl Default for Rack {
 const DUP_THRESH: u32 = 3;
 
 impl Rack {
+    /// RACK's state for a connection whose first unacknowledged byte is `snd_una`: RACK.fack
+    /// starts there, so the first delivery is never taken for reordering, wherever the sequence
+    /// space starts.
+    pub fn new(snd_una: u32) -> Rack {
+        Rack { fack: snd_una, ..Rack::default() }
+    }
+
     /// Step 1 and 2 of §6.2 for each segment this ACK delivered: updates RACK.xmit_ts, end_seq and
     /// rtt from the most recently sent one, and notes reordering. `ts_ecr_before_xmit` says, for a
     /// retransmitted segment, whether the ACK's timestamp echo predates its last transmission

@@ -24,7 +24,7 @@ fn rfc9293_3_8_6_1_a_zero_window_is_probed_after_an_rto_then_at_growing_interval
     p.run_for(Duration::from_secs(2));
     // Nothing for an RTO, then probes of at most one byte past the window, backed off.
     let probes: Vec<&Rec> = p.sent_by(A, mark).collect();
-    assert!(probes.len() >= 3, "probes:\n{}", dump(&p.log[mark..]));
+    assert!(probes.len() >= 3, "zero at {t_zero:?}, probes:\n{}", dump(&p.log[mark.saturating_sub(8)..]));
     assert!(probes.iter().all(|r| r.len <= 1), "\n{}", dump(&p.log[mark..]));
     let first = probes[0].t() - t_zero;
     assert!(first >= 200 * MS && first < 220 * MS, "first probe {first:?} after the zero window");
