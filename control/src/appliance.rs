@@ -296,6 +296,7 @@ pub fn run_with_switch(
                 buffer_idle: g.buffer_idle(),
                 engine_tcp: !g.smoltcp_established,
                 tcp: g.tcp(),
+                syn_cookies: g.syn_cookies(),
             }
             .map_services(Service::from);
             let mut engine =

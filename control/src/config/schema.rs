@@ -98,6 +98,9 @@ pub struct EngineSection {
     pub keepalive_probes: u32,
     /// Run established connections on smoltcp instead of the engine's own TCP (for comparison).
     pub smoltcp_established: bool,
+    /// SYN cookies (RFC 4987): `auto` (once a listener's half-open budget is used up), `always`
+    /// or `never` (the oldest half-open connection gives way instead).
+    pub syn_cookies: String,
 }
 
 impl Default for EngineSection {
@@ -125,6 +128,7 @@ impl Default for EngineSection {
             keepalive_interval_secs: 75,
             keepalive_probes: 9,
             smoltcp_established: false,
+            syn_cookies: "auto".into(),
         }
     }
 }
@@ -145,6 +149,15 @@ impl EngineSection {
             keepalive: (self.keepalive_secs > 0).then(|| Duration::from_secs(self.keepalive_secs)),
             keepalive_interval: Duration::from_secs(self.keepalive_interval_secs),
             keepalive_probes: self.keepalive_probes,
+        }
+    }
+
+    /// `syn_cookies` as the engine takes it (checked: `validate::engine`).
+    pub fn syn_cookies(&self) -> engine::SynCookies {
+        match self.syn_cookies.as_str() {
+            "always" => engine::SynCookies::Always,
+            "never" => engine::SynCookies::Never,
+            _ => engine::SynCookies::Auto,
         }
     }
 

@@ -86,6 +86,13 @@ pub(super) fn engine(errors: Errors, g: &EngineSection) -> Result<(), ConfigErro
     if !matches!(g.congestion.as_str(), "cubic" | "reno") {
         return Err(errors.bad("engine.congestion", format!("{:?}", g.congestion), "\"cubic\" or \"reno\""));
     }
+    if !matches!(g.syn_cookies.as_str(), "auto" | "always" | "never") {
+        return Err(errors.bad(
+            "engine.syn_cookies",
+            format!("{:?}", g.syn_cookies),
+            "\"auto\", \"always\" or \"never\"",
+        ));
+    }
     errors.range("engine.min_rto_ms", g.min_rto_ms, 1, 60_000, "between 1 and 60000 ms")?;
     errors.range("engine.delayed_ack_ms", g.delayed_ack_ms, 0, 499, "between 0 and 499 ms (RFC 9293: under 0.5 s)")?;
     errors.range("engine.max_ooo_ranges", g.max_ooo_ranges as u64, 1, 1024, "between 1 and 1024")?;

@@ -116,6 +116,8 @@ pub fn render(req: &Request, data: serde_json::Value) -> Result<String, serde_js
                         l.refused.to_string(),
                         l.dropped.to_string(),
                         l.syn_evicted.to_string(),
+                        l.cookies_sent.to_string(),
+                        l.cookies_accepted.to_string(),
                         l.silent_closed.to_string(),
                     ]
                 })
@@ -133,6 +135,8 @@ pub fn render(req: &Request, data: serde_json::Value) -> Result<String, serde_js
                     "REFUSED",
                     "DROPPED",
                     "SYN_EVICTED",
+                    "COOKIES",
+                    "COOKIE_CONNS",
                     "SILENT_CLOSED",
                 ],
                 &rows,

@@ -131,6 +131,9 @@ impl Context<'_> {
                                 dropped: 0,
                                 silent_closed: 0,
                                 syn_evicted: 0,
+                                cookies_sent: 0,
+                                cookies_accepted: 0,
+                                cookies_invalid: 0,
                             });
                             rows.last_mut().expect("just pushed")
                         }
@@ -150,6 +153,9 @@ impl Context<'_> {
                     row.refused += s.refused;
                     row.dropped += s.dropped;
                     row.syn_evicted += s.syn_evicted;
+                    row.cookies_sent += s.cookies_sent;
+                    row.cookies_accepted += s.cookies_accepted;
+                    row.cookies_invalid += s.cookies_invalid;
                 }
             }
         }

@@ -83,6 +83,17 @@ const LISTENER: &[Family<ListenerRow>] = &[
         "Half-open connections given up to admit new SYNs (the half-open budget was used up; B1).",
         |r| Value::Count(r.syn_evicted),
     ),
+    counter("switchyard_listener_syn_cookies_sent_total", "SYNs answered with a SYN cookie (RFC 4987).", |r| {
+        Value::Count(r.cookies_sent)
+    }),
+    counter("switchyard_listener_syn_cookies_accepted_total", "Connections made from a valid SYN cookie.", |r| {
+        Value::Count(r.cookies_accepted)
+    }),
+    counter(
+        "switchyard_listener_syn_cookies_invalid_total",
+        "ACKs matching no connection whose cookie was not valid (refused, nothing made).",
+        |r| Value::Count(r.cookies_invalid),
+    ),
     gauge("switchyard_listener_queued", "Handshakes completed, not accepted yet (B1).", |r| {
         Value::Count(r.queued as u64)
     }),
@@ -368,6 +379,9 @@ mod tests {
             dropped: 0,
             silent_closed: 0,
             syn_evicted: 0,
+            cookies_sent: 0,
+            cookies_accepted: 0,
+            cookies_invalid: 0,
         }
     }
 

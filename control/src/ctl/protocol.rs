@@ -170,6 +170,13 @@ pub struct ListenerRow {
     /// budget, `engine.syn_backlog`, was used up).
     #[serde(default)]
     pub syn_evicted: u64,
+    /// SYNs answered with a SYN cookie, connections made from one, and ACKs with a bad one.
+    #[serde(default)]
+    pub cookies_sent: u64,
+    #[serde(default)]
+    pub cookies_accepted: u64,
+    #[serde(default)]
+    pub cookies_invalid: u64,
 }
 
 /// `ctl conns`: one row per connection.

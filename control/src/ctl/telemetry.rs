@@ -62,6 +62,9 @@ impl Context<'_> {
                     ("dropped".into(), u(l.dropped)),
                     ("silent_closed".into(), u(l.silent_closed)),
                     ("syn_evicted".into(), u(l.syn_evicted)),
+                    ("syn_cookies_sent".into(), u(l.cookies_sent)),
+                    ("syn_cookies_accepted".into(), u(l.cookies_accepted)),
+                    ("syn_cookies_invalid".into(), u(l.cookies_invalid)),
                 ]))
             }
             "/switchyard/cores" => Some(Reply::List((0..u64::from(self.cores)).map(u).collect())),

@@ -20,6 +20,20 @@ pub const DEFAULT_MAX_TIME_WAIT: usize = 262_144;
 /// How long an idle connection keeps its buffer pages, by default.
 pub const DEFAULT_BUFFER_IDLE: Duration = Duration::from_secs(30);
 
+/// When listeners answer a SYN with a SYN cookie instead of keeping a half-open connection
+/// ([`crate::tcp::cookie`], RFC 4987 §3.6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SynCookies {
+    /// Once a listener's half-open budget (`syn_backlog`) is used up, as Linux's
+    /// `tcp_syncookies = 1`.
+    #[default]
+    Auto,
+    /// For every SYN.
+    Always,
+    /// Never: the oldest half-open connection gives way instead.
+    Never,
+}
+
 /// A listener the engine starts with, running `S` (a built-in service by default).
 #[derive(Clone, Debug)]
 pub struct ListenerSpec<S = ServiceKind> {
@@ -81,6 +95,9 @@ pub struct EngineConfig<S = ServiceKind> {
     pub engine_tcp: bool,
     /// Settings of the engine's own TCP.
     pub tcp: crate::tcp::conn::TcpConfig,
+    /// When a SYN gets a SYN cookie (only with `engine_tcp`: a cookie's connection is the engine
+    /// TCP's from its start).
+    pub syn_cookies: SynCookies,
 }
 
 impl<S> EngineConfig<S> {
@@ -105,6 +122,7 @@ impl<S> EngineConfig<S> {
             buffer_idle: Some(DEFAULT_BUFFER_IDLE),
             engine_tcp: true,
             tcp: crate::tcp::conn::TcpConfig::default(),
+            syn_cookies: SynCookies::Auto,
         }
     }
 
@@ -130,6 +148,7 @@ impl<S> EngineConfig<S> {
             buffer_idle,
             engine_tcp,
             tcp,
+            syn_cookies,
         } = self;
         let listeners = listeners
             .into_iter()
@@ -160,6 +179,7 @@ impl<S> EngineConfig<S> {
             buffer_idle,
             engine_tcp,
             tcp,
+            syn_cookies,
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::time_wait::TimeWaitAction;
 use smoltcp::time::Instant;
 
 use crate::upper::Service;
-use crate::Engine;
+use crate::{Engine, SynCookies};
 
 /// What the demux decided for a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,6 +18,10 @@ pub enum Demux {
     Flow(u32),
     /// A SYN for a listener with room.
     Listener(usize),
+    /// A SYN the listener answers with a SYN cookie.
+    Cookie(usize),
+    /// An ACK for a listener's port that matches no connection: it may carry a cookie.
+    CookieAck(usize),
     /// A segment for a 4-tuple in TIME_WAIT.
     TimeWait(TimeWaitAction),
     /// Answered with an RST (full listener with `on_full = refuse`, or nothing wants it).
@@ -120,7 +124,10 @@ impl<S: Service> Engine<S> {
                     self.stats.over_max_connections += 1; // then as a full listener does
                 } else {
                     match l.stats.admission(l.policy, self.syn_backlog) {
+                        Admission::Admit if self.syn_cookies == SynCookies::Always => return Demux::Cookie(li),
                         Admission::Admit => return Demux::Listener(li),
+                        // RFC 4987 §3.6: the half-open budget is used up; a cookie keeps nothing.
+                        Admission::EvictOldest if self.syn_cookies != SynCookies::Never => return Demux::Cookie(li),
                         // Full after all if no half-open connection can give way (those whose
                         // handshake completed in this burst count as half-open until serviced).
                         Admission::EvictOldest if self.evict_oldest_half_open(now, li) => return Demux::Listener(li),
@@ -139,6 +146,11 @@ impl<S: Service> Engine<S> {
                         Demux::Drop
                     }
                 };
+            }
+        }
+        if f.ack && !f.syn && !f.rst && self.syn_cookies != SynCookies::Never {
+            if let Some(&li) = self.by_port.get(&seg.tuple.local_port) {
+                return Demux::CookieAck(li);
             }
         }
         if !f.rst {

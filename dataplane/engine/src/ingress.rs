@@ -111,6 +111,18 @@ impl<S: Service> Engine<S> {
                 let Frame::Tcp(seg) = class else { unreachable!("only SYNs reach a listener") };
                 self.syn(now, device, li, seg);
             }
+            Demux::Cookie(li) => {
+                let Frame::Tcp(seg) = class else { unreachable!("only SYNs get a cookie") };
+                self.send_cookie(now, device, li, seg);
+            }
+            Demux::CookieAck(li) => {
+                let Frame::Tcp(seg) = class else { unreachable!("only ACKs carry a cookie") };
+                if !self.cookie_ack(now, device, li, seg) {
+                    // No cookie: refused as a segment nobody wants (an RST), as before cookies.
+                    self.stats.no_listener += 1;
+                    self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, src), &mut self.empty);
+                }
+            }
             Demux::TimeWait(TimeWaitAction::ReAck) => {
                 let Frame::Tcp(seg) = class else { unreachable!() };
                 device.skip();

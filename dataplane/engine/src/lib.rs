@@ -84,6 +84,7 @@ mod service;
 pub mod services;
 mod slot;
 mod stream;
+mod syncookies;
 pub mod tcp;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -101,8 +102,8 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Cidr};
 
 pub use config::{
-    EngineConfig, EngineError, ListenerSpec, DEFAULT_BUFFER_IDLE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_TIME_WAIT,
-    MAX_CONNECTIONS,
+    EngineConfig, EngineError, ListenerSpec, SynCookies, DEFAULT_BUFFER_IDLE, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_TIME_WAIT, MAX_CONNECTIONS,
 };
 pub use demux::{Demux, Verdict};
 use flow::FourTuple;
@@ -184,6 +185,9 @@ pub struct Engine<S: Service = services::ServiceKind> {
     /// The timestamp clock's offset (RFC 7323 §5.4) and its value in this poll.
     ts_offset: u32,
     ts_now: u32,
+    /// See [`EngineConfig::syn_cookies`]; the secret of this engine's cookies.
+    syn_cookies: SynCookies,
+    cookies: tcp::cookie::CookieJar,
 }
 
 /// The earlier of two optional deadlines (`None`: never). Written out rather than as a `min` over
@@ -269,6 +273,8 @@ impl<S: Service> Engine<S> {
             tcp: cfg.tcp,
             ts_offset: (cfg.random_seed >> 32) as u32 ^ cfg.random_seed as u32,
             ts_now: 0,
+            syn_cookies: if cfg.engine_tcp { cfg.syn_cookies } else { SynCookies::Never },
+            cookies: tcp::cookie::CookieJar::new(cfg.random_seed ^ 0x5359_4e43_4f4f_4b49),
         };
         for spec in &cfg.listeners {
             engine.add_listener(spec.port, spec.service.clone(), spec.backlog, spec.policy, spec.on_full);

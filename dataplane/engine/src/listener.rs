@@ -141,6 +141,14 @@ pub struct ListenerStats {
     /// used up. A flood of SYNs that never complete turns over the half-open connections instead
     /// of filling the listener: a real client's handshake completes long before its turn comes.
     pub syn_evicted: u64,
+    /// SYNs answered with a SYN cookie (RFC 4987 §3.6): the half-open budget was used up (or
+    /// `syn_cookies = always`), and the listener kept nothing.
+    pub cookies_sent: u64,
+    /// Connections made from a valid cookie in a client's ACK.
+    pub cookies_accepted: u64,
+    /// ACKs for the listener's port that matched no connection and carried no valid cookie
+    /// (answered with an RST, no state made).
+    pub cookies_invalid: u64,
 }
 
 /// What a listener does with a new SYN ([`ListenerStats::admission`]).

@@ -1167,6 +1167,7 @@ impl Tcb {
             0
         };
         let out = Out {
+            syn: None,
             seq,
             ack: self.rcv_nxt,
             flags,

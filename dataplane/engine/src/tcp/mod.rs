@@ -11,6 +11,7 @@
 pub mod cc;
 pub mod clock;
 pub mod conn;
+pub mod cookie;
 pub mod rack;
 pub mod reasm;
 pub mod ring;

@@ -159,9 +159,28 @@ pub struct Path {
     pub dst_port: u16,
 }
 
+/// The options of a SYN-ACK the engine writes itself (a SYN cookie's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynOptions {
+    pub mss: u16,
+    pub wscale: Option<u8>,
+    pub sack_permitted: bool,
+}
+
+impl SynOptions {
+    /// Bytes they take beside timestamps: MSS 4, SACK-permitted 4 (2 when it shares the
+    /// timestamps' padding), window scale 4.
+    fn len(&self, ts: bool) -> usize {
+        let sack = if self.sack_permitted && !ts { 4 } else { 0 };
+        4 + sack + if self.wscale.is_some() { 4 } else { 0 }
+    }
+}
+
 /// A segment to send.
 #[derive(Clone, Copy, Debug)]
 pub struct Out<'a> {
+    /// SYN options (a SYN-ACK the engine writes itself), if any.
+    pub syn: Option<SynOptions>,
     pub seq: u32,
     pub ack: u32,
     pub flags: u8,
@@ -178,7 +197,8 @@ impl Out<'_> {
     pub fn header_len(&self) -> usize {
         let ts = if self.ts.is_some() { 12 } else { 0 };
         let sack = if self.sack.is_empty() { 0 } else { 4 + 8 * self.sack.len() };
-        20 + ts + sack
+        let syn = self.syn.map_or(0, |s| s.len(self.ts.is_some()));
+        20 + ts + sack + syn
     }
 
     pub fn data_len(&self) -> usize {
@@ -228,8 +248,23 @@ pub fn write(buf: &mut [u8], path: &Path, out: &Out, caps: &ChecksumCapabilities
     tcp[14..16].copy_from_slice(&out.window.to_be_bytes());
     tcp[16..20].copy_from_slice(&[0, 0, 0, 0]);
     let mut at = 20;
+    if let Some(s) = out.syn {
+        tcp[at..at + 4].copy_from_slice(&[2, 4, (s.mss >> 8) as u8, s.mss as u8]);
+        at += 4;
+        if s.sack_permitted && out.ts.is_none() {
+            tcp[at..at + 4].copy_from_slice(&[1, 1, 4, 2]);
+            at += 4;
+        }
+        if let Some(w) = s.wscale {
+            tcp[at..at + 4].copy_from_slice(&[1, 3, 3, w]);
+            at += 4;
+        }
+    }
     if let Some((val, ecr)) = out.ts {
-        tcp[at..at + 4].copy_from_slice(&[1, 1, 8, 10]);
+        // With SACK-permitted on a SYN, it takes the timestamps' two bytes of padding.
+        let lead = if out.syn.is_some_and(|s| s.sack_permitted) { [4, 2] } else { [1, 1] };
+        tcp[at..at + 2].copy_from_slice(&lead);
+        tcp[at + 2..at + 4].copy_from_slice(&[8, 10]);
         tcp[at + 4..at + 8].copy_from_slice(&val.to_be_bytes());
         tcp[at + 8..at + 12].copy_from_slice(&ecr.to_be_bytes());
         at += 12;
@@ -276,6 +311,7 @@ mod tests {
     fn a_written_segment_parses_back_and_its_checksums_hold() {
         let sack = [(1000, 2000), (3000, 4000)];
         let out = Out {
+            syn: None,
             seq: 7,
             ack: 900,
             flags: ACK | PSH,
@@ -301,12 +337,35 @@ mod tests {
 
     #[test]
     fn a_timestamp_only_segment_takes_the_short_way_and_equals_the_long_one() {
-        let out = Out { seq: 1, ack: 2, flags: ACK, window: 3, ts: Some((4, 5)), sack: &[], data: [b"", b""] };
+        let out =
+            Out { syn: None, seq: 1, ack: 2, flags: ACK, window: 3, ts: Some((4, 5)), sack: &[], data: [b"", b""] };
         let mut buf = vec![0u8; out.frame_len()];
         write(&mut buf, &path(), &out, &ChecksumCapabilities::default());
         let short = parse(&buf).unwrap().options;
         let long = parse_options(&buf[54..66]).unwrap();
         assert_eq!(short, long);
+    }
+
+    #[test]
+    fn a_syn_ack_carries_its_options_whole() {
+        for (ts, sack, ws) in [(true, true, Some(7)), (false, true, Some(0)), (true, false, None), (false, false, None)]
+        {
+            let out = Out {
+                syn: Some(SynOptions { mss: 1460, wscale: ws, sack_permitted: sack }),
+                seq: 1,
+                ack: 2,
+                flags: SYN | ACK,
+                window: 65535,
+                ts: ts.then_some((4, 5)),
+                sack: &[],
+                data: [b"", b""],
+            };
+            assert_eq!(out.header_len() % 4, 0);
+            let mut buf = vec![0u8; out.frame_len()];
+            write(&mut buf, &path(), &out, &ChecksumCapabilities::default());
+            let o = parse(&buf).unwrap().options;
+            assert_eq!((o.mss, o.wscale, o.sack_permitted, o.ts), (Some(1460), ws, sack, ts.then_some((4, 5))));
+        }
     }
 
     #[test]

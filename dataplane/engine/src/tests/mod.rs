@@ -24,6 +24,7 @@ mod hostile;
 mod lossy;
 mod outgoing;
 mod serving;
+mod syncookies;
 mod time_wait_table;
 mod timeouts;
 

@@ -564,6 +564,7 @@ impl Pair {
     pub fn forge(&self, to: usize, flags: u8) -> Out<'static> {
         let from = 1 - to;
         Out {
+            syn: None,
             seq: self.tcb[to].rcv_nxt(),
             ack: self.tcb[from].rcv_nxt(),
             flags,
