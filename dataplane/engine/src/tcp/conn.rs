@@ -1192,3 +1192,19 @@ impl Tcb {
         self.rcv_adv = self.rcv_nxt.wrapping_add(self.offer().1);
     }
 }
+
+#[cfg(test)]
+mod size {
+    use super::*;
+
+    /// The control block's size, and where its hot fields end (issue 26 asks for both): printed
+    /// by `cargo test -p switchyard-engine control_block_size -- --nocapture`, bounded here.
+    #[test]
+    fn control_block_size() {
+        let size = std::mem::size_of::<Tcb>();
+        let hot_end = std::mem::offset_of!(Tcb, rx) + std::mem::size_of::<Ring>();
+        eprintln!("Tcb: {size} bytes; hot fields end at byte {hot_end}");
+        assert!(hot_end <= 128, "the hot fields take more than two cache lines: {hot_end}");
+        assert!(size <= 1024, "{size}");
+    }
+}
