@@ -148,7 +148,8 @@ impl<S: Service> Engine<S> {
         // A state read after the handshake completed (and a take-over) or an abort: the one now.
         let state = if slot.ended_by_engine.is_some() || slot.tcb.is_some() { slot.state() } else { state };
         let handshaking = matches!(state, tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived);
-        if !slot.closing && !handshaking && !matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
+        let ended = state == tcp::State::Closed || (state == tcp::State::TimeWait && !slot.unread_for_session());
+        if !slot.closing && !handshaking && !ended {
             let close = match (&mut slot.phase, &mut slot.tcb) {
                 (Phase::Accepted(session) | Phase::Client { session, .. }, Some(tcb)) => {
                     session.drive(now, &mut TcbStream(tcb, &mut slot.bytes)) == Progress::Close
@@ -246,7 +247,9 @@ impl<S: Service> Engine<S> {
     fn schedule(&mut self, now: Instant, id: u32, emitted: bool, poll_at: Option<Option<Instant>>) {
         let slot = &mut self.slots[id as usize];
         let state = slot.state();
-        if matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
+        // A connection in TIME_WAIT whose session has yet to read what came before the peer's FIN
+        // stays until it has (`Slot::unread_for_session`); the layer above wakes it.
+        if state == tcp::State::Closed || (state == tcp::State::TimeWait && !slot.unread_for_session()) {
             self.release(now, id, state == tcp::State::TimeWait);
             return;
         }

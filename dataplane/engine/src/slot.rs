@@ -189,8 +189,15 @@ impl<T> Slot<T> {
         }
     }
 
+    /// Received data waits for a session that may still read it: the session runs (it has not
+    /// closed its side with [`crate::Progress::Close`]) and bytes wait in the receive buffer.
+    /// Such a connection is not released when it reaches TIME_WAIT (after our FIN the peer's last
+    /// data and FIN may come in one burst): the session reads the bytes first.
+    pub(crate) fn unread_for_session(&self) -> bool {
+        self.session().is_some() && !self.closing && self.recv_queue() > 0
+    }
+
     /// Bytes received in order and not read yet.
-    #[cfg(test)]
     pub(crate) fn recv_queue(&self) -> usize {
         match &self.tcb {
             Some(t) => t.rx.len(),

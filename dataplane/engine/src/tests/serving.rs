@@ -272,3 +272,70 @@ fn a_pooled_socket_starts_each_connection_with_a_fresh_congestion_window() {
         assert_eq!(again, fresh, "connection {i} on a reused socket sent {again} bytes at once, a fresh one {fresh}");
     }
 }
+
+/// A session that sends a request, closes its sending side at once (a half-close) and reads the
+/// answer to the end; it records what it read.
+#[derive(Clone, Default)]
+struct HalfCloser(std::rc::Rc<std::cell::RefCell<(Vec<u8>, bool)>>);
+
+impl crate::Session for HalfCloser {
+    fn drive(&mut self, _: Instant, s: &mut dyn crate::Stream) -> crate::Progress {
+        let mut st = self.0.borrow_mut();
+        if !st.1 {
+            s.send_from(b"request");
+            s.close();
+            st.1 = true;
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.recv_into(&mut buf);
+            if n == 0 {
+                break;
+            }
+            st.0.extend_from_slice(&buf[..n]);
+        }
+        if s.peer_finished() {
+            crate::Progress::Close
+        } else {
+            crate::Progress::Open
+        }
+    }
+}
+
+impl crate::Service for HalfCloser {
+    type Session = HalfCloser;
+    fn name(&self) -> &'static str {
+        "half-closer"
+    }
+    fn accept(
+        &mut self,
+        _: crate::ConnId,
+        _: std::net::SocketAddrV4,
+        _: std::net::SocketAddrV4,
+        _: Instant,
+    ) -> crate::Accept<HalfCloser> {
+        crate::Accept::Session(self.clone())
+    }
+}
+
+/// RFC 9293 §3.6 (half-close): the engine's side closes first, the peer then sends its answer and
+/// its FIN in one flight. The FIN takes the connection to TIME-WAIT in the same burst as the data;
+/// the session still reads every byte before the connection is released.
+#[test]
+fn data_that_comes_with_the_fin_after_our_half_close_is_read() {
+    let service = HalfCloser::default();
+    let log = service.0.clone();
+    let cfg = config().map_services(|_| service.clone());
+    let mut p = Pair::new(&cfg);
+    let h = p.connect(7, 45500);
+    assert!(p.run_until(100, |p| p.sock(h).state() == tcp::State::CloseWait), "the request and FIN came");
+    let mut req = [0u8; 16];
+    let n = p.sock(h).recv_slice(&mut req).unwrap();
+    assert_eq!(&req[..n], b"request");
+    let answer: Vec<u8> = (0..12_000u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(p.sock(h).send_slice(&answer).unwrap(), answer.len());
+    p.sock(h).close(); // the answer and the FIN leave in one flight
+    assert!(p.run_until(2000, |p| p.engine.stats().open == 0), "the connection ended");
+    let got = &log.borrow().0;
+    assert!(*got == answer, "the session read {} of the answer's {} bytes", got.len(), answer.len());
+}
