@@ -65,7 +65,7 @@ gateway-demo: deps
 	$(CARGO) build --release --locked -p switchyard-runtime --example gateway
 	control/scripts/gateway-demo.sh target/release/examples/gateway
 
-# The benchmarks (root; about ten minutes; figures recorded in BENCHMARKS.md), by one driver
+# The benchmarks (root; about half an hour; figures recorded in BENCHMARKS.md), by one driver
 # (control/bench): the engine in memory (ns/request vs connections, short connections, refusals,
 # memory) and its instructions per request (callgrind, when valgrind is installed), the fast path
 # against Linux on memif with the wire's testpmd ceilings, the embedding gateway's forwarding with

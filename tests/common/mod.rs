@@ -158,6 +158,20 @@ impl Appliance {
 
     /// As [`Appliance::start_cores`], draining for `drain_secs` on SIGTERM (0: stop at once).
     pub fn start_config(ns: &NetNs, tap: &str, cores: u16, drain_secs: u64, extra: &str) -> Appliance {
+        Self::start_env(ns, tap, cores, drain_secs, extra, &[])
+    }
+
+    /// As [`Appliance::start_config`], with these variables in the appliance's environment (and
+    /// only in its own: the test process's environment is left alone, since tests run on
+    /// threads side by side).
+    pub fn start_env(
+        ns: &NetNs,
+        tap: &str,
+        cores: u16,
+        drain_secs: u64,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Appliance {
         let dir = std::env::temp_dir();
         let config = dir.join(format!("{}.toml", ns.name));
         let log = dir.join(format!("{}.log", ns.name));
@@ -192,7 +206,7 @@ body = "hello from the test\n"
         );
         std::fs::write(&config, text).expect("writing the test config");
         let mut cmd = ns.command(env!("CARGO_BIN_EXE_switchyard"));
-        cmd.args(["run", "--config"]).arg(&config);
+        cmd.args(["run", "--config"]).arg(&config).envs(env.iter().copied());
         // `ip netns exec` execs the program: the child's PID is the appliance's.
         let process = Process::spawn(cmd, log);
         let runtime_dir = PathBuf::from("/var/run/dpdk").join(&ns.name);

@@ -19,9 +19,11 @@
 //!   each run followed by the same workload on Linux), and the wire's dpdk-testpmd ceilings.
 //! - `gateway`: the embedding example's forwarding rate with its engine idle, busy and absent.
 //! - `proxy`: the `proxy` service against a direct connection and the appliance's echo.
-//! - `loss`: 8 x 2 MiB echo transfers through a faulty relay (the gateway example, 0, 1 and 5 %
-//!   loss, 1 % duplication, 5 % reordering each way) to the appliance and to a Linux server behind
-//!   the same relay and seed; seconds to the last byte, and their paired ratio.
+//! - `loss`: 8 x 2 MiB and 1 x 100 MiB echo transfers through a faulty relay (the gateway
+//!   example, 0, 1 and 5 % loss, 1 % duplication, 5 % reordering each way) to the appliance and
+//!   to a Linux server behind the same relay and seed; seconds to the last byte, and their paired
+//!   ratio. And the first retransmission of a reply the client never acknowledges, through the
+//!   same relay without faults (a sub-millisecond RTT), in milliseconds.
 //! - `tap` (only with `--only tap`): the appliance over net_tap against Linux, and its idle CPU.
 //!
 //! Every suite but `engine` and `instructions` needs root (DPDK memif, namespaces, net_tap). The
@@ -32,7 +34,8 @@
 //! # Knobs
 //! `--secs` (per run, 5), `--repeat` (runs of each figure, 3), `--only SUITE[,SUITE]`,
 //! `--max-conns` (the engine bench's largest step, 1,000,000), `--hugepages N` (reserved for the
-//! engine suite, given back after). The bench programs keep their own
+//! engine suite, given back after), `--loss-mib` (the loss suite's single transfer, 100) and
+//! `--loss-limit-secs` (its limit per transfer, 120). The bench programs keep their own
 //! environment knobs (`ONLY`, `CKSUM`, `KERNEL_ONLY`, ...) for profiling by hand.
 //!
 //! # How to read the figures
@@ -122,6 +125,12 @@ struct Cli {
     /// Established connections at the engine bench's largest step.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1000..=1_000_000))]
     max_conns: u32,
+    /// The `loss` suite's single transfer, in MiB (beside its 8 x 2 MiB).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    loss_mib: u64,
+    /// The `loss` suite's limit per transfer, in seconds: a run not done by then counts as this.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    loss_limit_secs: u64,
     /// Reserve this many 2 MiB hugepages for the engine suite and give them back after (root);
     /// its connection buffers then come from hugepages.
     #[arg(long)]
@@ -141,6 +150,8 @@ pub struct Ctx {
     pub repeat: usize,
     pub max_conns: u32,
     pub hugepages: Option<u64>,
+    pub loss_mib: u64,
+    pub loss_limit_secs: u64,
     bins: BTreeMap<String, PathBuf>,
     pub scratch: Scratch,
 }
@@ -330,6 +341,8 @@ fn main_inner() -> Result<ExitCode> {
         repeat: cli.repeat as usize,
         max_conns: cli.max_conns,
         hugepages: cli.hugepages,
+        loss_mib: cli.loss_mib,
+        loss_limit_secs: cli.loss_limit_secs,
         bins,
         scratch: Scratch::create()?,
     };
@@ -380,6 +393,8 @@ fn main_inner() -> Result<ExitCode> {
             "repeat": cli.repeat,
             "max_conns": cli.max_conns,
             "hugepages": cli.hugepages,
+            "loss_mib": cli.loss_mib,
+            "loss_limit_secs": cli.loss_limit_secs,
             "suites": suites,
         }),
     );
