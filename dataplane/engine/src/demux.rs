@@ -126,8 +126,14 @@ impl<S: Service> Engine<S> {
                     match l.stats.admission(l.policy, self.syn_backlog) {
                         Admission::Admit if self.syn_cookies == SynCookies::Always => return Demux::Cookie(li),
                         Admission::Admit => return Demux::Listener(li),
-                        // RFC 4987 §3.6: the half-open budget is used up; a cookie keeps nothing.
-                        Admission::EvictOldest if self.syn_cookies != SynCookies::Never => return Demux::Cookie(li),
+                        // RFC 4987 §3.6: the half-open budget (`syn_backlog`) is used up; a cookie
+                        // keeps nothing. (A policy that counts half-open connections in its queue
+                        // limit is full, not out of budget, when they reach it: L4 refuses then.)
+                        Admission::EvictOldest
+                            if self.syn_cookies != SynCookies::Never && l.stats.half_open >= self.syn_backlog =>
+                        {
+                            return Demux::Cookie(li)
+                        }
                         // Full after all if no half-open connection can give way (those whose
                         // handshake completed in this burst count as half-open until serviced).
                         Admission::EvictOldest if self.evict_oldest_half_open(now, li) => return Demux::Listener(li),
