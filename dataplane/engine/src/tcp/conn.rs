@@ -219,6 +219,9 @@ pub struct Tcb {
     heard_at: Instant,
     /// The connection ended because keepalive probes went unanswered.
     pub timed_out: bool,
+    /// Our timestamp clock as the last output read it: (engine time, TSval), to read the clock
+    /// between outputs (RTT samples from TSecr).
+    ts_clock: (Instant, u32),
     /// A tail loss probe is out, up to this sequence number (RFC 8985 §7.3: one at a time).
     tlp_out: Option<u32>,
     /// Send one segment whatever the congestion window (a tail loss probe, the first
@@ -348,6 +351,7 @@ impl Tcb {
             keepalive_sent: 0,
             heard_at: now,
             timed_out: false,
+            ts_clock: (now, 0),
             tlp_out: None,
             probe: false,
             ack_probe: false,
@@ -659,7 +663,8 @@ impl Tcb {
             self.persist_backoff = 0; // the peer moved: probing starts afresh
         }
         let t = dur(now);
-        let fin_acked = advanced && self.acknowledge(now, ack);
+        let tsecr = seg.options.ts.filter(|_| self.ts_on).map(|(_, ecr)| ecr);
+        let fin_acked = advanced && self.acknowledge(now, ack, tsecr);
         let blocks = if self.sack_on { seg.options.sack_blocks() } else { &[] };
         let mut sacked_now = false;
         if !blocks.is_empty() {
@@ -723,8 +728,9 @@ impl Tcb {
 
     /// SND.UNA moves to `ack`: the acknowledged bytes leave the ring, their records are delivered,
     /// the round trip is sampled and the window grows (RFC 6298 §5.3: the timer restarts).
-    /// Returns whether this acknowledged our FIN.
-    fn acknowledge(&mut self, now: Instant, ack: u32) -> bool {
+    /// Returns whether this acknowledged our FIN. `tsecr`, the ACK's timestamp echo when the
+    /// connection uses timestamps, gives the round trip when no segment it acknowledged does.
+    fn acknowledge(&mut self, now: Instant, ack: u32, tsecr: Option<u32>) -> bool {
         let t = dur(now);
         let bytes = ack.wrapping_sub(self.snd_una);
         // The FIN's sequence number is no byte of the ring.
@@ -761,7 +767,16 @@ impl Tcb {
         if lt(self.snd_nxt, ack) {
             self.snd_nxt = ack;
         }
-        if let Some(r) = sample {
+        // RFC 7323 §4.1: a timestamp echo measures the round trip even of a retransmitted
+        // segment, where Karn's rule leaves the segments no sample (RFC 6298 §3); it ends a
+        // timeout's backoff (§5.7), which otherwise lasts until new data is acknowledged.
+        let from_ts = tsecr.and_then(|ecr| {
+            let (at, val) = self.ts_clock;
+            let clock = val.wrapping_add(((now - at).total_millis()) as u32);
+            let ms = clock.wrapping_sub(ecr);
+            (ecr != 0 && ms < 1 << 30).then(|| Duration::from_millis(u64::from(ms)))
+        });
+        if let Some(r) = sample.or(from_ts) {
             self.rtt.sample(r);
         }
         if self.tlp_out.is_some_and(|e| le(e, ack)) {
@@ -1001,6 +1016,7 @@ impl Tcb {
     /// windows, probes, and an ACK or window update if nothing else carried one. `ts_now` is our
     /// timestamp clock. Returns how many segments left.
     pub fn output(&mut self, now: Instant, ts_now: u32, emit: &mut impl Emit) -> usize {
+        self.ts_clock = (now, ts_now);
         let mut n = 0;
         if self.rst_out {
             self.rst_out = false;
