@@ -391,6 +391,9 @@ impl<S: Service> Engine<S> {
             if slot.tuple.is_none() || matches!(slot.phase, Phase::Free | Phase::Armed) {
                 continue;
             }
+            if let Some(t) = &slot.tcb {
+                tracing::info!(tuple = ?slot.tuple, tcb = ?t, "reset at the end of a drain");
+            }
             slot.ended_by_engine = Some(End::Aborted);
             slot.abort();
             n += 1;

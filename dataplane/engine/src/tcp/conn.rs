@@ -129,6 +129,9 @@ pub struct TcbStats {
     pub keepalive_timeouts: u64,
 }
 
+/// In-order segments ACKed at once after out-of-order data (Linux's `TCP_MAX_QUICKACKS`).
+const QUICKACKS: u8 = 16;
+
 /// RFC 8985 §7.2's WCDelAckT: the longest a peer may delay its ACK of a lone segment.
 const PEER_ACK_DELAY: Duration = Duration::from_millis(200);
 /// The shortest probe timeout: a few milliseconds of scheduling noise on a shared machine are no
@@ -196,6 +199,10 @@ pub struct Tcb {
     ack_now: bool,
     /// In-order segments received since our last ACK.
     ack_pending: u8,
+    /// Segments still to be ACKed at once (quick ACKs, as Linux's quickack mode): after
+    /// out-of-order data the sender is recovering, its window is small, and a delayed ACK would
+    /// hold it back for the whole delay.
+    quickacks: u8,
     /// Bytes in flight: sent, neither delivered nor marked lost.
     pipe: u32,
     pub tx: Ring,
@@ -334,6 +341,7 @@ impl Tcb {
             peer_fin: hs.fin_received,
             ack_now: hs.ack_now || hs.fin_received,
             ack_pending: u8::from(hs.received > 0),
+            quickacks: 0,
             pipe: 0,
             tx,
             rx,
@@ -889,9 +897,11 @@ impl Tcb {
             let joined = self.ooo.advance(data.len() as u32);
             self.rx.extend(joined as usize);
             self.rcv_nxt = self.rcv_nxt.wrapping_add(data.len() as u32 + joined);
-            if had_holes {
-                // RFC 5681 §4.2: at once when a segment fills (part of) a hole.
+            if had_holes || self.quickacks > 0 {
+                // RFC 5681 §4.2: at once when a segment fills (part of) a hole; and in quick-ACK
+                // mode, while the sender's window is small.
                 self.ack_now = true;
+                self.quickacks = self.quickacks.saturating_sub(1);
             } else {
                 self.ack_pending = self.ack_pending.saturating_add(1);
                 // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: at least every second full segment.
@@ -911,6 +921,7 @@ impl Tcb {
                 self.stats.ooo_rejected += 1;
             }
             self.ack_now = true;
+            self.quickacks = QUICKACKS; // the sender is recovering: its window is small
         }
     }
 
