@@ -130,6 +130,9 @@ impl<S: Service> Engine<S> {
         }
         if slot.give_up(self.tcp_timeout).is_some_and(|t| now >= t) && slot.ended_by_engine.is_none() {
             // Waited for the peer, which stayed silent, for `tcp_timeout`: reset.
+            if let Some(t) = &slot.tcb {
+                tracing::warn!(tuple = ?slot.tuple, tcb = ?t, "the peer stayed silent for tcp_timeout: reset");
+            }
             slot.ended_by_engine = Some(End::TimedOut);
             slot.abort();
         }
@@ -310,6 +313,11 @@ impl<S: Service> Engine<S> {
             None if slot.emitted => End::TimedOut,
             None => End::Unreachable,
         };
+        if end != End::Graceful {
+            if let Some(t) = &slot.tcb {
+                tracing::debug!(tuple = ?slot.tuple, ?end, tcb = ?t, "a connection of the engine's TCP ended");
+            }
+        }
         if let Some(t) = slot.tuple.take() {
             self.flows.remove(&t);
             if time_wait {
