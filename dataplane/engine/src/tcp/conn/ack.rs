@@ -1,0 +1,223 @@
+//! The ACK field of a segment: SND.UNA moves, records are delivered, SACK blocks are taken,
+//! RACK detects losses and recovery starts and ends (RFC 5961 §5.2, RFC 2018, RFC 8985, RFC 5681,
+//! RFC 6582, RFC 6298).
+
+use super::*;
+
+impl Tcb {
+    /// The ACK field (RFC 9293 §3.10.7.4 fifth step, RFC 5961 §5.2). Returns whether to go on
+    /// with the segment.
+    pub(super) fn on_ack(&mut self, now: Instant, seg: &Seg) -> bool {
+        let ack = seg.ack;
+        // RFC 5961 §5.2: acceptable from SND.UNA - MAX.SND.WND to SND.NXT (our highest sent).
+        let floor = self.snd_una.wrapping_sub(self.max_snd_wnd);
+        if lt(ack, floor) || lt(self.snd_max, ack) {
+            self.stats.challenge_acks += 1;
+            self.ack_now = true;
+            return false;
+        }
+        let advanced = lt(self.snd_una, ack);
+        let old_wnd = self.snd_wnd;
+        // The send window, from the most recent segment (SND.WL1/WL2).
+        if lt(self.snd_wl1, seg.seq) || (self.snd_wl1 == seg.seq && le(self.snd_wl2, ack)) {
+            self.snd_wnd = u32::from(seg.window) << self.snd_shift;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+            self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+        }
+        if self.snd_wnd > 0 {
+            self.persist_at = None;
+        }
+        if self.snd_wnd > 0 || advanced {
+            self.persist_backoff = 0; // the peer moved: probing starts afresh
+        }
+        let t = dur(now);
+        let tsecr = seg.options.ts.filter(|_| self.ts_on).map(|(_, ecr)| ecr);
+        let fin_acked = advanced && self.acknowledge(now, ack, tsecr);
+        let blocks = if self.sack_on { seg.options.sack_blocks() } else { &[] };
+        let mut sacked_now = false;
+        if !blocks.is_empty() {
+            let u = self.scoreboard.on_ack(self.snd_una, self.snd_max, blocks);
+            if u.dsack {
+                self.rack.on_dsack(self.snd_una, self.snd_nxt);
+            }
+            sacked_now = self.mark_sacked(t, blocks);
+        } else if advanced {
+            self.scoreboard.on_ack(self.snd_una, self.snd_max, &[]);
+        }
+        // RFC 5681 §3.2 for a peer without SACK: the third duplicate ACK starts fast retransmit.
+        let duplicate = !advanced
+            && seg.payload.is_empty()
+            && !seg.has(FIN)
+            && self.snd_wnd == old_wnd
+            && self.snd_una != self.snd_max;
+        if advanced {
+            self.dupacks = 0;
+        } else if duplicate && !self.sack_on {
+            self.dupacks += 1;
+            // Each duplicate ACK says a segment left the network (RFC 5681 §3.2 inflates the
+            // window for it; here the flight shrinks instead).
+            self.pipe = self.pipe.saturating_sub(self.mss);
+            if self.dupacks == 3 && self.recovery.is_none() {
+                if let Some(first) = self.sent.front_mut() {
+                    first.lost = true;
+                }
+                self.recompute_pipe();
+                self.enter_recovery(t);
+            }
+        }
+        if self.sack_on && (sacked_now || (advanced && self.recovery.is_some())) {
+            self.detect_losses(now);
+        } else if !self.sack_on && advanced && self.recovery.is_some_and(|p| lt(self.snd_una, p)) {
+            // RFC 6582 §3.2 step 3: a partial ACK in recovery: the next segment is lost too.
+            if let Some(first) = self.sent.front_mut() {
+                if !first.retransmitted || first.lost {
+                    first.lost = true;
+                }
+            }
+            self.recompute_pipe();
+        }
+        if self.recovery.is_some_and(|p| le(p, self.snd_una)) {
+            self.recovery = None;
+            self.rto_recovery = false;
+            self.rack.on_recovery_end();
+        }
+        // Our FIN acknowledged: FIN-WAIT-1 to FIN-WAIT-2, CLOSING to TIME-WAIT, LAST-ACK to
+        // CLOSED (RFC 9293 §3.10.7.4).
+        if fin_acked {
+            self.state = match self.state {
+                State::FinWait1 => State::FinWait2,
+                State::Closing => State::TimeWait,
+                State::LastAck => State::Closed,
+                s => s,
+            };
+        }
+        true
+    }
+
+    /// SND.UNA moves to `ack`: the acknowledged bytes leave the ring, their records are delivered,
+    /// the round trip is sampled and the window grows (RFC 6298 §5.3: the timer restarts).
+    /// Returns whether this acknowledged our FIN. `tsecr`, the ACK's timestamp echo when the
+    /// connection uses timestamps, gives the round trip when no segment it acknowledged does.
+    pub(super) fn acknowledge(&mut self, now: Instant, ack: u32, tsecr: Option<u32>) -> bool {
+        let t = dur(now);
+        let bytes = ack.wrapping_sub(self.snd_una);
+        // The FIN's sequence number is no byte of the ring.
+        let fin_acked = self.fin_seq().is_some_and(|f| lt(f, ack));
+        let data = bytes - u32::from(fin_acked);
+        self.tx.consume((data as usize).min(self.tx.len()));
+        self.fin_acked |= fin_acked;
+        let mut sample = None;
+        while let Some(s) = self.sent.front_mut() {
+            if le(s.end_seq, ack) {
+                let s = self.sent.pop_front().expect("front exists");
+                if !s.delivered && !s.lost {
+                    self.pipe = self.pipe.saturating_sub(s.end_seq.wrapping_sub(s.seq));
+                }
+                if !s.delivered {
+                    self.rack.on_delivered(&s, t, false);
+                    if !s.retransmitted {
+                        sample = Some(t.saturating_sub(s.xmit_ts));
+                    }
+                }
+            } else if lt(s.seq, ack) {
+                // Partly acknowledged: the rest stays.
+                let gone = ack.wrapping_sub(s.seq);
+                if !s.delivered && !s.lost {
+                    self.pipe = self.pipe.saturating_sub(gone);
+                }
+                s.seq = ack;
+                break;
+            } else {
+                break;
+            }
+        }
+        self.snd_una = ack;
+        if lt(self.snd_nxt, ack) {
+            self.snd_nxt = ack;
+        }
+        // RFC 7323 §4.1: a timestamp echo measures the round trip even of a retransmitted
+        // segment, where Karn's rule leaves the segments no sample (RFC 6298 §3); it ends a
+        // timeout's backoff (§5.7), which otherwise lasts until new data is acknowledged.
+        let from_ts = tsecr.and_then(|ecr| {
+            let (at, val) = self.ts_clock;
+            let clock = val.wrapping_add(((now - at).total_millis()) as u32);
+            let ms = clock.wrapping_sub(ecr);
+            (ecr != 0 && ms < 1 << 30).then(|| Duration::from_millis(u64::from(ms)))
+        });
+        if let Some(r) = sample.or(from_ts) {
+            self.rtt.sample(r);
+        }
+        if self.tlp_out.is_some_and(|e| le(e, ack)) {
+            self.tlp_out = None;
+        }
+        if self.recovery.is_none() || self.rto_recovery {
+            let srtt = self.rtt.srtt().unwrap_or(Duration::from_millis(1));
+            self.cc.on_ack(bytes, t, srtt);
+        }
+        // RFC 6298 §5.2/5.3: off when all is acknowledged, else restarted.
+        self.rto_at = if self.snd_una == self.snd_max { None } else { Some(plus(now, self.rtt.rto())) };
+        self.tlp_at = None;
+        fin_acked
+    }
+
+    /// Marks delivered the records a SACK block covers whole; returns whether any was.
+    pub(super) fn mark_sacked(&mut self, t: Duration, blocks: &[(u32, u32)]) -> bool {
+        let mut any = false;
+        for &(l, r) in blocks {
+            let first = self.sent.partition_point(|s| le(s.end_seq, l));
+            for i in first..self.sent.len() {
+                let s = self.sent[i];
+                if !lt(s.seq, r) {
+                    break;
+                }
+                if s.delivered || lt(s.seq, l) || lt(r, s.end_seq) {
+                    continue;
+                }
+                if !s.lost {
+                    self.pipe = self.pipe.saturating_sub(s.end_seq.wrapping_sub(s.seq));
+                }
+                let rec = &mut self.sent[i];
+                rec.delivered = true;
+                rec.lost = false;
+                let rec = *rec;
+                self.rack.on_delivered(&rec, t, false);
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// RACK's loss detection (RFC 8985 §6.2 step 5), and entry into recovery when it finds a loss.
+    pub(super) fn detect_losses(&mut self, now: Instant) {
+        let t = dur(now);
+        let srtt = self.rtt.srtt().unwrap_or(Duration::from_millis(1));
+        let sacked = self.sent.iter().filter(|s| s.delivered).count() as u32;
+        let reo = self.rack.reo_wnd(self.recovery.is_some(), sacked, srtt);
+        let lost_before = self.sent.iter().filter(|s| s.lost).count();
+        let timeout = self.rack.detect_losses(t, reo, self.sent.make_contiguous());
+        self.rack_at = timeout.map(|d| plus(now, d));
+        let lost_after = self.sent.iter().filter(|s| s.lost).count();
+        if lost_after > lost_before {
+            self.recompute_pipe();
+            if self.recovery.is_none() {
+                self.enter_recovery(t);
+            }
+        }
+    }
+
+    pub(super) fn enter_recovery(&mut self, t: Duration) {
+        self.stats.fast_recoveries += 1;
+        // RFC 6675 §5 (4.3), and PRR's (RFC 6937) at least one: the first lost segment goes at
+        // once, whatever the flight.
+        self.probe = true;
+        let flight = self.snd_max.wrapping_sub(self.snd_una);
+        self.cc.on_loss(flight, t);
+        self.recovery = Some(self.snd_max);
+    }
+
+    /// Bytes in flight, counted again from the records.
+    pub(super) fn recompute_pipe(&mut self) {
+        self.pipe = self.sent.iter().filter(|s| !s.delivered && !s.lost).map(|s| s.end_seq.wrapping_sub(s.seq)).sum();
+    }
+}

@@ -1,0 +1,230 @@
+//! What the control block sends: retransmissions, new data, the FIN, probes and ACKs, within
+//! the windows (RFC 9293 §3.8.6, RFC 8985 §6.3 and §7).
+
+use super::*;
+
+impl Tcb {
+    /// Bytes queued and not yet sent.
+    pub(super) fn unsent(&self) -> u32 {
+        let queued_end = self.snd_una.wrapping_add(self.tx.len() as u32);
+        if lt(self.snd_nxt, queued_end) {
+            queued_end.wrapping_sub(self.snd_nxt)
+        } else {
+            0
+        }
+    }
+
+    /// What the peer's window still allows past SND.NXT.
+    pub(super) fn usable_window(&self) -> u32 {
+        let right = self.snd_una.wrapping_add(self.snd_wnd);
+        if lt(self.snd_nxt, right) {
+            right.wrapping_sub(self.snd_nxt)
+        } else {
+            0
+        }
+    }
+
+    /// Sends what is due now: retransmissions of lost segments, new data and our FIN within the
+    /// windows, probes, and an ACK or window update if nothing else carried one. `ts_now` is our
+    /// timestamp clock. Returns how many segments left.
+    pub fn output(&mut self, now: Instant, ts_now: u32, emit: &mut impl Emit) -> usize {
+        self.ts_clock = (now, ts_now);
+        let mut n = 0;
+        if self.rst_out {
+            self.rst_out = false;
+            if self.emit_segment(ts_now, self.snd_nxt, RST | ACK, 0, 0, emit) {
+                n += 1;
+            }
+            return n;
+        }
+        if self.state == State::Closed {
+            return 0;
+        }
+        let t = dur(now);
+        let cwnd = self.cc.cwnd();
+        // Retransmissions first: segments marked lost, oldest first, within the congestion
+        // window (RFC 8985 §6.3 / RFC 6675 §5 NextSeg's rule 1).
+        let mut i = 0;
+        while i < self.sent.len() {
+            let s = self.sent[i];
+            i += 1;
+            if !s.lost || s.delivered {
+                continue;
+            }
+            let len = s.end_seq.wrapping_sub(s.seq);
+            if self.pipe > 0 && self.pipe.saturating_add(len) > cwnd && !self.probe {
+                break;
+            }
+            if !self.send_range(ts_now, s.seq, s.end_seq, emit) {
+                return n;
+            }
+            n += 1;
+            self.probe = false;
+            self.stats.retransmits += 1;
+            let r = &mut self.sent[i - 1];
+            r.lost = false;
+            r.retransmitted = true;
+            r.xmit_ts = t;
+            self.pipe = self.pipe.saturating_add(len);
+        }
+        // New data, then the FIN.
+        let mut sws_blocked = false;
+        loop {
+            let unsent = self.unsent();
+            let fin_due = self.fin_seq() == Some(self.snd_nxt);
+            if unsent == 0 && !fin_due {
+                break;
+            }
+            let window = self.usable_window();
+            let len = unsent.min(self.mss).min(window);
+            if unsent > 0 && len == 0 {
+                break; // the window is shut: the persist timer probes it
+            }
+            let fits_cwnd = self.pipe == 0 || self.pipe.saturating_add(len.max(1)) <= cwnd;
+            if !fits_cwnd && !self.probe {
+                break;
+            }
+            // RFC 9293 §3.8.6.2.1: no small segment while more is queued, unless it is half the
+            // largest window the peer offered (the persist timer below is the override timeout).
+            if len < self.mss && len < unsent && len < self.max_snd_wnd / 2 && !self.probe {
+                sws_blocked = true;
+                break;
+            }
+            let with_fin = self.fin_queued && len == unsent;
+            let start = self.snd_nxt;
+            let end = start.wrapping_add(len).wrapping_add(u32::from(with_fin));
+            if !self.send_range(ts_now, start, end, emit) {
+                return n;
+            }
+            n += 1;
+            self.probe = false;
+            self.snd_nxt = end;
+            if lt(self.snd_max, end) {
+                self.snd_max = end;
+            }
+            self.sent.push_back(SentSegment {
+                xmit_ts: t,
+                seq: start,
+                end_seq: end,
+                retransmitted: false,
+                delivered: false,
+                lost: false,
+            });
+            self.pipe = self.pipe.saturating_add(end.wrapping_sub(start));
+            if with_fin {
+                break;
+            }
+        }
+        // The persist timer: data waits, the window is shut (or too small to use, §3.8.6.2.1) and
+        // nothing is in flight to bring an update (RFC 9293 §3.8.6.1).
+        if self.unsent() > 0 && (self.usable_window() == 0 || sws_blocked) && self.snd_una == self.snd_max {
+            if self.persist_at.is_none() {
+                let rto = self.rtt.rto() * (1 << self.persist_backoff);
+                self.persist_at = Some(plus(now, rto.min(Duration::from_secs(60))));
+            }
+        } else {
+            self.persist_at = None;
+        }
+        // A window update when the application's reads opened the window by at least two
+        // segments or half the ring (RFC 9293 §3.8.6.2.2), an ACK that is due, or a probe with
+        // nothing to carry it (an ACK with an old sequence number draws the peer's ACK).
+        let right = self.rcv_nxt.wrapping_add(self.rcv_wnd());
+        let opened = right.wrapping_sub(self.rcv_adv) as i32;
+        let update = opened > 0 && (opened as u32) >= (2 * self.mss).min(self.rx.capacity() as u32 / 2);
+        if n == 0 && (self.ack_now || update || self.ack_probe) {
+            let seq = if self.ack_probe { self.snd_una.wrapping_sub(1) } else { self.snd_nxt };
+            if self.emit_segment(ts_now, seq, ACK, 0, 0, emit) {
+                n += 1;
+            }
+        }
+        self.ack_probe = false;
+        // Keepalive: armed while nothing is outstanding (RFC 1122 §4.2.3.6), from when the peer
+        // was last heard, then every interval while probes go unanswered.
+        if let Some(idle) = self.cfg.keepalive {
+            let quiet = self.snd_una == self.snd_max && self.unsent() == 0 && self.state != State::TimeWait;
+            self.keepalive_at = match (quiet, self.keepalive_at) {
+                (false, _) => None,
+                (true, Some(at)) => Some(at),
+                (true, None) if self.keepalive_sent == 0 => Some(plus(self.heard_at, idle)),
+                (true, None) => Some(plus(now, self.cfg.keepalive_interval)),
+            };
+        }
+        // Timers for what is in flight: the RTO (RFC 6298 §5.1) and the tail loss probe (RFC
+        // 8985 §7.2), armed when nothing armed them yet.
+        if self.snd_una != self.snd_max {
+            if self.rto_at.is_none() {
+                self.rto_at = Some(plus(now, self.rtt.rto()));
+            }
+            if self.recovery.is_none() && self.tlp_out.is_none() && self.tlp_at.is_none() {
+                let segs = self.snd_max.wrapping_sub(self.snd_una).div_ceil(self.mss);
+                let pto = rack::probe_timeout(self.rtt.srtt(), segs, PEER_ACK_DELAY, self.rtt.rto()).max(MIN_PTO);
+                self.tlp_at = Some(plus(now, pto));
+            }
+        }
+        n
+    }
+
+    /// Sends `[start, end)`: bytes of the ring, and the FIN if `end` is one past it.
+    pub(super) fn send_range(&mut self, ts_now: u32, start: u32, end: u32, emit: &mut impl Emit) -> bool {
+        let fin = self.fin_seq().is_some_and(|f| f.wrapping_add(1) == end);
+        let len = end.wrapping_sub(start) - u32::from(fin);
+        let mut flags = ACK;
+        if fin {
+            flags |= FIN;
+        }
+        if len > 0 {
+            flags |= PSH;
+        }
+        let off = start.wrapping_sub(self.snd_una) as usize;
+        self.emit_segment(ts_now, start, flags, off, len as usize, emit)
+    }
+
+    /// Emits one segment from `seq` with `flags` and `len` bytes of the ring from `off`, carrying
+    /// our ACK, window, timestamps and SACK blocks (RFC 2018 §4: on every segment while
+    /// out-of-order data is held).
+    pub(super) fn emit_segment(
+        &mut self,
+        ts_now: u32,
+        seq: u32,
+        flags: u8,
+        off: usize,
+        len: usize,
+        emit: &mut impl Emit,
+    ) -> bool {
+        let mut blocks = [(0u32, 0u32); MAX_SACK];
+        // SACK blocks take 4 bytes and 8 per block of the segment's room (the MSS less
+        // timestamps): a full data segment carries none, a shorter one as many as fit.
+        let room = (self.mss as usize).saturating_sub(len);
+        let fit = if room >= 12 { (room - 4) / 8 } else { 0 };
+        let nb = if self.sack_on && !self.ooo.is_empty() && flags & RST == 0 {
+            let max = if self.ts_on { 3 } else { 4 };
+            self.ooo.blocks(self.rcv_nxt, &mut blocks[..max.min(fit)])
+        } else {
+            0
+        };
+        let out = Out {
+            syn: None,
+            seq,
+            ack: self.rcv_nxt,
+            flags,
+            window: self.window_field(),
+            ts: self.ts_on.then_some((ts_now, self.ts_recent)),
+            sack: &blocks[..nb],
+            data: self.tx.get(off, len),
+        };
+        if !emit.emit(&out) {
+            return false;
+        }
+        self.sent_ack();
+        true
+    }
+
+    /// An ACK of RCV.NXT left: nothing is owed any more.
+    pub(super) fn sent_ack(&mut self) {
+        self.ack_now = false;
+        self.ack_pending = 0;
+        self.delack_at = None;
+        self.last_ack_sent = self.rcv_nxt;
+        self.rcv_adv = self.rcv_nxt.wrapping_add(self.offer().1);
+    }
+}
