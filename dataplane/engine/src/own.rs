@@ -26,8 +26,9 @@ use crate::tcp::seg::{self, Out, Path, SYN};
 use crate::upper::Service;
 use crate::Engine;
 
-/// Our MSS: a 1500-byte MTU less the IPv4 and TCP headers (what smoltcp advertises).
-const OUR_MSS: u16 = 1460;
+/// Our MSS: a 1500-byte MTU less the IPv4 and TCP headers (what smoltcp advertises, and a SYN
+/// cookie's SYN-ACK).
+pub(crate) const OUR_MSS: u16 = 1460;
 /// The MSS assumed of a peer that sent none (RFC 9293 §3.7.1).
 const DEFAULT_MSS: u16 = 536;
 

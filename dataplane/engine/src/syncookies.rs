@@ -6,29 +6,20 @@
 //! at once, queued to the listener like any other (SEMANTICS B1, B4) with the data the ACK carried
 //! ([`Engine::cookie_ack`]). A bad cookie makes nothing: counted, answered with an RST.
 
-use std::time::Duration;
-
 use smoltcp::phy::TxToken;
 use smoltcp::time::Instant;
 
 use crate::flow::Segment;
 use crate::listener::{Admission, OnFull};
-use crate::own::our_wscale;
+use crate::own::{our_wscale, OUR_MSS};
 use crate::phy::BurstDevice;
 use crate::slot::Phase;
-use crate::tcp::conn::{Handshake, Tcb};
+use crate::tcp::conn::{dur as since_origin, Handshake, Tcb};
 use crate::tcp::cookie::{decode_ts, encode_ts, CookieSyn};
 use crate::tcp::ring::Ring;
 use crate::tcp::seg::{self, Out, Path, SynOptions, ACK, SYN};
 use crate::upper::Service;
 use crate::Engine;
-
-/// Our MSS on a cookie's SYN-ACK (a 1500-byte MTU).
-const OUR_MSS: u16 = 1460;
-
-fn since_origin(now: Instant) -> Duration {
-    Duration::from_micros(now.total_micros().max(0) as u64)
-}
 
 impl<S: Service> Engine<S> {
     /// Answers the SYN the device holds with a SYN cookie's SYN-ACK, for listener `li`.

@@ -151,15 +151,10 @@ fn le(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) <= 0
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
-}
+use crate::earliest;
 
-fn dur(now: Instant) -> Duration {
+/// Engine time as a duration from the clock's origin (what the RTT, RACK and CUBIC modules take).
+pub(crate) fn dur(now: Instant) -> Duration {
     Duration::from_micros(now.total_micros().max(0) as u64)
 }
 
