@@ -18,10 +18,19 @@ impl Tcb {
         }
         let advanced = lt(self.snd_una, ack);
         let old_wnd = self.snd_wnd;
-        // The send window, from the most recent segment (SND.WL1/WL2).
-        if lt(self.snd_wl1, seg.seq) || (self.snd_wl1 == seg.seq && le(self.snd_wl2, ack)) {
+        // The send window, from the most recent segment: RFC 9293 §3.10.7.4 tells it by SND.WL1
+        // and SND.WL2. An ACK that moves SND.UNA is news of the window too, whatever its sequence
+        // number (as Linux's `tcp_may_update_window`): a peer's retransmission of old data
+        // carries an old SEG.SEQ and its current, often smaller, window. Were it ignored, the old
+        // SND.WND would count from the new SND.UNA: the right edge would slide past what the
+        // peer offered, we would send beyond it, and a peer that discards such segments whole
+        // (Linux since 6.17, while its receive queue is not empty) would never see the ACKs
+        // they carry.
+        if advanced || lt(self.snd_wl1, seg.seq) || (self.snd_wl1 == seg.seq && le(self.snd_wl2, ack)) {
             self.snd_wnd = u32::from(seg.window) << self.snd_shift;
-            self.snd_wl1 = seg.seq;
+            if lt(self.snd_wl1, seg.seq) {
+                self.snd_wl1 = seg.seq;
+            }
             self.snd_wl2 = ack;
             self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
         }

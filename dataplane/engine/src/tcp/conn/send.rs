@@ -32,7 +32,7 @@ impl Tcb {
         let mut n = 0;
         if self.rst_out {
             self.rst_out = false;
-            if self.emit_segment(ts_now, self.snd_nxt, RST | ACK, 0, 0, emit) {
+            if self.emit_segment(ts_now, self.acceptable_seq(), RST | ACK, 0, 0, emit) {
                 n += 1;
             }
             return n;
@@ -51,12 +51,25 @@ impl Tcb {
             if !s.lost || s.delivered {
                 continue;
             }
-            let len = s.end_seq.wrapping_sub(s.seq);
+            // RFC 9293 §3.8.6: nothing past the peer's window, retransmissions included (a peer
+            // may shrink it, and Linux since 6.17 discards a segment that ends past it whole,
+            // ACK field and all, while its receive queue is not empty). What fits goes now; the
+            // rest stays lost in a record of its own.
+            let right = self.snd_una.wrapping_add(self.snd_wnd);
+            if !lt(s.seq, right) {
+                break;
+            }
+            let end = if lt(right, s.end_seq) { right } else { s.end_seq };
+            let len = end.wrapping_sub(s.seq);
             if self.pipe > 0 && self.pipe.saturating_add(len) > cwnd && !self.probe {
                 break;
             }
-            if !self.send_range(ts_now, s.seq, s.end_seq, emit) {
+            if !self.send_range(ts_now, s.seq, end, emit) {
                 return n;
+            }
+            if end != s.end_seq {
+                self.sent[i - 1].seq = end;
+                self.sent.insert(i - 1, SentSegment { end_seq: end, ..s });
             }
             n += 1;
             self.probe = false;
@@ -132,7 +145,7 @@ impl Tcb {
         let opened = right.wrapping_sub(self.rcv_adv) as i32;
         let update = opened > 0 && (opened as u32) >= (2 * self.mss).min(self.rx.capacity() as u32 / 2);
         if n == 0 && (self.ack_now || update || self.ack_probe) {
-            let seq = if self.ack_probe { self.snd_una.wrapping_sub(1) } else { self.snd_nxt };
+            let seq = if self.ack_probe { self.snd_una.wrapping_sub(1) } else { self.acceptable_seq() };
             if self.emit_segment(ts_now, seq, ACK, 0, 0, emit) {
                 n += 1;
             }
@@ -162,6 +175,19 @@ impl Tcb {
             }
         }
         n
+    }
+
+    /// The sequence number of a segment without data: SND.NXT, or the right edge of the peer's
+    /// window if SND.NXT is past it (the peer shrank it). The peer's acceptance test (RFC 9293
+    /// §3.10.7.4, first step) discards a segment that starts past its window, and with it the ACK
+    /// it carries.
+    pub(super) fn acceptable_seq(&self) -> u32 {
+        let right = self.snd_una.wrapping_add(self.snd_wnd);
+        if lt(right, self.snd_nxt) {
+            right
+        } else {
+            self.snd_nxt
+        }
     }
 
     /// Sends `[start, end)`: bytes of the ring, and the FIN if `end` is one past it.

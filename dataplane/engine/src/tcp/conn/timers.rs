@@ -63,6 +63,11 @@ impl Tcb {
                 self.rto_recovery = true;
                 self.tlp_out = None;
                 self.tlp_at = None;
+                // RFC 9293 §3.8.6.1: a window shut with data outstanding is probed all the same
+                // (the retransmission cannot go past it), or its opening may never be heard.
+                if self.snd_wnd == 0 {
+                    self.ack_probe = true;
+                }
             }
         }
         if self.persist_at.is_some_and(|d| d <= now) {
