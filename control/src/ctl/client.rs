@@ -222,6 +222,31 @@ pub fn render(req: &Request, data: serde_json::Value) -> Result<String, serde_js
                     })
                 })
                 .collect();
+            let tcp: Vec<Vec<String>> = s
+                .cores
+                .iter()
+                .flat_map(|c| {
+                    c.lanes.iter().map(move |l| {
+                        let t = &l.tcp;
+                        [
+                            c.core as u64,
+                            l.port_index as u64,
+                            t.retransmits,
+                            t.timeouts,
+                            t.tlp,
+                            t.fast_recoveries,
+                            t.challenge_acks,
+                            t.paws_dropped,
+                            t.out_of_window,
+                            t.ooo_rejected,
+                            t.bad_segments,
+                        ]
+                        .iter()
+                        .map(u64::to_string)
+                        .collect()
+                    })
+                })
+                .collect();
             let ports: Vec<Vec<String>> = s
                 .ports
                 .iter()
@@ -239,7 +264,7 @@ pub fn render(req: &Request, data: serde_json::Value) -> Result<String, serde_js
                 })
                 .collect();
             format!(
-                "{}\n\n{}\n\n{}",
+                "{}\n\n{}\n\n{}\n\n{}",
                 table(&["CORE", "TURNS", "SECS", "BUSY_%", "FRAMES_PER_BUSY_SEC"], &cores),
                 table(
                     &[
@@ -260,6 +285,22 @@ pub fn render(req: &Request, data: serde_json::Value) -> Result<String, serde_js
                         "NEIGHBORS"
                     ],
                     &lanes
+                ),
+                table(
+                    &[
+                        "CORE",
+                        "PORT",
+                        "RETRANSMITS",
+                        "TIMEOUTS",
+                        "TLP",
+                        "RECOVERIES",
+                        "CHALLENGE_ACKS",
+                        "PAWS_DROPPED",
+                        "OUT_OF_WINDOW",
+                        "OOO_REJECTED",
+                        "BAD_SEGMENTS"
+                    ],
+                    &tcp
                 ),
                 table(
                     &["PORT", "DEVICE", "RX_PKTS", "TX_PKTS", "RX_BYTES", "TX_BYTES", "ERRORS", "MBUFS_IN_USE"],

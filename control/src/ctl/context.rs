@@ -14,6 +14,7 @@ use runtime::lcore::{CoreSnapshot, SnapshotRequest, SnapshotRequests};
 
 use super::protocol::{
     CaptureReport, CaptureRequest, ConnRow, CoreStats, LaneStats, ListenerRow, PortCounters, PortStatus, Stats, Status,
+    TcpCounters,
 };
 
 /// What the control thread knows about the running appliance.
@@ -229,6 +230,7 @@ impl Context<'_> {
                             over_max_connections: l.engine.over_max_connections,
                             time_wait_overflow: l.time_wait.overflow,
                             steer_ring: self.steer_rings.get(pi).and_then(|r| r.get(snap.core)).map_or(0, |f| f()),
+                            tcp: tcp_counters(&l.engine),
                         }
                     })
                     .collect(),
@@ -308,5 +310,23 @@ impl Context<'_> {
             dropped: cap.dropped.load(Ordering::Relaxed),
             timed_out,
         })
+    }
+}
+
+/// The engine's own TCP's counters as `ctl stats` shows them.
+fn tcp_counters(e: &engine::EngineStats) -> TcpCounters {
+    let t = &e.tcp;
+    TcpCounters {
+        retransmits: t.retransmits,
+        timeouts: t.timeouts,
+        tlp: t.tlp,
+        fast_recoveries: t.fast_recoveries,
+        challenge_acks: t.challenge_acks,
+        paws_dropped: t.paws_dropped,
+        out_of_window: t.out_of_window,
+        ooo_rejected: t.ooo_rejected,
+        bad_segments: e.tcp_bad_segments,
+        keepalive_probes: t.keepalive_probes,
+        keepalive_timeouts: t.keepalive_timeouts,
     }
 }

@@ -179,6 +179,39 @@ const LANE: &[Family<LaneStats>] = &[
         "Connections that skipped TIME_WAIT because the table held engine.max_time_wait.",
         |l| Value::Count(l.time_wait_overflow),
     ),
+    counter("switchyard_tcp_retransmits_total", "Segments the engine's TCP sent again.", |l| {
+        Value::Count(l.tcp.retransmits)
+    }),
+    counter("switchyard_tcp_timeouts_total", "Retransmission timeouts (RFC 6298).", |l| Value::Count(l.tcp.timeouts)),
+    counter("switchyard_tcp_tlp_total", "Tail loss probes (RFC 8985).", |l| Value::Count(l.tcp.tlp)),
+    counter("switchyard_tcp_fast_recoveries_total", "Loss recoveries entered without a timeout.", |l| {
+        Value::Count(l.tcp.fast_recoveries)
+    }),
+    counter("switchyard_tcp_challenge_acks_total", "Challenge ACKs sent (RFC 5961).", |l| {
+        Value::Count(l.tcp.challenge_acks)
+    }),
+    counter("switchyard_tcp_paws_dropped_total", "Segments dropped by PAWS (RFC 7323).", |l| {
+        Value::Count(l.tcp.paws_dropped)
+    }),
+    counter("switchyard_tcp_out_of_window_total", "Segments outside the receive window, dropped.", |l| {
+        Value::Count(l.tcp.out_of_window)
+    }),
+    counter("switchyard_tcp_ooo_rejected_total", "Out-of-order segments the bounded store had no room for.", |l| {
+        Value::Count(l.tcp.ooo_rejected)
+    }),
+    counter(
+        "switchyard_tcp_bad_segments_total",
+        "Segments with a wrong checksum or an unreadable header, dropped.",
+        |l| Value::Count(l.tcp.bad_segments),
+    ),
+    counter("switchyard_tcp_keepalive_probes_total", "Keepalive probes sent.", |l| {
+        Value::Count(l.tcp.keepalive_probes)
+    }),
+    counter(
+        "switchyard_tcp_keepalive_timeouts_total",
+        "Connections reset because keepalive probes went unanswered.",
+        |l| Value::Count(l.tcp.keepalive_timeouts),
+    ),
 ];
 
 const PORT: &[Family<PortCounters>] = &[
@@ -312,7 +345,7 @@ fn answer_metrics(s: TcpStream, ctx: &Context<'_>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ctl::protocol::{CoreStats, LaneStats, PortCounters};
+    use crate::ctl::protocol::{CoreStats, LaneStats, PortCounters, TcpCounters};
 
     fn lane() -> LaneStats {
         LaneStats {
@@ -342,6 +375,7 @@ mod tests {
             over_max_connections: 1,
             time_wait_overflow: 1,
             steer_ring: 0,
+            tcp: TcpCounters { retransmits: 5, timeouts: 1, ..TcpCounters::default() },
         }
     }
 
@@ -417,6 +451,8 @@ mod tests {
             "# HELP switchyard_connections_open Connections open now.",
             r#"switchyard_connections_open{core="0",port="0"} 6"#,
             r#"switchyard_no_listener_total{core="0",port="0"} 1"#,
+            r#"switchyard_tcp_retransmits_total{core="0",port="0"} 5"#,
+            r#"switchyard_tcp_timeouts_total{core="0",port="0"} 1"#,
             r#"switchyard_port_rx_packets_total{port="0",device="net_tap0"} 21"#,
             r#"switchyard_mbufs_available{port="0",device="net_tap0"} 10"#,
         ] {

@@ -257,6 +257,35 @@ pub struct LaneStats {
     pub time_wait_overflow: u64,
     /// Frames waiting in this core's steering ring for this port (other cores handed them over).
     pub steer_ring: usize,
+    /// What the engine's own TCP counted on its connections, ended and open.
+    #[serde(default)]
+    pub tcp: TcpCounters,
+}
+
+/// The engine's own TCP's counters, for one core and port.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TcpCounters {
+    /// Segments sent again (lost by RACK, SACK or duplicate ACKs, probes, timeouts).
+    pub retransmits: u64,
+    /// Retransmission timeouts (RFC 6298).
+    pub timeouts: u64,
+    /// Tail loss probes (RFC 8985 §7).
+    pub tlp: u64,
+    /// Loss recoveries entered without a timeout.
+    pub fast_recoveries: u64,
+    /// Challenge ACKs sent (RFC 5961).
+    pub challenge_acks: u64,
+    /// Segments dropped by PAWS (RFC 7323 §5).
+    pub paws_dropped: u64,
+    /// Segments outside the receive window, answered with an ACK and dropped.
+    pub out_of_window: u64,
+    /// Out-of-order segments the bounded store had no room for.
+    pub ooo_rejected: u64,
+    /// Segments with a wrong checksum or an unreadable header.
+    pub bad_segments: u64,
+    pub keepalive_probes: u64,
+    /// Connections reset because keepalive probes went unanswered.
+    pub keepalive_timeouts: u64,
 }
 
 /// One port's NIC counters and its mbuf pool.

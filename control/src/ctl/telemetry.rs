@@ -106,6 +106,17 @@ impl Context<'_> {
                         ("neighbors_evicted", l.neighbors_evicted),
                         ("over_max_connections", l.over_max_connections),
                         ("time_wait_overflow", l.time_wait_overflow),
+                        ("tcp_retransmits", l.tcp.retransmits),
+                        ("tcp_timeouts", l.tcp.timeouts),
+                        ("tcp_tlp", l.tcp.tlp),
+                        ("tcp_fast_recoveries", l.tcp.fast_recoveries),
+                        ("tcp_challenge_acks", l.tcp.challenge_acks),
+                        ("tcp_paws_dropped", l.tcp.paws_dropped),
+                        ("tcp_out_of_window", l.tcp.out_of_window),
+                        ("tcp_ooo_rejected", l.tcp.ooo_rejected),
+                        ("tcp_bad_segments", l.tcp.bad_segments),
+                        ("tcp_keepalive_probes", l.tcp.keepalive_probes),
+                        ("tcp_keepalive_timeouts", l.tcp.keepalive_timeouts),
                     ] {
                         d.push((format!("port{p}_{k}"), u(v)));
                     }

@@ -52,7 +52,7 @@ pub struct EngineStats {
     /// Segments for connections the engine's own TCP runs that were dropped unread: a wrong
     /// checksum, or a header that cannot be read.
     pub tcp_bad_segments: u64,
-    /// What the engine's own TCP counted, summed over the connections that ended.
+    /// What the engine's own TCP counted: the connections that ended and those open now.
     pub tcp: crate::tcp::conn::TcbStats,
 }
 
@@ -117,8 +117,15 @@ pub struct MemoryStats {
 }
 
 impl<S: Service> Engine<S> {
+    /// The engine's counters. Its own TCP's are summed over the open connections too: one pass
+    /// over the slots, for introspection only.
     pub fn stats(&self) -> EngineStats {
+        let mut tcp = self.stats.tcp;
+        for t in self.slots.iter().filter_map(|s| s.tcb.as_deref()) {
+            tcp += t.stats;
+        }
         EngineStats {
+            tcp,
             slots: self.slots.len(),
             free_slots: self.free.len(),
             arp_requests: self.neighbors.asked,

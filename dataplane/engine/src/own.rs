@@ -209,18 +209,7 @@ impl<S: Service> Engine<S> {
     pub(crate) fn give_back(&mut self, id: u32) {
         let slot = &mut self.slots[id as usize];
         let Some(tcb) = slot.tcb.take() else { return };
-        let s = tcb.stats;
-        let t = &mut self.stats.tcp;
-        t.retransmits += s.retransmits;
-        t.timeouts += s.timeouts;
-        t.tlp += s.tlp;
-        t.fast_recoveries += s.fast_recoveries;
-        t.challenge_acks += s.challenge_acks;
-        t.paws_dropped += s.paws_dropped;
-        t.out_of_window += s.out_of_window;
-        t.ooo_rejected += s.ooo_rejected;
-        t.keepalive_probes += s.keepalive_probes;
-        t.keepalive_timeouts += s.keepalive_timeouts;
+        self.stats.tcp += tcb.stats;
         let _ = tcb.into_rings(); // the rings end here
                                   // SAFETY: the rings over the regions were just dropped; the socket is their only user
                                   // until the next `take_over` removes it.

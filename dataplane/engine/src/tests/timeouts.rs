@@ -98,6 +98,9 @@ fn a_lost_response_is_sent_again_after_the_rto_floor() {
     let after = at - left;
     assert!(after >= Duration::from_millis(200) && after <= Duration::from_millis(250), "after {after}");
     assert_eq!(&f[f.len() - 9..], b"lost echo", "the same data");
+    // The engine's counters show it while the connection is still open.
+    let tcp = p.engine.stats().tcp;
+    assert!(tcp.retransmits >= 1 && tcp.tlp + tcp.timeouts >= 1, "{tcp:?}");
     p.cdev.inject(f);
     p.step();
     let mut got = Vec::new();

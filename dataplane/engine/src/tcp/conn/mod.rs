@@ -134,6 +134,21 @@ pub struct TcbStats {
     pub keepalive_timeouts: u64,
 }
 
+impl std::ops::AddAssign for TcbStats {
+    fn add_assign(&mut self, o: TcbStats) {
+        self.retransmits += o.retransmits;
+        self.timeouts += o.timeouts;
+        self.tlp += o.tlp;
+        self.fast_recoveries += o.fast_recoveries;
+        self.challenge_acks += o.challenge_acks;
+        self.paws_dropped += o.paws_dropped;
+        self.out_of_window += o.out_of_window;
+        self.ooo_rejected += o.ooo_rejected;
+        self.keepalive_probes += o.keepalive_probes;
+        self.keepalive_timeouts += o.keepalive_timeouts;
+    }
+}
+
 /// In-order segments ACKed at once after out-of-order data (Linux's `TCP_MAX_QUICKACKS`).
 const QUICKACKS: u8 = 16;
 
