@@ -228,6 +228,8 @@ impl Context<'_> {
                             neighbors_evicted: l.engine.neighbors_evicted,
                             over_max_connections: l.engine.over_max_connections,
                             time_wait_overflow: l.time_wait.overflow,
+                            tcp_out_of_window: l.engine.tcp.out_of_window,
+                            tcp_challenge_acks: l.engine.tcp.challenge_acks,
                             steer_ring: self.steer_rings.get(pi).and_then(|r| r.get(snap.core)).map_or(0, |f| f()),
                         }
                     })

@@ -179,6 +179,16 @@ const LANE: &[Family<LaneStats>] = &[
         "Connections that skipped TIME_WAIT because the table held engine.max_time_wait.",
         |l| Value::Count(l.time_wait_overflow),
     ),
+    counter(
+        "switchyard_tcp_out_of_window_total",
+        "Segments outside a connection's receive window, dropped (connections that ended).",
+        |l| Value::Count(l.tcp_out_of_window),
+    ),
+    counter(
+        "switchyard_tcp_challenge_acks_total",
+        "RSTs and SYNs in a connection's window answered with a challenge ACK (RFC 5961; connections that ended).",
+        |l| Value::Count(l.tcp_challenge_acks),
+    ),
 ];
 
 const PORT: &[Family<PortCounters>] = &[
@@ -341,6 +351,8 @@ mod tests {
             neighbors_evicted: 1,
             over_max_connections: 1,
             time_wait_overflow: 1,
+            tcp_out_of_window: 3,
+            tcp_challenge_acks: 2,
             steer_ring: 0,
         }
     }
@@ -417,6 +429,7 @@ mod tests {
             "# HELP switchyard_connections_open Connections open now.",
             r#"switchyard_connections_open{core="0",port="0"} 6"#,
             r#"switchyard_no_listener_total{core="0",port="0"} 1"#,
+            r#"switchyard_tcp_challenge_acks_total{core="0",port="0"} 2"#,
             r#"switchyard_port_rx_packets_total{port="0",device="net_tap0"} 21"#,
             r#"switchyard_mbufs_available{port="0",device="net_tap0"} 10"#,
         ] {

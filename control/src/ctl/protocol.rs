@@ -255,6 +255,13 @@ pub struct LaneStats {
     /// Connections that skipped TIME_WAIT because the table held `engine.max_time_wait`.
     #[serde(default)]
     pub time_wait_overflow: u64,
+    /// Segments on a connection the engine's TCP runs that fell outside its receive window
+    /// (dropped, answered with an ACK unless an RST), and RSTs or SYNs inside it that drew an RFC
+    /// 5961 challenge ACK: summed over the connections that ended.
+    #[serde(default)]
+    pub tcp_out_of_window: u64,
+    #[serde(default)]
+    pub tcp_challenge_acks: u64,
     /// Frames waiting in this core's steering ring for this port (other cores handed them over).
     pub steer_ring: usize,
 }

@@ -106,6 +106,8 @@ impl Context<'_> {
                         ("neighbors_evicted", l.neighbors_evicted),
                         ("over_max_connections", l.over_max_connections),
                         ("time_wait_overflow", l.time_wait_overflow),
+                        ("tcp_out_of_window", l.tcp_out_of_window),
+                        ("tcp_challenge_acks", l.tcp_challenge_acks),
                     ] {
                         d.push((format!("port{p}_{k}"), u(v)));
                     }
