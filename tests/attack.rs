@@ -2,8 +2,20 @@
 //! attacker. The attacker is this test's own raw-socket generator; its spoofed sources are all in
 //! 198.19.0.0/16 (inside 198.18.0.0/15, off the appliance's link), so the appliance's SYN-ACKs go
 //! to the namespace's side of the tap as their gateway and die there.
+//!
+//! Here: the spoofed SYN flood. In `attack/`: floods of ACKs, RSTs and FINs on random and live
+//! 4-tuples (`floods`), silent and slow clients against `max_connections` and the HTTP header
+//! timeout (`exhaustion`), and a TIME_WAIT flood against `max_time_wait` (`time_wait`).
 
 mod common;
+#[path = "attack/exhaustion.rs"]
+mod exhaustion;
+#[path = "attack/floods.rs"]
+mod floods;
+#[path = "attack/support.rs"]
+mod support;
+#[path = "attack/time_wait.rs"]
+mod time_wait;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
@@ -13,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::{ctl_json, require_environment, Appliance, NetNs, APPLIANCE};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use support::rss_kib;
 
 /// A SYN from `src` to the appliance's HTTP port as a whole IPv4 packet (its header included,
 /// checksums right), for a raw socket with IP_HDRINCL.
@@ -50,16 +63,6 @@ fn flood(rate: u64, stop: &AtomicBool, sent: &AtomicU64) {
         }
         sent.store(n, Ordering::Relaxed);
     }
-}
-
-/// The appliance's resident memory, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 /// One HTTP request on a new connection: the connect time, or why it failed.

@@ -172,6 +172,20 @@ impl Appliance {
         extra: &str,
         env: &[(&str, &str)],
     ) -> Appliance {
+        Self::start_tuned(ns, tap, cores, drain_secs, "", extra, env)
+    }
+
+    /// As [`Appliance::start_env`], with `engine` lines added to the `[engine]` table
+    /// (`max_connections = 16`, say).
+    pub fn start_tuned(
+        ns: &NetNs,
+        tap: &str,
+        cores: u16,
+        drain_secs: u64,
+        engine: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Appliance {
         let dir = std::env::temp_dir();
         let config = dir.join(format!("{}.toml", ns.name));
         let log = dir.join(format!("{}.log", ns.name));
@@ -185,7 +199,7 @@ file_prefix = "{prefix}"
 [engine]
 cores = {cores}
 drain_secs = {drain_secs}
-
+{engine}
 [[port]]
 profile = "net_tap"
 devargs = "iface={tap}"

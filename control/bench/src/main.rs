@@ -11,6 +11,11 @@
 //! - `engine`: the engine in memory, server time only (`dataplane/runtime/benches/engine.rs`):
 //!   ns per request with 1k..`--max-conns` established connections, each step interleaved with an
 //!   engine holding 1k; short connections; refusals; memory per connection.
+//! - `attack`: floods against one engine in memory, engine time only
+//!   (`dataplane/runtime/benches/attack.rs`): SYNs answered with SYN cookies, ACKs with bad
+//!   cookies, FIN-ACKs to closed ports and RSTs on random 4-tuples, frames per second per core and
+//!   ns per frame, with software and offloaded checksums (issue 27's target: 2M cookies a second
+//!   per core).
 //! - `instructions`: callgrind on the engine bench (when `valgrind` is installed):
 //!   `ONLY=requests MAX_CONNS=1000` with `ROUNDS=150` less `ROUNDS=50`, counting inside
 //!   `Engine::poll` only, over the 100,000 requests between them.
@@ -26,7 +31,7 @@
 //!   same relay without faults (a sub-millisecond RTT), in milliseconds.
 //! - `tap` (only with `--only tap`): the appliance over net_tap against Linux, and its idle CPU.
 //!
-//! Every suite but `engine` and `instructions` needs root (DPDK memif, namespaces, net_tap). The
+//! Every suite but `engine`, `attack` and `instructions` needs root (DPDK memif, namespaces, net_tap). The
 //! driver creates its own namespaces (`sy-bench-PID-*`, never one that exists already), uses
 //! addresses in 198.18.0.0/15 only, and ends only the processes it started, by PID; all of it is
 //! removed when it finishes, fails or is stopped with Ctrl-C.
@@ -67,6 +72,7 @@
 //!   see in wall time (under about 10 % here) shows there. Null when valgrind is not installed.
 //! - A key is null when its suite did not run (`--only`) or failed (`error` says why).
 
+mod attack;
 mod engine;
 mod gateway;
 mod loss;
@@ -90,8 +96,9 @@ use run::Scratch;
 use stats::{Report, Steal};
 
 /// Every suite, in the order they run; `default` ones run without `--only`.
-const SUITES: [(&str, bool); 7] = [
+const SUITES: [(&str, bool); 8] = [
     ("engine", true),
+    ("attack", true),
     ("instructions", true),
     ("wire", true),
     ("gateway", true),
@@ -118,8 +125,8 @@ struct Cli {
     /// Runs of each figure (min, median and max are over them).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     repeat: u64,
-    /// Suites to run, comma-separated: engine, instructions, wire, gateway, proxy, loss, tap (default:
-    /// all but tap).
+    /// Suites to run, comma-separated: engine, attack, instructions, wire, gateway, proxy, loss, tap
+    /// (default: all but tap).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Established connections at the engine bench's largest step.
@@ -198,6 +205,9 @@ fn build(cargo: &str, root: &Path, suites: &[&str]) -> Result<BTreeMap<String, P
     }
     if wants(&["wire"]) {
         benches.extend(["--bench", "wire"]);
+    }
+    if wants(&["attack"]) {
+        benches.extend(["--bench", "attack"]);
     }
     if !benches.is_empty() {
         runs.push([&["bench", "--no-run", "-p", "switchyard-runtime"][..], &benches].concat());
@@ -308,7 +318,7 @@ fn main_inner() -> Result<ExitCode> {
     } else {
         for s in &cli.only {
             if !SUITES.iter().any(|(n, _)| n == s) {
-                bail!("--only {s}: no such suite (engine, instructions, wire, gateway, proxy, loss, tap)");
+                bail!("--only {s}: no such suite (engine, attack, instructions, wire, gateway, proxy, loss, tap)");
             }
         }
         SUITES.iter().map(|s| s.0).filter(|n| cli.only.iter().any(|o| o == n)).collect()
@@ -316,13 +326,13 @@ fn main_inner() -> Result<ExitCode> {
     // SAFETY: geteuid takes no argument and cannot fail.
     let root_user = unsafe { libc::geteuid() } == 0;
     let mut privileged: Vec<&str> =
-        suites.iter().copied().filter(|s| !["engine", "instructions"].contains(s)).collect();
+        suites.iter().copied().filter(|s| !["engine", "attack", "instructions"].contains(s)).collect();
     if cli.hugepages.is_some() && suites.contains(&"engine") {
         privileged.push("engine (with --hugepages)");
     }
     if !root_user && !privileged.is_empty() {
         bail!(
-            "the {} suite(s) need root (DPDK memif, network namespaces, net_tap): run as root, or --only engine,instructions",
+            "the {} suite(s) need root (DPDK memif, network namespaces, net_tap): run as root, or --only engine,attack,instructions",
             privileged.join(", ")
         );
     }
@@ -356,6 +366,7 @@ fn main_inner() -> Result<ExitCode> {
         let t = Instant::now();
         let result = match *suite {
             "engine" => engine::run(&ctx, &mut rep),
+            "attack" => attack::run(&ctx, &mut rep),
             "instructions" => engine::instructions(&ctx, &mut rep),
             "wire" => wire::run(&ctx, &mut rep),
             "gateway" => gateway::run(&ctx, &mut rep),

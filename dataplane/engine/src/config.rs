@@ -14,7 +14,7 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 65_536;
 /// The largest `max_connections` accepted.
 pub const MAX_CONNECTIONS: usize = 1 << 24;
 /// TIME_WAIT entries per engine, by default (Linux's `tcp_max_tw_buckets` on a large machine);
-/// at 36 bytes an entry, about 9 MiB.
+/// at about 40 bytes an entry, about 10 MiB.
 pub const DEFAULT_MAX_TIME_WAIT: usize = 262_144;
 
 /// How long an idle connection keeps its buffer pages, by default.

@@ -16,11 +16,15 @@
 //! Every entry gets the same delay, so expiry order is insertion order. A FIFO of (tuple, expiry)
 //! beside the map expires entries in O(1) each, with no timer per entry.
 //!
-//! The table is bounded, as Linux's `tcp_max_tw_buckets` bounds its own: both the map and the FIFO
-//! are sized at start for `max` entries and never grow. A connection that closes while the FIFO
-//! holds `max` entries skips TIME_WAIT (its socket is freed as with a zero delay), counted in
-//! [`TimeWaitStats::overflow`]. The FIFO bounds the map too: it holds every live entry, and also
-//! the stale ones of tuples reused early, until their time comes.
+//! The table is bounded, as Linux's `tcp_max_tw_buckets` bounds its own: the map is sized at start
+//! for `max` entries and the FIFO for a quarter more, and neither grows. A connection that closes
+//! while `max` entries live skips TIME_WAIT (its socket is freed as with a zero delay), counted in
+//! [`TimeWaitStats::overflow`]. The FIFO holds every live entry, and also the stale slots of
+//! tuples reused early (a new SYN past the old end) until their time comes; when those fill the
+//! spare quarter, one pass drops them all (amortised: at least `max / 4` reuses pay for a pass over
+//! `max` slots). Bounding live entries by the FIFO's length instead would let tuple reuse shrink
+//! the table: each reuse would hold a slot for the whole delay, and a peer that reuses its tuples
+//! would make every other connection skip TIME_WAIT.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -74,8 +78,10 @@ pub struct TimeWaitTable {
     map: HashMap<FourTuple, Entry, foldhash::fast::RandomState>,
     fifo: VecDeque<(FourTuple, u32)>,
     delay_ms: u32,
-    /// The bound on the FIFO, and so on the map.
+    /// The bound on live entries (the map).
     max: usize,
+    /// FIFO slots beyond `max`, for stale ones.
+    spare: usize,
     stats: TimeWaitStats,
 }
 
@@ -93,11 +99,13 @@ impl TimeWaitTable {
     pub fn new(delay: Duration, max: usize) -> Self {
         debug_assert!(delay <= MAX_DELAY);
         let reserve = if delay.is_zero() { 0 } else { max };
+        let spare = reserve.div_ceil(4);
         TimeWaitTable {
             map: HashMap::with_capacity_and_hasher(reserve, Default::default()),
-            fifo: VecDeque::with_capacity(reserve),
+            fifo: VecDeque::with_capacity(reserve + spare),
             delay_ms: delay.as_millis() as u32,
             max,
+            spare,
             stats: TimeWaitStats::default(),
         }
     }
@@ -110,9 +118,14 @@ impl TimeWaitTable {
             self.stats.expired += 1;
             return;
         }
-        if self.fifo.len() >= self.max {
+        if self.map.len() >= self.max {
             self.stats.overflow += 1;
             return;
+        }
+        if self.fifo.len() >= self.max + self.spare {
+            // At least `spare` slots are stale (tuples reused early): drop them all.
+            let map = &self.map;
+            self.fifo.retain(|(tuple, expires_ms)| map.get(tuple).is_some_and(|e| e.expires_ms == *expires_ms));
         }
         let expires_ms = ms(now).wrapping_add(self.delay_ms);
         self.map.insert(tuple, Entry { expires_ms, peer_next });
@@ -334,6 +347,38 @@ mod tests {
         let b = t.bytes_per_entry().unwrap();
         eprintln!("TIME_WAIT entry: {b} bytes (key 12 + value 8 in the map, 16 in the FIFO)");
         assert!(b <= 64, "{b} bytes per entry");
+    }
+
+    /// Tuples reused early leave stale FIFO slots behind: they must not count against the bound
+    /// (a peer reusing its tuples would otherwise make every connection skip TIME_WAIT for the
+    /// whole delay), and the FIFO must not grow past its reserve either.
+    #[test]
+    fn t1_reused_tuples_do_not_shrink_the_table() {
+        let mut t = TimeWaitTable::new(DEFAULT_DELAY, 8);
+        let reserved = t.fifo.capacity();
+        let mut now = Instant::from_secs(1);
+        for round in 0..100u32 {
+            // Eight tuples fill the table; a new incarnation of each reuses its tuple, then
+            // closes into TIME_WAIT again.
+            for port in 0..8 {
+                let mut s = seg(SYN, 0);
+                s.tuple = tuple(port);
+                if t.contains(&s.tuple) {
+                    s.seq = round * 10_000 + 5_000;
+                    assert_eq!(t.on_segment(&s), TimeWaitAction::Reuse);
+                }
+                t.insert(s.tuple, round * 10_000 + 9_000, now);
+                now += smoltcp::time::Duration::from_millis(1);
+            }
+            assert_eq!(t.len(), 8, "round {round}: {:?}", t.stats());
+        }
+        assert_eq!(t.stats().overflow, 0, "{:?}", t.stats());
+        t.insert(tuple(100), 1, now);
+        assert_eq!(t.stats().overflow, 1, "full with eight live entries");
+        assert_eq!(t.fifo.capacity(), reserved, "the FIFO did not grow");
+        // Every live entry still expires on time.
+        assert_eq!(t.expire(now + smoltcp::time::Duration::from_secs(240)), 8);
+        assert!(t.is_empty());
     }
 
     #[test]
