@@ -181,6 +181,7 @@ fn b1_ack_rst_fin_floods_create_nothing_and_spare_live_connections() {
     let cookies_invalid = during.listener(80, "cookies_invalid") - before.listener(80, "cookies_invalid");
     let no_listener = d(&during, "no_listener");
     let (oow, challenged) = (d(&after, "tcp.out_of_window"), d(&after, "tcp.challenge_acks"));
+    let throttled = d(&after, "tcp.acks_throttled");
     eprintln!(
         "sent {sent:?} in {flood_time:.2?} ({:.0} frames/s); tap took {} and dropped {}; appliance received {frames} frames, \
          CPU {:.1} ms ({:.0} ns/frame), busy {:.1} ms ({:.0} ns/frame), {} build; RSS {rss0} -> {rss1} KiB",
@@ -195,7 +196,7 @@ fn b1_ack_rst_fin_floods_create_nothing_and_spare_live_connections() {
     );
     eprintln!(
         "counters: cookies_invalid +{cookies_invalid}, no_listener +{no_listener}, out_of_window +{oow}, \
-         challenge_acks +{challenged}, open {} -> {}, time_wait {} -> {}, HTTP half-open {}, syns +{}; \
+         challenge_acks +{challenged}, acks_throttled +{throttled}, open {} -> {}, time_wait {} -> {}, HTTP half-open {}, syns +{}; \
          echoed {talked:?}",
         before.lane("open"),
         during.lane("open"),
@@ -234,6 +235,8 @@ fn b1_ack_rst_fin_floods_create_nothing_and_spare_live_connections() {
     assert!(cookies_invalid >= least(sent.acks), "ACKs judged as bad cookies: {cookies_invalid}");
     assert!(no_listener >= least(sent.acks + sent.fins), "ACKs and FINs refused: {no_listener}");
     assert!(oow + challenged >= least(sent.live), "live-tuple frames dropped: {oow} + {challenged}");
+    // RFC 5961 §7: the forged RSTs and SYNs on live tuples draw at most an ACK each half second.
+    assert!(throttled > 0, "no ACK to a forged segment was throttled");
     let (status, log) = app.stop();
     assert!(status.success(), "exit status {status}; log:\n{log}");
 }

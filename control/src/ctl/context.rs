@@ -322,6 +322,7 @@ fn tcp_counters(e: &engine::EngineStats) -> TcpCounters {
         tlp: t.tlp,
         fast_recoveries: t.fast_recoveries,
         challenge_acks: t.challenge_acks,
+        acks_throttled: t.acks_throttled,
         paws_dropped: t.paws_dropped,
         out_of_window: t.out_of_window,
         ooo_rejected: t.ooo_rejected,

@@ -187,9 +187,14 @@ const LANE: &[Family<LaneStats>] = &[
     counter("switchyard_tcp_fast_recoveries_total", "Loss recoveries entered without a timeout.", |l| {
         Value::Count(l.tcp.fast_recoveries)
     }),
-    counter("switchyard_tcp_challenge_acks_total", "Challenge ACKs sent (RFC 5961).", |l| {
+    counter("switchyard_tcp_challenge_acks_total", "Segments that called for a challenge ACK (RFC 5961).", |l| {
         Value::Count(l.tcp.challenge_acks)
     }),
+    counter(
+        "switchyard_tcp_acks_throttled_total",
+        "ACKs owed to segments that did not fit and not sent (RFC 5961 section 7).",
+        |l| Value::Count(l.tcp.acks_throttled),
+    ),
     counter("switchyard_tcp_paws_dropped_total", "Segments dropped by PAWS (RFC 7323).", |l| {
         Value::Count(l.tcp.paws_dropped)
     }),

@@ -273,8 +273,11 @@ pub struct TcpCounters {
     pub tlp: u64,
     /// Loss recoveries entered without a timeout.
     pub fast_recoveries: u64,
-    /// Challenge ACKs sent (RFC 5961).
+    /// Segments that called for a challenge ACK (RFC 5961).
     pub challenge_acks: u64,
+    /// ACKs owed to segments that did not fit and not sent (RFC 5961 §7's throttle).
+    #[serde(default)]
+    pub acks_throttled: u64,
     /// Segments dropped by PAWS (RFC 7323 §5).
     pub paws_dropped: u64,
     /// Segments outside the receive window, answered with an ACK and dropped.

@@ -111,6 +111,7 @@ impl Context<'_> {
                         ("tcp_tlp", l.tcp.tlp),
                         ("tcp_fast_recoveries", l.tcp.fast_recoveries),
                         ("tcp_challenge_acks", l.tcp.challenge_acks),
+                        ("tcp_acks_throttled", l.tcp.acks_throttled),
                         ("tcp_paws_dropped", l.tcp.paws_dropped),
                         ("tcp_out_of_window", l.tcp.out_of_window),
                         ("tcp_ooo_rejected", l.tcp.ooo_rejected),

@@ -179,6 +179,6 @@ fn keepalive_keeps_a_connection_whose_peer_answers() {
         p.step_by(Duration::from_secs(1));
     }
     assert_eq!(p.engine.stats().open, 1, "still open after a minute of probes");
-    assert!(p.engine.stats().tcp.keepalive_probes == 0, "counted only when connections end");
+    assert!(p.engine.stats().tcp.keepalive_probes >= 4, "counted while the connection is open");
     assert_eq!(echo(&mut p, h, b"still here"), b"still here");
 }

@@ -13,7 +13,7 @@ impl Tcb {
         let floor = self.snd_una.wrapping_sub(self.max_snd_wnd);
         if lt(ack, floor) || lt(self.snd_max, ack) {
             self.stats.challenge_acks += 1;
-            self.ack_now = true;
+            self.oow_ack(now, seg);
             return false;
         }
         let advanced = lt(self.snd_una, ack);

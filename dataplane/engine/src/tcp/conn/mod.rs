@@ -126,6 +126,8 @@ pub struct TcbStats {
     pub tlp: u64,
     pub fast_recoveries: u64,
     pub challenge_acks: u64,
+    /// ACKs owed to segments that did not fit and not sent, by RFC 5961 §7's throttle.
+    pub acks_throttled: u64,
     pub paws_dropped: u64,
     pub out_of_window: u64,
     pub ooo_rejected: u64,
@@ -141,6 +143,7 @@ impl std::ops::AddAssign for TcbStats {
         self.tlp += o.tlp;
         self.fast_recoveries += o.fast_recoveries;
         self.challenge_acks += o.challenge_acks;
+        self.acks_throttled += o.acks_throttled;
         self.paws_dropped += o.paws_dropped;
         self.out_of_window += o.out_of_window;
         self.ooo_rejected += o.ooo_rejected;
@@ -154,6 +157,9 @@ const QUICKACKS: u8 = 16;
 
 /// RFC 8985 §7.2's WCDelAckT: the longest a peer may delay its ACK of a lone segment.
 const PEER_ACK_DELAY: Duration = Duration::from_millis(200);
+/// At most one ACK per this long answers segments that did not fit (RFC 5961 §7; Linux's
+/// `tcp_invalid_ratelimit` default).
+pub(crate) const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// The shortest probe timeout: a few milliseconds of scheduling noise on a shared machine are no
 /// loss (Linux's floor is two jiffies).
 const MIN_PTO: Duration = Duration::from_millis(10);
@@ -239,6 +245,8 @@ pub struct Tcb {
     keepalive_sent: u32,
     /// When the peer was last heard (any segment of this connection).
     heard_at: Instant,
+    /// When an ACK last answered a segment that did not fit ([`Tcb::oow_ack`]).
+    last_oow_ack: Option<Instant>,
     /// The connection ended because keepalive probes went unanswered.
     pub timed_out: bool,
     /// Our timestamp clock as the last output read it: (engine time, TSval), to read the clock
@@ -373,6 +381,7 @@ impl Tcb {
             keepalive_at: None,
             keepalive_sent: 0,
             heard_at: now,
+            last_oow_ack: None,
             timed_out: false,
             ts_clock: (now, 0),
             tlp_out: None,

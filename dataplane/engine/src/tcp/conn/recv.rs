@@ -9,9 +9,6 @@ impl Tcb {
         if self.state == State::Closed {
             return;
         }
-        self.heard_at = now;
-        self.keepalive_sent = 0;
-        self.keepalive_at = None;
         let rst = seg.has(RST);
         // RFC 7323 §5.3 PAWS: a segment whose timestamp is older than TS.Recent is a duplicate
         // from an earlier wrap of the sequence space (an RST is judged by its number alone).
@@ -19,7 +16,7 @@ impl Tcb {
             if let Some((val, _)) = seg.options.ts {
                 if lt(val, self.ts_recent) {
                     self.stats.paws_dropped += 1;
-                    self.ack_now = true;
+                    self.oow_ack(now, seg);
                     return;
                 }
             }
@@ -40,10 +37,15 @@ impl Tcb {
         if !acceptable && !ack_only {
             self.stats.out_of_window += 1;
             if !rst {
-                self.ack_now = true; // and drop it
+                self.oow_ack(now, seg); // and drop it
             }
             return;
         }
+        // The peer is heard only from a segment that fits: a blind sender's forged ones do not
+        // keep a dead peer's connection alive against keepalive.
+        self.heard_at = now;
+        self.keepalive_sent = 0;
+        self.keepalive_at = None;
         if ack_only && !seg.payload.is_empty() && !rst {
             // RFC 9293 §3.8.6.1: a probe of our zero window draws an ACK with the window.
             self.ack_now = true;
@@ -56,14 +58,14 @@ impl Tcb {
                 self.state = State::Closed;
             } else {
                 self.stats.challenge_acks += 1;
-                self.ack_now = true;
+                self.oow_ack(now, seg);
             }
             return;
         }
         // Fourth, SYN in a synchronized state (RFC 5961 §4.2): a challenge ACK, nothing else.
         if seg.has(SYN) {
             self.stats.challenge_acks += 1;
-            self.ack_now = true;
+            self.oow_ack(now, seg);
             return;
         }
         // Fifth, ACK: a segment without one is dropped.
@@ -91,6 +93,27 @@ impl Tcb {
             self.ack_now = true;
         }
         self.take_fin();
+    }
+
+    /// An ACK owed to a segment that did not fit: out of the window, too old for PAWS, or one
+    /// that calls for a challenge ACK. RFC 5961 §7 asks for a throttle, or forged segments make
+    /// the connection send an ACK each to the real peer (and two endpoints that disagree can loop
+    /// on them): one such ACK per [`OOW_ACK_INTERVAL`] per connection, as Linux's
+    /// `tcp_invalid_ratelimit`. A segment with data is always answered (as Linux does too): it is
+    /// no part of an ACK loop, and the peer needs the ACK to stop sending it again. So is a probe
+    /// (keepalive or zero window: an ACK at exactly RCV.NXT - 1), which no blind sender can aim.
+    pub(super) fn oow_ack(&mut self, now: Instant, seg: &Seg) {
+        let probe = seg.seq == self.rcv_nxt.wrapping_sub(1) && seg.payload.len() <= 1;
+        if (!seg.payload.is_empty() || probe) && !seg.has(SYN) {
+            self.ack_now = true;
+            return;
+        }
+        if self.last_oow_ack.is_some_and(|t| now < plus(t, OOW_ACK_INTERVAL)) {
+            self.stats.acks_throttled += 1;
+            return;
+        }
+        self.last_oow_ack = Some(now);
+        self.ack_now = true;
     }
 
     /// The peer's FIN, if it is next: RFC 9293 §3.10.7.4's eighth step.
