@@ -40,6 +40,11 @@ impl Reassembly {
         self.ranges.is_empty()
     }
 
+    /// Ranges held now.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
     /// The end of the highest range, as an offset from `rcv_nxt` (0 when empty).
     pub fn end(&self) -> u32 {
         self.ranges.last().map_or(0, |r| r.end)

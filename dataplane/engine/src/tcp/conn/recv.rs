@@ -14,7 +14,7 @@ impl Tcb {
         // from an earlier wrap of the sequence space (an RST is judged by its number alone).
         if self.ts_on && !rst {
             if let Some((val, _)) = seg.options.ts {
-                if lt(val, self.ts_recent) {
+                if lt(val, self.ts_recent) && !self.disordered_ack(seg, val) {
                     self.stats.paws_dropped += 1;
                     self.oow_ack(now, seg);
                     return;
@@ -93,6 +93,19 @@ impl Tcb {
             self.ack_now = true;
         }
         self.take_fin();
+    }
+
+    /// A duplicate ACK that was merely overtaken by a later one (its timestamp older than
+    /// TS.Recent by less than an RTO): PAWS guards against old data, and this carries none, only
+    /// SACK blocks worth having in recovery. Linux's `tcp_disordered_ack` exempts it the same way.
+    fn disordered_ack(&self, seg: &Seg, val: u32) -> bool {
+        seg.payload.is_empty()
+            && seg.flags & (SYN | FIN | RST) == 0
+            && seg.has(ACK)
+            && seg.seq == self.rcv_nxt
+            && seg.ack == self.snd_una
+            && u32::from(seg.window) << self.snd_shift == self.snd_wnd
+            && u128::from(self.ts_recent.wrapping_sub(val)) <= self.rtt.rto().as_millis()
     }
 
     /// An ACK owed to a segment that did not fit: out of the window, too old for PAWS, or one

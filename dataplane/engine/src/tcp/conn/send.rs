@@ -82,6 +82,7 @@ impl Tcb {
         }
         // New data, then the FIN.
         let mut sws_blocked = false;
+        let mss = self.data_mss();
         loop {
             let unsent = self.unsent();
             let fin_due = self.fin_seq() == Some(self.snd_nxt);
@@ -89,7 +90,7 @@ impl Tcb {
                 break;
             }
             let window = self.usable_window();
-            let len = unsent.min(self.mss).min(window);
+            let len = unsent.min(mss).min(window);
             if unsent > 0 && len == 0 {
                 break; // the window is shut: the persist timer probes it
             }
@@ -99,7 +100,7 @@ impl Tcb {
             }
             // RFC 9293 §3.8.6.2.1: no small segment while more is queued, unless it is half the
             // largest window the peer offered (the persist timer below is the override timeout).
-            if len < self.mss && len < unsent && len < self.max_snd_wnd / 2 && !self.probe {
+            if len < mss && len < unsent && len < self.max_snd_wnd / 2 && !self.probe {
                 sws_blocked = true;
                 break;
             }
@@ -177,6 +178,20 @@ impl Tcb {
         n
     }
 
+    /// The payload of a new data segment: the MSS (less timestamps), less room for the SACK
+    /// blocks owed while out-of-order data is held. RFC 2018 §4 wants them on every ACK then, and
+    /// a peer whose data we echo hears our ACKs mostly on full data segments: without the blocks
+    /// it cannot tell what arrived, and sends again what we hold (Linux's `tcp_current_mss`
+    /// makes the same room).
+    pub(super) fn data_mss(&self) -> u32 {
+        if !self.sack_on || self.ooo.is_empty() {
+            return self.mss;
+        }
+        let max = if self.ts_on { 3 } else { 4 };
+        let blocks = self.ooo.len().min(max) as u32;
+        self.mss.saturating_sub(4 + 8 * blocks).max(1)
+    }
+
     /// The sequence number of a segment without data: SND.NXT, or the right edge of the peer's
     /// window if SND.NXT is past it (the peer shrank it). The peer's acceptance test (RFC 9293
     /// §3.10.7.4, first step) discards a segment that starts past its window, and with it the ACK
@@ -219,7 +234,8 @@ impl Tcb {
     ) -> bool {
         let mut blocks = [(0u32, 0u32); MAX_SACK];
         // SACK blocks take 4 bytes and 8 per block of the segment's room (the MSS less
-        // timestamps): a full data segment carries none, a shorter one as many as fit.
+        // timestamps): new data leaves room for them ([`Tcb::data_mss`]); a full-sized
+        // retransmission carries none.
         let room = (self.mss as usize).saturating_sub(len);
         let fit = if room >= 12 { (room - 4) / 8 } else { 0 };
         let nb = if self.sack_on && !self.ooo.is_empty() && flags & RST == 0 {

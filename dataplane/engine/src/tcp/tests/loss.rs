@@ -259,6 +259,29 @@ fn rfc2018_4_sack_blocks_report_the_most_recent_segment_first() {
 }
 
 #[test]
+fn rfc2018_4_data_segments_make_room_for_the_sack_blocks_while_a_hole_is_open() {
+    // B sends data of its own (an echo, say) while A's data has a hole at B: B's data segments
+    // are A's only ACKs, and they must carry the blocks; each gives up 4 + 8 bytes per block.
+    let mut p = warm(Setup::default());
+    let base = p.tcb[A].snd_una();
+    p.drop_once(A, move |r| r.len > 0 && r.seq == base.wrapping_add(SEG));
+    p.app[A].total += u64::from(10 * SEG);
+    p.app[B].total += 100_000;
+    p.service();
+    p.run_for(100 * MS);
+    let hole = (base.wrapping_add(SEG), base.wrapping_add(2 * SEG));
+    let during: Vec<&Rec> =
+        p.sent_by(B, 0).filter(|r| r.len > 0 && r.ack == hole.0 && r.seq != p.tcb[A].rcv_nxt()).collect();
+    assert!(!during.is_empty(), "B sent data while the hole was open\n{}", dump(&p.log));
+    for r in &during {
+        assert_eq!((r.nsack, r.len), (1, SEG - 12), "a block, and room for it\n{}", dump(&p.log));
+        assert_eq!(r.sack()[0].0, hole.1);
+    }
+    assert_eq!(p.app[B].got, 300_000 + u64::from(10 * SEG), "all arrived");
+    assert_eq!(p.app[A].got, 100_000);
+}
+
+#[test]
 fn on_timers_leaves_no_deadline_due_at_the_instant_it_ran() {
     // The timer contract (house style 2): after `on_timers(now)`, `next_deadline()` is later
     // than `now`, or the engine would service the connection again and again at `now`. The RACK

@@ -134,3 +134,23 @@ fn rfc7323_5_3_paws_drops_a_segment_with_an_old_tsval_and_acknowledges() {
     p.inject(B, &fresh);
     assert_eq!(p.tcb[B].rcv_nxt(), nxt.wrapping_add(5));
 }
+
+#[test]
+fn rfc7323_5_3_a_duplicate_ack_overtaken_by_a_later_one_is_not_a_paws_drop() {
+    // A sends to B; one of B's duplicate ACKs (with its SACK block) arrives after a later ACK:
+    // its TSval is older than TS.Recent, but it carries no data, only the ACK A wants.
+    let mut p = Pair::settled(Setup::default());
+    p.app[A].total = 10_000;
+    p.service();
+    p.run_for(200 * MS);
+    let recent = p.log.iter().rev().find(|r| r.from == B && r.arrived.is_some()).expect("B's last");
+    let (window, ts) = (recent.window, recent.ts.expect("ts"));
+    let una = p.tcb[A].snd_una();
+    let dup = Out { ack: una, window, ts: Some((ts.0.wrapping_sub(2), ts.1)), ..p.forge(A, ACK) };
+    p.inject(A, &dup);
+    assert_eq!(p.tcb[A].stats.paws_dropped, 0, "a disordered duplicate ACK passes");
+    // With data, or far older than an RTO, it is dropped as before.
+    let stale = Out { ts: Some((ts.0.wrapping_sub(10_000), ts.1)), ..dup };
+    p.inject(A, &stale);
+    assert_eq!(p.tcb[A].stats.paws_dropped, 1);
+}
