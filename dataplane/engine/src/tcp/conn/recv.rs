@@ -26,9 +26,13 @@ impl Tcb {
         let len = seg.seq_len();
         let off = seg.seq.wrapping_sub(self.rcv_nxt) as i32;
         let in_wnd = |o: i32| o >= 0 && (o as u32) < wnd;
+        // A segment without data may also sit exactly at the right edge, one past the table's
+        // bound (as Linux's `tcp_sequence` allows): a peer that filled our window sends its next
+        // ACK there, and when that ACK overtakes the data it follows, the strict test throws away
+        // the only news that our data arrived, and we wait out an RTO.
         let acceptable = match (len, wnd) {
             (0, 0) => off == 0,
-            (0, _) => in_wnd(off),
+            (0, _) => off >= 0 && (off as u32) <= wnd,
             (_, 0) => false,
             (_, _) => in_wnd(off) || in_wnd(off.wrapping_add(len as i32 - 1)),
         };

@@ -99,3 +99,16 @@ fn rfc9293_3_8_6_1_a_window_shut_with_data_outstanding_is_probed_at_each_timeout
     p.cut[B] = false;
     assert!(p.run_until(Duration::from_secs(10), |p| p.tcb[A].snd_una() == first.wrapping_add(10 * SEG)));
 }
+
+#[test]
+fn rfc9293_3_10_7_4_an_ack_at_the_right_edge_of_our_window_is_taken() {
+    // B filled A's window exactly, and its next ACK (at that edge) overtook the data: the ACK is
+    // taken (as Linux does), one byte further it is not.
+    let (mut p, first) = in_flight();
+    let edge = p.tcb[A].rcv_nxt().wrapping_add(65536);
+    let past = from_b(&p, edge.wrapping_add(1), first.wrapping_add(SEG), 2000);
+    p.inject(A, &past);
+    assert_eq!(p.tcb[A].snd_una(), first);
+    p.inject(A, &from_b(&p, edge, first.wrapping_add(10 * SEG), 2000));
+    assert_eq!(p.tcb[A].snd_una(), first.wrapping_add(10 * SEG));
+}
