@@ -321,6 +321,7 @@ fn tcp_counters(e: &engine::EngineStats) -> TcpCounters {
         timeouts: t.timeouts,
         tlp: t.tlp,
         fast_recoveries: t.fast_recoveries,
+        undos: t.undos,
         challenge_acks: t.challenge_acks,
         acks_throttled: t.acks_throttled,
         paws_dropped: t.paws_dropped,

@@ -187,6 +187,9 @@ const LANE: &[Family<LaneStats>] = &[
     counter("switchyard_tcp_fast_recoveries_total", "Loss recoveries entered without a timeout.", |l| {
         Value::Count(l.tcp.fast_recoveries)
     }),
+    counter("switchyard_tcp_undos_total", "Loss episodes undone as spurious (D-SACK, timestamps).", |l| {
+        Value::Count(l.tcp.undos)
+    }),
     counter("switchyard_tcp_challenge_acks_total", "Segments that called for a challenge ACK (RFC 5961).", |l| {
         Value::Count(l.tcp.challenge_acks)
     }),

@@ -273,6 +273,9 @@ pub struct TcpCounters {
     pub tlp: u64,
     /// Loss recoveries entered without a timeout.
     pub fast_recoveries: u64,
+    /// Loss episodes undone: their retransmissions proved spurious (D-SACK, timestamps).
+    #[serde(default)]
+    pub undos: u64,
     /// Segments that called for a challenge ACK (RFC 5961).
     pub challenge_acks: u64,
     /// ACKs owed to segments that did not fit and not sent (RFC 5961 §7's throttle).

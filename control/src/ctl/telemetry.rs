@@ -110,6 +110,7 @@ impl Context<'_> {
                         ("tcp_timeouts", l.tcp.timeouts),
                         ("tcp_tlp", l.tcp.tlp),
                         ("tcp_fast_recoveries", l.tcp.fast_recoveries),
+                        ("tcp_undos", l.tcp.undos),
                         ("tcp_challenge_acks", l.tcp.challenge_acks),
                         ("tcp_acks_throttled", l.tcp.acks_throttled),
                         ("tcp_paws_dropped", l.tcp.paws_dropped),

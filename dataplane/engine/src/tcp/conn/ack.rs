@@ -17,6 +17,7 @@ impl Tcb {
             return false;
         }
         let advanced = lt(self.snd_una, ack);
+        let prior_una = self.snd_una;
         let old_wnd = self.snd_wnd;
         // The send window, from the most recent segment: RFC 9293 §3.10.7.4 tells it by SND.WL1
         // and SND.WL2. An ACK that moves SND.UNA is news of the window too, whatever its sequence
@@ -45,8 +46,10 @@ impl Tcb {
         let fin_acked = advanced && self.acknowledge(now, ack, tsecr);
         let blocks = if self.sack_on { seg.options.sack_blocks() } else { &[] };
         let mut sacked_now = false;
+        let mut dsack_seen = false;
         if !blocks.is_empty() {
             let u = self.scoreboard.on_ack(self.snd_una, self.snd_max, blocks);
+            dsack_seen = u.dsack;
             if u.dsack {
                 self.rack.on_dsack(self.snd_una, self.snd_nxt);
             }
@@ -86,6 +89,8 @@ impl Tcb {
             }
             self.recompute_pipe();
         }
+        let dsack = !blocks.is_empty() && dsack_seen;
+        self.judge_episode(prior_una, tsecr, blocks, dsack);
         if self.recovery.is_some_and(|p| le(p, self.snd_una)) {
             self.recovery = None;
             self.rto_recovery = false;
@@ -217,12 +222,62 @@ impl Tcb {
 
     pub(super) fn enter_recovery(&mut self, t: Duration) {
         self.stats.fast_recoveries += 1;
+        self.begin_episode();
         // RFC 6675 §5 (4.3), and PRR's (RFC 6937) at least one: the first lost segment goes at
         // once, whatever the flight.
         self.probe = true;
         let flight = self.snd_max.wrapping_sub(self.snd_una);
         self.cc.on_loss(flight, t);
         self.recovery = Some(self.snd_max);
+    }
+
+    /// A loss episode begins: what it is about to cut is kept for an undo.
+    pub(super) fn begin_episode(&mut self) {
+        self.undo = Some(Undo {
+            cwnd: self.cc.cwnd(),
+            ssthresh: self.cc.ssthresh(),
+            marker: self.snd_una,
+            retrans: 0,
+            ts: None,
+        });
+    }
+
+    /// Judges the last loss episode on an ACK: spurious when the ACK that covers its first
+    /// retransmission echoes a timestamp older than that retransmission (RFC 3522 §2: the
+    /// original arrived), or when every retransmission came back as a D-SACK (RFC 2883 §4).
+    /// A spurious episode is undone: the window before the cut (RFC 4015 §2), recovery over, and
+    /// nothing left marked lost (RACK marks again what is still missing).
+    fn judge_episode(&mut self, prior_una: u32, tsecr: Option<u32>, blocks: &[(u32, u32)], dsack: bool) {
+        let Some(u) = self.undo.as_mut() else { return };
+        let mut spurious = false;
+        if dsack && u.retrans > 0 {
+            let end = blocks[0].1;
+            if le(end, prior_una) && lt(u.marker, end) {
+                u.retrans -= 1;
+                spurious = u.retrans == 0;
+            }
+        }
+        if let Some((rts, end)) = u.ts {
+            // The first ACK that covers the first retransmission echoes the timestamp of
+            // whichever copy made it in order.
+            if le(end, self.snd_una) {
+                u.ts = None;
+                spurious |= tsecr.is_some_and(|ecr| lt(ecr, rts));
+            }
+        }
+        if !spurious {
+            return;
+        }
+        let u = self.undo.take().expect("judged above");
+        self.stats.undos += 1;
+        self.cc.undo(u.cwnd, u.ssthresh);
+        self.recovery = None;
+        self.rto_recovery = false;
+        self.rack.on_recovery_end();
+        for s in self.sent.iter_mut() {
+            s.lost = false;
+        }
+        self.recompute_pipe();
     }
 
     /// Bytes in flight, counted again from the records.

@@ -134,6 +134,24 @@ pub struct TcbStats {
     pub keepalive_probes: u64,
     /// Connections reset because keepalive probes went unanswered.
     pub keepalive_timeouts: u64,
+    /// Loss episodes undone: their retransmissions proved spurious (D-SACK or timestamps).
+    pub undos: u64,
+}
+
+/// What a loss episode cut, kept until its retransmissions prove needed or spurious (RFC 3522's
+/// Eifel detection by timestamps, RFC 2883 §4's D-SACKs, RFC 4015's response: the window back).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Undo {
+    /// The congestion state before the cut.
+    pub cwnd: u32,
+    pub ssthresh: u32,
+    /// SND.UNA when the episode began: D-SACKs above it are for this episode's retransmissions.
+    pub marker: u32,
+    /// Retransmissions of the episode not yet reported spurious by a D-SACK.
+    pub retrans: u32,
+    /// Our TSval on the episode's first retransmission and where that segment ended, until the
+    /// ACK that covers it is judged.
+    pub ts: Option<(u32, u32)>,
 }
 
 impl std::ops::AddAssign for TcbStats {
@@ -149,6 +167,7 @@ impl std::ops::AddAssign for TcbStats {
         self.ooo_rejected += o.ooo_rejected;
         self.keepalive_probes += o.keepalive_probes;
         self.keepalive_timeouts += o.keepalive_timeouts;
+        self.undos += o.undos;
     }
 }
 
@@ -233,6 +252,11 @@ pub struct Tcb {
     /// The peer's FIN seen beyond a hole: its sequence number.
     pending_fin: Option<u32>,
     recovery: Option<u32>,
+    /// Data received again that we held already: reported once, first, in the next ACK's SACK
+    /// blocks (RFC 2883 §4).
+    dsack: Option<(u32, u32)>,
+    /// The last loss episode (fast recovery or timeout), while it may yet prove spurious.
+    undo: Option<Undo>,
     dupacks: u32,
     rto_at: Option<Instant>,
     tlp_at: Option<Instant>,
@@ -371,6 +395,8 @@ impl Tcb {
             max_snd_wnd: hs.window,
             pending_fin: None,
             recovery: None,
+            undo: None,
+            dsack: None,
             dupacks: 0,
             rto_at: None,
             tlp_at: None,

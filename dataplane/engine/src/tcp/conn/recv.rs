@@ -40,6 +40,12 @@ impl Tcb {
         let ack_only = !acceptable && wnd == 0 && off == 0;
         if !acceptable && !ack_only {
             self.stats.out_of_window += 1;
+            // RFC 2883 §4: data we already hold is reported in the ACK's first block (a
+            // D-SACK), so the sender can tell its retransmission was not needed.
+            let end = seg.seq.wrapping_add(seg.payload.len() as u32);
+            if !seg.payload.is_empty() && !rst && le(end, self.rcv_nxt) {
+                self.dsack = Some((seg.seq, end));
+            }
             if !rst {
                 self.oow_ack(now, seg); // and drop it
             }
@@ -162,6 +168,7 @@ impl Tcb {
         if off < 0 {
             // Starts before RCV.NXT: its old part is a duplicate.
             let skip = (-(off as i64)) as usize;
+            self.dsack = Some((seg.seq, seg.seq.wrapping_add(skip.min(data.len()) as u32)));
             if skip >= data.len() {
                 if !data.is_empty() {
                     self.ack_now = true; // a retransmission we hold: the peer missed our ACK

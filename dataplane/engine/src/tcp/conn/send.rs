@@ -74,6 +74,10 @@ impl Tcb {
             n += 1;
             self.probe = false;
             self.stats.retransmits += 1;
+            if let Some(u) = self.undo.as_mut() {
+                u.retrans += 1;
+                u.ts.get_or_insert((ts_now, end));
+            }
             let r = &mut self.sent[i - 1];
             r.lost = false;
             r.retransmitted = true;
@@ -184,11 +188,11 @@ impl Tcb {
     /// it cannot tell what arrived, and sends again what we hold (Linux's `tcp_current_mss`
     /// makes the same room).
     pub(super) fn data_mss(&self) -> u32 {
-        if !self.sack_on || self.ooo.is_empty() {
+        if !self.sack_on || (self.ooo.is_empty() && self.dsack.is_none()) {
             return self.mss;
         }
         let max = if self.ts_on { 3 } else { 4 };
-        let blocks = self.ooo.len().min(max) as u32;
+        let blocks = (self.ooo.len() + usize::from(self.dsack.is_some())).min(max) as u32;
         self.mss.saturating_sub(4 + 8 * blocks).max(1)
     }
 
@@ -238,12 +242,20 @@ impl Tcb {
         // retransmission carries none.
         let room = (self.mss as usize).saturating_sub(len);
         let fit = if room >= 12 { (room - 4) / 8 } else { 0 };
-        let nb = if self.sack_on && !self.ooo.is_empty() && flags & RST == 0 {
-            let max = if self.ts_on { 3 } else { 4 };
-            self.ooo.blocks(self.rcv_nxt, &mut blocks[..max.min(fit)])
-        } else {
-            0
-        };
+        let max = if self.ts_on { 3 } else { 4 }.min(fit);
+        let mut nb = 0;
+        let mut dsack_sent = false;
+        if self.sack_on && flags & RST == 0 && max > 0 {
+            // The D-SACK block first (RFC 2883 §4), then the out-of-order ranges.
+            if let Some(d) = self.dsack {
+                blocks[0] = d;
+                nb = 1;
+                dsack_sent = true;
+            }
+            if !self.ooo.is_empty() {
+                nb += self.ooo.blocks(self.rcv_nxt, &mut blocks[nb..max]);
+            }
+        }
         let out = Out {
             syn: None,
             seq,
@@ -256,6 +268,9 @@ impl Tcb {
         };
         if !emit.emit(&out) {
             return false;
+        }
+        if dsack_sent {
+            self.dsack = None;
         }
         self.sent_ack();
         true

@@ -50,6 +50,10 @@ impl Tcb {
                 // sent again, SACKed or not: RFC 2018 §8 lets a receiver discard what it SACKed,
                 // so after a timeout the sender forgets the SACKs (as RFC 6675 §5.1 advises).
                 self.stats.timeouts += 1;
+                // A timeout within an episode keeps the episode's state before any cut.
+                if self.recovery.is_none() || self.undo.is_none() {
+                    self.begin_episode();
+                }
                 self.rtt.on_timeout();
                 let flight = self.snd_max.wrapping_sub(self.snd_una);
                 self.cc.on_timeout(flight, t);

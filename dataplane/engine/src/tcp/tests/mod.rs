@@ -26,6 +26,7 @@ mod loss;
 mod rfc5961;
 mod rfc7323;
 mod transfer;
+mod undo;
 mod window;
 
 /// The two ends: A opened actively, B passively.
