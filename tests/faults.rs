@@ -16,7 +16,9 @@
 //! Each transfer has a limit, `SWITCHYARD_FAULTS_LIMIT_SECS` (default [`DEFAULT_LIMIT_SECS`]),
 //! and fails with how far it got. Each test prints its time (see it with `--nocapture`). With
 //! the default limit the six tests take at most 30 minutes, two at a time as `cargo test` runs
-//! them. With smoltcp's loss recovery (a debug build, as `make test` builds it, two tests at a
+//! them; on 2026-12-08 they took 104 s in all (debug build): a Linux client to the echo 19.8,
+//! 15.5 and 25.7 s at 0, 1 and 5 % loss, the engine to a Linux server 31.6, 37.0 and 48.9 s.
+//! With smoltcp's loss recovery (a debug build, as `make test` builds it, two tests at a
 //! time) the 100 MiB echo took 167 s at 0 % loss and was 86 MiB into its echo at 1 % when the
 //! 600 s ran out; at 5 % loss 4 MiB took 173 s.
 
