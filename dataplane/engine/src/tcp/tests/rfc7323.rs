@@ -154,3 +154,23 @@ fn rfc7323_5_3_a_duplicate_ack_overtaken_by_a_later_one_is_not_a_paws_drop() {
     p.inject(A, &stale);
     assert_eq!(p.tcb[A].stats.paws_dropped, 1);
 }
+
+#[test]
+fn rfc7323_2_3_a_1_gib_ring_offers_a_1_gib_window_at_shift_14() {
+    // 100 ms round trip at 10 Gbit/s: 125 MB in flight fill the path. B's ring is 1 GiB (the
+    // largest window RFC 7323 allows, shift 14); A sends 40 MiB from slow start.
+    let net = Net { delay: Duration::from_millis(50), rate: 10_000_000_000, ..Net::default() };
+    let s = Setup { rx: [65536, 1 << 30], tx: [64 * MIB, 65536], net, ..Setup::default() };
+    assert_eq!(crate::own::our_wscale(1 << 30), 14);
+    let mut p = Pair::settled(s);
+    p.app[A].total = 40 * MIB as u64;
+    p.app[B].reads = true;
+    p.service();
+    assert!(p.run_until(Duration::from_secs(10), |p| p.app[B].got == 40 * MIB as u64));
+    let first = p.sent_by(B, 0).next().expect("B's ACK");
+    assert_eq!(first.window, u16::MAX, "the field at its largest");
+    assert_eq!(u64::from(first.window) << 14, (1 << 30) - (1 << 14), "1 GiB less one unit");
+    // More than 16 MiB in flight at once: beyond any window a shift below 9 could offer.
+    assert!(max_flight(&p) > 16 * MIB as u32, "{} in flight at most", max_flight(&p));
+    assert_eq!((p.app[B].bad, p.tcb[A].stats.retransmits), (None, 0));
+}
