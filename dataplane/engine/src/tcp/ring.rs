@@ -68,6 +68,11 @@ impl Ring {
         Ring { region, head: 0, len: 0 }
     }
 
+    /// A ring over no memory: what a pooled control block holds between connections.
+    pub fn detached() -> Ring {
+        Ring { region: Region::new(&mut []), head: 0, len: 0 }
+    }
+
     /// A ring holding the `len` bytes at the start of `region` (what smoltcp received during the
     /// handshake: its ring was cleared before, so they start at 0).
     ///

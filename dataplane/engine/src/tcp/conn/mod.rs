@@ -38,6 +38,7 @@ use super::sack::Scoreboard;
 use super::seg::{Out, Seg, ACK, FIN, MAX_SACK, PSH, RST, SYN};
 
 mod ack;
+mod fast;
 mod recv;
 mod send;
 mod timers;
@@ -58,6 +59,9 @@ pub struct TcpConfig {
     /// Between keepalive probes, and how many go unanswered before the connection is reset.
     pub keepalive_interval: Duration,
     pub keepalive_probes: u32,
+    /// Header prediction: the short path for in-order data and ACKs of new data on an
+    /// established connection (`fast.rs`); off only to compare it with the full path.
+    pub header_prediction: bool,
 }
 
 impl Default for TcpConfig {
@@ -70,6 +74,7 @@ impl Default for TcpConfig {
             keepalive: None,
             keepalive_interval: Duration::from_secs(75),
             keepalive_probes: 9,
+            header_prediction: true,
         }
     }
 }
@@ -132,6 +137,8 @@ pub struct TcbStats {
     pub keepalive_probes: u64,
     /// Connections reset because keepalive probes went unanswered.
     pub keepalive_timeouts: u64,
+    /// Segments taken by header prediction's short path.
+    pub predicted: u64,
 }
 
 /// In-order segments ACKed at once after out-of-order data (Linux's `TCP_MAX_QUICKACKS`).
@@ -378,6 +385,15 @@ impl Tcb {
         t
     }
 
+    /// Makes this control block the one [`Tcb::new`] makes, keeping the memory of its record of
+    /// sent segments: a pooled control block serves its next connection without allocating.
+    pub fn renew(&mut self, hs: &Handshake, cfg: TcpConfig, tx: Ring, rx: Ring, now: Instant) {
+        let mut sent = std::mem::take(&mut self.sent);
+        sent.clear();
+        *self = Tcb::new(hs, cfg, tx, rx, now);
+        self.sent = sent;
+    }
+
     /// The records marked delivered above SND.UNA, as `[seq, end)` (tests).
     #[cfg(test)]
     pub fn sacked_records(&self) -> Vec<(u32, u32)> {
@@ -398,6 +414,12 @@ impl Tcb {
     /// Gives the rings back (the connection is over).
     pub fn into_rings(self) -> (Ring, Ring) {
         (self.tx, self.rx)
+    }
+
+    /// Gives the rings back and keeps rings over no memory (the connection is over; the control
+    /// block is pooled for the next one, [`Tcb::renew`]).
+    pub fn take_rings(&mut self) -> (Ring, Ring) {
+        (std::mem::replace(&mut self.tx, Ring::detached()), std::mem::replace(&mut self.rx, Ring::detached()))
     }
 
     pub fn snd_una(&self) -> u32 {

@@ -6,7 +6,7 @@ use super::*;
 impl Tcb {
     /// Takes a segment of this connection (RFC 9293 §3.10.7.4). `now` is the engine's clock.
     pub fn input(&mut self, now: Instant, seg: &Seg) {
-        if self.state == State::Closed {
+        if self.state == State::Closed || self.predicted(now, seg) {
             return;
         }
         self.heard_at = now;
