@@ -15,17 +15,32 @@ impl Sum {
     /// Adds the bytes of `data`, as 16-bit words in network order (an odd last byte is padded
     /// with a zero, RFC 1071 §1).
     #[inline]
-    pub fn add(mut self, data: &[u8]) -> Sum {
-        let (words, rest) = data.as_chunks::<8>();
+    pub fn add(self, data: &[u8]) -> Sum {
+        let (blocks, rest) = data.as_chunks::<32>();
+        let mut acc = self.0;
+        for b in blocks {
+            let w = |i: usize| u128::from(u64::from_ne_bytes(b[i..i + 8].try_into().expect("eight bytes")));
+            acc += (w(0) + w(8)) + (w(16) + w(24));
+        }
+        let (words, rest) = rest.as_chunks::<8>();
         for w in words {
-            self.0 += u128::from(u64::from_ne_bytes(*w));
+            acc += u128::from(u64::from_ne_bytes(*w));
         }
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.0 += u128::from(u64::from_ne_bytes(last));
+        // The last bytes, each at its place in a 16-bit word (an odd one is a word's first byte).
+        let mut tail = 0u64;
+        let mut rest = rest;
+        if let Some((four, r)) = rest.split_first_chunk::<4>() {
+            tail += u64::from(u32::from_ne_bytes(*four));
+            rest = r;
         }
-        self
+        if let Some((two, r)) = rest.split_first_chunk::<2>() {
+            tail += u64::from(u16::from_ne_bytes(*two));
+            rest = r;
+        }
+        if let Some(&last) = rest.first() {
+            tail += u64::from(u16::from_ne_bytes([last, 0]));
+        }
+        Sum(acc + u128::from(tail))
     }
 
     /// Adds one 16-bit word given in host order (a length, a protocol number).

@@ -91,7 +91,7 @@ impl Tcb {
         if acked != 0 {
             // ESTABLISHED: our FIN is not queued, so this acknowledges data only.
             self.acknowledge(now, seg.ack, ts.map(|(_, ecr)| ecr));
-            self.scoreboard.on_ack(self.snd_una, self.snd_max, &[]);
+            self.scoreboard.advance(self.snd_una); // as `on_ack` with no blocks
             self.dupacks = 0;
         }
         if len > 0 {

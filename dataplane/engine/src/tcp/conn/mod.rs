@@ -168,7 +168,9 @@ pub(crate) fn dur(now: Instant) -> Duration {
 /// `now + d`, rounded up to the clock's microsecond: a deadline less than a microsecond away is
 /// the next microsecond, never `now` again (a timer that ran at `now` would be due at once).
 fn plus(now: Instant, d: Duration) -> Instant {
-    now + smoltcp::time::Duration::from_micros(d.as_nanos().div_ceil(1000) as u64)
+    // In u64: `as_nanos` is a u128, whose division is a library call.
+    let us = d.as_secs().saturating_mul(1_000_000).saturating_add(u64::from(d.subsec_nanos().div_ceil(1000)));
+    now + smoltcp::time::Duration::from_micros(us)
 }
 
 /// One connection's control block. The fields the common segment touches come first.
@@ -468,6 +470,17 @@ impl Tcb {
         } else {
             0
         }
+    }
+
+    /// Moves up to `max` received bytes to the send queue, ring to ring (an echo); returns how
+    /// many.
+    pub fn loop_back(&mut self, max: usize) -> usize {
+        let n = max.min(self.rx.len()).min(self.send_room());
+        let [a, b] = self.rx.get(0, n);
+        self.tx.push(a);
+        self.tx.push(b);
+        self.rx.consume(n);
+        n
     }
 
     /// Bytes [`Tcb::send`] would take now.

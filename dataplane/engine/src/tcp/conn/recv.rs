@@ -195,8 +195,4 @@ impl Tcb {
         // again at each offer, it would creep down.
         (field as u16, wnd.min(u32::from(u16::MAX) << self.rcv_shift))
     }
-
-    pub(super) fn window_field(&self) -> u16 {
-        self.offer().0
-    }
 }
