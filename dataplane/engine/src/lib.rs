@@ -190,7 +190,9 @@ pub struct Engine<S: Service = services::ServiceKind> {
     cookies: tcp::cookie::CookieJar,
     /// The checksums the device in this poll leaves to software (read once per poll).
     csum: smoltcp::phy::ChecksumCapabilities,
-    /// Control blocks of ended connections, for the next hand-overs ([`own::Owned`]).
+    /// Control blocks of ended connections, for the next hand-overs ([`own::Owned`]). Boxed: a
+    /// control block moves between a slot and this pool as a pointer, not copied whole.
+    #[allow(clippy::vec_box)]
     spare: Vec<Box<own::Owned>>,
 }
 

@@ -272,7 +272,7 @@ impl<S: Service> Engine<S> {
         t.keepalive_timeouts += s.keepalive_timeouts;
         t.predicted += s.predicted;
         // The rings end here; the control block is kept for a later connection.
-        drop(owned.take_rings());
+        let _ = owned.take_rings();
         self.spare.push(owned);
         // SAFETY: the rings over the regions were just dropped; the socket is their only user
         // until the next `take_over` removes it.

@@ -6,7 +6,7 @@
 //! native-endian words into a 128-bit accumulator and folds once at the end, where smoltcp's
 //! `checksum::data` adds 16-bit words: about a quarter of the instructions on a 64-byte payload.
 
-/// A running ones'-complement sum: add pieces with [`Sum::add`] (every piece but the last of an
+/// A running ones'-complement sum: add pieces with [`Sum::add_bytes`] (every piece but the last of an
 /// even length, so that each byte keeps its place in its 16-bit word), then [`Sum::fold`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sum(u128);
@@ -15,7 +15,7 @@ impl Sum {
     /// Adds the bytes of `data`, as 16-bit words in network order (an odd last byte is padded
     /// with a zero, RFC 1071 §1).
     #[inline]
-    pub fn add(self, data: &[u8]) -> Sum {
+    pub fn add_bytes(self, data: &[u8]) -> Sum {
         let (blocks, rest) = data.as_chunks::<32>();
         let mut acc = self.0;
         for b in blocks {
@@ -46,7 +46,8 @@ impl Sum {
     /// Adds one 16-bit word given in host order (a length, a protocol number).
     #[inline]
     pub fn add_u16(self, v: u16) -> Sum {
-        self.add(&v.to_be_bytes())
+        // Its two bytes in network order, read as the sum reads every word.
+        Sum(self.0 + u128::from(u16::from_ne_bytes(v.to_be_bytes())))
     }
 
     /// The sum folded to 16 bits, in host order (not complemented).
@@ -76,7 +77,7 @@ impl Sum {
 /// whose checksum field is right is all ones (RFC 1071 §1).
 #[inline]
 pub fn ipv4_tcp_ok(ip: &[u8], tcp: Option<&[u8]>) -> bool {
-    if Sum::default().add(ip).fold() != 0xffff {
+    if Sum::default().add_bytes(ip).fold() != 0xffff {
         return false;
     }
     tcp.is_none_or(|tcp| tcp_ok(ip, tcp))
@@ -87,8 +88,8 @@ pub fn ipv4_tcp_ok(ip: &[u8], tcp: Option<&[u8]>) -> bool {
 /// sum is all ones.
 #[inline]
 pub fn tcp_ok(ip: &[u8], tcp: &[u8]) -> bool {
-    let pseudo = Sum::default().add(&ip[12..20]).add(&[0, 6]).add_u16(tcp.len() as u16);
-    pseudo.add(tcp).fold() == 0xffff
+    let pseudo = Sum::default().add_bytes(&ip[12..20]).add_u16(6).add_u16(tcp.len() as u16);
+    pseudo.add_bytes(tcp).fold() == 0xffff
 }
 
 #[cfg(test)]
@@ -114,20 +115,52 @@ mod tests {
         for n in 0..300 {
             for seed in 0..4 {
                 let d = bytes(seed * 1000 + n as u64, n);
-                assert_eq!(Sum::default().add(&d).fold(), checksum::data(&d), "{n} bytes, seed {seed}");
+                assert_eq!(Sum::default().add_bytes(&d).fold(), checksum::data(&d), "{n} bytes, seed {seed}");
             }
         }
         // All ones, and carries out of every width.
         let ones = vec![0xffu8; 1500];
-        assert_eq!(Sum::default().add(&ones).fold(), checksum::data(&ones));
+        assert_eq!(Sum::default().add_bytes(&ones).fold(), checksum::data(&ones));
+    }
+
+    #[test]
+    fn rfc9293_3_1_a_written_segment_checks_and_any_flipped_bit_fails() {
+        let path = crate::tcp::seg::Path {
+            src_mac: [2, 0, 0, 0, 0, 2],
+            dst_mac: [2, 0, 0, 0, 0, 1],
+            src_ip: std::net::Ipv4Addr::new(198, 18, 0, 2),
+            dst_ip: std::net::Ipv4Addr::new(198, 19, 3, 4),
+            src_port: 80,
+            dst_port: 40001,
+        };
+        let data = bytes(3, 101);
+        let out = crate::tcp::seg::Out {
+            syn: None,
+            seq: 1,
+            ack: 2,
+            flags: crate::tcp::seg::ACK,
+            window: 3,
+            ts: Some((4, 5)),
+            sack: &[],
+            data: [&data, &[]],
+        };
+        let mut f = vec![0u8; out.frame_len()];
+        crate::tcp::seg::write(&mut f, &path, &out, &smoltcp::phy::ChecksumCapabilities::default());
+        assert!(ipv4_tcp_ok(&f[14..34], Some(&f[34..])));
+        for at in 14..f.len() {
+            let mut g = f.clone();
+            g[at] ^= 0x10;
+            let ok = ipv4_tcp_ok(&g[14..34], Some(&g[34..]));
+            assert!(!ok, "byte {at} flipped");
+        }
     }
 
     #[test]
     fn rfc1071_pieces_of_even_length_add_up_to_the_whole() {
         let d = bytes(7, 133);
-        let whole = Sum::default().add(&d).fold();
+        let whole = Sum::default().add_bytes(&d).fold();
         for cut in (0..133).step_by(2) {
-            assert_eq!(Sum::default().add(&d[..cut]).add(&d[cut..]).fold(), whole, "cut at {cut}");
+            assert_eq!(Sum::default().add_bytes(&d[..cut]).add_bytes(&d[cut..]).fold(), whole, "cut at {cut}");
         }
     }
 }

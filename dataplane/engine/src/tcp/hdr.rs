@@ -42,8 +42,8 @@ impl Template {
         b[34..36].copy_from_slice(&path.src_port.to_be_bytes());
         b[36..38].copy_from_slice(&path.dst_port.to_be_bytes());
         b[BASE..BASE + 4].copy_from_slice(&[1, 1, 8, 10]);
-        let ip_sum = Sum::default().add(&b[14..34]).fold();
-        let pseudo_sum = Sum::default().add(&b[26..34]).add(&[0, 6]).fold();
+        let ip_sum = Sum::default().add_bytes(&b[14..34]).fold();
+        let pseudo_sum = Sum::default().add_bytes(&b[26..34]).add_u16(6).fold();
         Template { bytes: b, ip_sum, pseudo_sum }
     }
 
@@ -102,7 +102,7 @@ impl Template {
         tcp[hl + a..hl + a + b].copy_from_slice(out.data[1]);
         if tcp_csum {
             let sum = Sum::default().add_u16(self.pseudo_sum).add_u16(tcp_len as u16);
-            let c = sum.add(tcp).checksum();
+            let c = sum.add_bytes(tcp).checksum();
             tcp[16..18].copy_from_slice(&c.to_be_bytes());
         }
         len
