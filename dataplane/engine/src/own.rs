@@ -153,6 +153,15 @@ impl<S: Service> Engine<S> {
             Some(v) => rx.push(&v),
             None => received,
         };
+        let hs = self.handshake(id, now, received, state == tcp::State::CloseWait, client);
+        self.own(id, &hs, tx, rx, now);
+    }
+
+    /// What the handshake of connection `id` settled, from its notes: `received` bytes already in
+    /// the receive ring, the peer's FIN taken with them, and whether we opened it (`client`: the
+    /// SYN-ACK still needs our ACK).
+    fn handshake(&self, id: u32, now: Instant, received: usize, fin_received: bool, client: bool) -> Handshake {
+        let slot = &self.slots[id as usize];
         let n = slot.hs;
         let peer_mss = match n.peer.mss {
             Some(0) | None => DEFAULT_MSS,
@@ -162,7 +171,7 @@ impl<S: Service> Engine<S> {
         let snd_shift = wscale.map_or(0, |w| w.0);
         // RFC 7323 §2.2: the window of a SYN-ACK is never scaled.
         let window = if n.window_is_syn { u32::from(n.window) } else { u32::from(n.window) << snd_shift };
-        let hs = Handshake {
+        Handshake {
             iss: slot.iss,
             irs: slot.irs,
             mss: peer_mss.min(OUR_MSS),
@@ -177,10 +186,63 @@ impl<S: Service> Engine<S> {
                 _ => None,
             },
             received,
-            fin_received: state == tcp::State::CloseWait,
+            fin_received,
             ack_now: client,
-        };
+        }
+    }
+
+    /// The ACK that completes a passive handshake, taken by the engine itself (RFC 9293
+    /// §3.10.7.4: in SYN-RECEIVED, an ACK of our SYN moves the connection to ESTABLISHED).
+    /// smoltcp's socket is dropped without seeing it, the control block is made from the
+    /// handshake's notes (which [`Engine::note_handshake`] took from this segment too), and the
+    /// segment, with its data and FIN if any, goes to the control block, as a SYN cookie's ACK
+    /// does. Returns `false`, having changed nothing, unless the segment is exactly that ACK: ACK
+    /// without SYN or RST, SEG.SEQ = IRS + 1, SEG.ACK = ISS + 1 after our SYN-ACK left, smoltcp's
+    /// socket in SYN-RECEIVED with nothing received, and the checksums right. Anything else goes
+    /// to smoltcp as before. smoltcp's processing of this segment was half of its work per short
+    /// connection.
+    pub(crate) fn handshake_ack<D: BurstDevice + ?Sized>(
+        &mut self,
+        now: Instant,
+        device: &mut D,
+        id: u32,
+        class: &Segment,
+    ) -> bool {
+        let f = class.flags;
+        let slot = &mut self.slots[id as usize];
+        if !self.engine_tcp
+            || !matches!(slot.phase, Phase::HalfOpen)
+            || slot.tcb.is_some()
+            || !f.ack
+            || f.syn
+            || f.rst
+            || slot.hs.syn_sends == 0
+            || class.ack != slot.iss.wrapping_add(1)
+            || class.seq != slot.irs.wrapping_add(1)
+        {
+            return false;
+        }
+        let sock = slot.socket();
+        if sock.state() != tcp::State::SynReceived || sock.recv_queue() != 0 {
+            return false;
+        }
+        let (check_ip, check_tcp) = (self.csum.ipv4.rx(), self.csum.tcp.rx());
+        let Some(frame) = device.peek() else { return false };
+        if (check_ip || check_tcp) && !own_checksums_ok(frame, check_ip, check_tcp) {
+            return false; // smoltcp drops it, as before
+        }
+        let Some(s) = seg::parse(frame) else { return false };
+        slot.set.remove(slot.handle);
+        // SAFETY: the socket that borrowed the regions is gone (removed and dropped above); the
+        // rings are their only users until `give_back` ends them.
+        let (rx, tx) = unsafe { (Ring::new(slot.rx_region), Ring::new(slot.tx_region)) };
+        let hs = self.handshake(id, now, 0, false, false);
         self.own(id, &hs, tx, rx, now);
+        let tcb = self.slots[id as usize].tcb.as_mut().expect("just owned");
+        tcb.input(now, &s);
+        device.skip();
+        self.stats.handshake_acks += 1;
+        true
     }
 
     /// A segment for a connection the engine's own TCP runs: checked, parsed and handed to its
