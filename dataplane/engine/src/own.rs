@@ -199,8 +199,8 @@ impl<S: Service> Engine<S> {
     /// does. Returns `false`, having changed nothing, unless the segment is exactly that ACK: ACK
     /// without SYN or RST, SEG.SEQ = IRS + 1, SEG.ACK = ISS + 1 after our SYN-ACK left, smoltcp's
     /// socket in SYN-RECEIVED with nothing received, and the checksums right. Anything else goes
-    /// to smoltcp as before. smoltcp's processing of this segment was half of its work per short
-    /// connection.
+    /// to smoltcp as before. smoltcp's processing of this segment was about half of its receive
+    /// work per short connection.
     pub(crate) fn handshake_ack<D: BurstDevice + ?Sized>(
         &mut self,
         now: Instant,
