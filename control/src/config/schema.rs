@@ -149,6 +149,7 @@ impl EngineSection {
             keepalive: (self.keepalive_secs > 0).then(|| Duration::from_secs(self.keepalive_secs)),
             keepalive_interval: Duration::from_secs(self.keepalive_interval_secs),
             keepalive_probes: self.keepalive_probes,
+            header_prediction: true,
         }
     }
 

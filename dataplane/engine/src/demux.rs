@@ -98,8 +98,7 @@ impl<S: Service> Engine<S> {
             // it checks what smoltcp would have checked on this device: what a port's receive
             // offload verified (or found intact, as virtio does for a local sender's segment whose
             // checksum it left to offload) is not checked again.
-            let c = device.capabilities().checksum;
-            let (ip, tcp) = (c.ipv4.rx(), c.tcp.rx());
+            let (ip, tcp) = (self.csum.ipv4.rx(), self.csum.tcp.rx());
             if !device.peek().is_some_and(|f| phy::checksums_ok(f, ip, tcp)) {
                 return Demux::Drop;
             }

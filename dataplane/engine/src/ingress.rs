@@ -80,6 +80,12 @@ impl<S: Service> Engine<S> {
                 // What smoltcp answers at once goes where the connection's peer is, not to whoever
                 // sent this frame.
                 let dst = if slot.peer_mac == [0; 6] { src } else { slot.peer_mac };
+                if self.handshake_ack(now, device, id, &seg) {
+                    // The handshake completed with this segment, and the engine's TCP took both.
+                    self.mark_dirty(id);
+                    return None;
+                }
+                let slot = &mut self.slots[id as usize];
                 self.iface.poll_ingress_single(now, &mut Ether::new(device, self.mac, dst), &mut slot.set);
                 if slot.in_handshake()
                     && matches!(slot.socket().state(), tcp::State::Established | tcp::State::CloseWait)

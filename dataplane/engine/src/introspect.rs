@@ -52,6 +52,8 @@ pub struct EngineStats {
     /// Segments for connections the engine's own TCP runs that were dropped unread: a wrong
     /// checksum, or a header that cannot be read.
     pub tcp_bad_segments: u64,
+    /// Passive handshakes whose last ACK the engine's own TCP took itself (smoltcp ran the rest).
+    pub handshake_acks: u64,
     /// What the engine's own TCP counted: the connections that ended and those open now.
     pub tcp: crate::tcp::conn::TcbStats,
 }

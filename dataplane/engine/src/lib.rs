@@ -188,6 +188,12 @@ pub struct Engine<S: Service = services::ServiceKind> {
     /// See [`EngineConfig::syn_cookies`]; the secret of this engine's cookies.
     syn_cookies: SynCookies,
     cookies: tcp::cookie::CookieJar,
+    /// The checksums the device in this poll leaves to software (read once per poll).
+    csum: smoltcp::phy::ChecksumCapabilities,
+    /// Control blocks of ended connections, for the next hand-overs ([`own::Owned`]). Boxed: a
+    /// control block moves between a slot and this pool as a pointer, not copied whole.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<own::Owned>>,
 }
 
 /// The earlier of two optional deadlines (`None`: never). Written out rather than as a `min` over
@@ -275,6 +281,8 @@ impl<S: Service> Engine<S> {
             ts_now: 0,
             syn_cookies: if cfg.engine_tcp { cfg.syn_cookies } else { SynCookies::Never },
             cookies: tcp::cookie::CookieJar::new(cfg.random_seed ^ 0x5359_4e43_4f4f_4b49),
+            csum: device.capabilities().checksum,
+            spare: Vec::new(),
         };
         for spec in &cfg.listeners {
             engine.add_listener(spec.port, spec.service.clone(), spec.backlog, spec.policy, spec.on_full);
@@ -289,6 +297,7 @@ impl<S: Service> Engine<S> {
     pub fn poll<D: BurstDevice + ?Sized>(&mut self, now: Instant, device: &mut D) -> Option<Instant> {
         self.iface.poll_maintenance(now);
         self.ts_now = tcp::clock::set(now, self.ts_offset);
+        self.csum = device.capabilities().checksum;
         let frames_before = self.stats.frames;
         let mut busy = false;
         let mut reopened = None;

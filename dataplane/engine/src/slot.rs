@@ -7,7 +7,8 @@ use smoltcp::time::Instant;
 
 use crate::flow::{FourTuple, Segment};
 use crate::neighbor;
-use crate::tcp::conn::{self, Tcb};
+use crate::own::Owned;
+use crate::tcp::conn;
 use crate::tcp::ring::Region;
 use crate::tcp::seg::Options;
 use crate::upper::End;
@@ -113,7 +114,7 @@ pub(crate) struct Slot<T> {
     pub(crate) rx_region: Region,
     pub(crate) tx_region: Region,
     /// The engine's own TCP runs the connection (after its handshake): `set` holds no socket.
-    pub(crate) tcb: Option<Box<Tcb>>,
+    pub(crate) tcb: Option<Box<Owned>>,
     /// What the handshake's segments said, for the control block that takes over.
     pub(crate) hs: HandshakeNotes,
 }

@@ -92,6 +92,13 @@ impl Stream for TcbStream<'_> {
         self.0.send_room()
     }
 
+    fn loop_back(&mut self, max: usize) -> usize {
+        let n = self.0.loop_back(max);
+        self.1[0] += n as u64;
+        self.1[1] += n as u64;
+        n
+    }
+
     fn peer_finished(&self) -> bool {
         self.0.peer_finished()
     }

@@ -14,7 +14,7 @@ use crate::listener::{Admission, OnFull};
 use crate::own::{our_wscale, OUR_MSS};
 use crate::phy::BurstDevice;
 use crate::slot::Phase;
-use crate::tcp::conn::{dur as since_origin, Handshake, Tcb};
+use crate::tcp::conn::{dur as since_origin, Handshake};
 use crate::tcp::cookie::{decode_ts, encode_ts, CookieSyn};
 use crate::tcp::ring::Ring;
 use crate::tcp::seg::{self, Out, Path, SynOptions, ACK, SYN};
@@ -133,12 +133,13 @@ impl<S: Service> Engine<S> {
         // SAFETY: the slot's socket, the regions' only other user, was just removed and dropped;
         // `give_back` makes a new one when the connection ends.
         let (tx, rx) = unsafe { (Ring::new(slot.tx_region), Ring::new(slot.rx_region)) };
-        let mut tcb = Tcb::new(&hs, self.tcp, tx, rx, now);
-        tcb.input(now, &s); // the ACK's own data and FIN, if any
-        device.skip();
-        slot.tcb = Some(Box::new(tcb));
         slot.tuple = Some(t);
         slot.peer_mac = class.src_mac;
+        self.own(id, &hs, tx, rx, now);
+        let slot = &mut self.slots[id as usize];
+        let tcb = slot.tcb.as_mut().expect("just owned");
+        tcb.input(now, &s); // the ACK's own data and FIN, if any
+        device.skip();
         slot.heard_at = now;
         slot.irs = client_isn;
         slot.iss = iss;

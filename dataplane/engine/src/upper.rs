@@ -45,6 +45,26 @@ pub trait Stream {
     fn peer_finished(&self) -> bool;
     /// Closes our sending side once queued data is sent (FIN).
     fn close(&mut self);
+    /// Moves up to `max` received bytes, as many as the send queue takes, to the send queue (an
+    /// echo); returns how many. A stream whose queues are both in memory moves them directly; by
+    /// default they go through a stack buffer.
+    fn loop_back(&mut self, max: usize) -> usize {
+        let mut buf = [0u8; 1024];
+        let mut moved = 0;
+        loop {
+            let want = (max - moved).min(self.send_room()).min(self.recv_waiting()).min(buf.len());
+            if want == 0 {
+                return moved;
+            }
+            let n = self.recv_into(&mut buf[..want]);
+            if n == 0 {
+                return moved;
+            }
+            let sent = self.send_from(&buf[..n]);
+            debug_assert_eq!(sent, n, "send_room promised the space");
+            moved += n;
+        }
+    }
 }
 
 /// What a session wants after a drive.

@@ -3,11 +3,6 @@
 
 use super::{Progress, Stream};
 
-/// Bytes moved per step through a stack buffer (small: the buffer is zeroed when there is data).
-const CHUNK: usize = 1024;
-/// A smaller buffer for small amounts (requests), cheaper to zero.
-const SMALL: usize = 256;
-
 #[derive(Debug, Default)]
 pub struct Echo {
     /// Bytes echoed so far.
@@ -21,28 +16,7 @@ impl Echo {
 
     pub fn drive(&mut self, s: &mut dyn Stream) -> Progress {
         // Back-pressure: what does not fit in the send buffer stays in the receive buffer.
-        let mut want = s.send_room().min(s.recv_waiting());
-        if want > 0 {
-            let (mut small, mut big);
-            let buf: &mut [u8] = if want <= SMALL {
-                small = [0u8; SMALL];
-                &mut small
-            } else {
-                big = [0u8; CHUNK];
-                &mut big
-            };
-            let cap = buf.len();
-            while want > 0 {
-                let n = s.recv_into(&mut buf[..want.min(cap)]);
-                if n == 0 {
-                    break;
-                }
-                let sent = s.send_from(&buf[..n]);
-                debug_assert_eq!(sent, n, "send_room promised the space");
-                self.echoed += n as u64;
-                want = s.send_room().min(s.recv_waiting());
-            }
-        }
+        self.echoed += s.loop_back(usize::MAX) as u64;
         if s.peer_finished() {
             Progress::Close
         } else {

@@ -12,6 +12,8 @@ pub mod cc;
 pub mod clock;
 pub mod conn;
 pub mod cookie;
+pub mod csum;
+pub mod hdr;
 pub mod rack;
 pub mod reasm;
 pub mod ring;

@@ -141,10 +141,17 @@ impl Rack {
 
     /// §6.2 step 5: marks lost each undelivered segment sent before the most recently delivered
     /// one whose time (its send time + RACK.rtt + `reo_wnd`) has passed. Returns when to look
-    /// again (the RACK reordering timer) if some such segment's time has not come yet.
-    pub fn detect_losses(&self, now: Duration, reo_wnd: Duration, segments: &mut [SentSegment]) -> Option<Duration> {
-        let rack_ts = self.xmit_ts?;
+    /// again (the RACK reordering timer) if some such segment's time has not come yet, and how
+    /// many it marked.
+    pub fn detect_losses(
+        &self,
+        now: Duration,
+        reo_wnd: Duration,
+        segments: &mut [SentSegment],
+    ) -> (Option<Duration>, usize) {
+        let Some(rack_ts) = self.xmit_ts else { return (None, 0) };
         let mut timeout: Option<Duration> = None;
+        let mut marked = 0;
         for s in segments.iter_mut().filter(|s| !s.delivered && !s.lost) {
             let sent_before = s.xmit_ts < rack_ts || (s.xmit_ts == rack_ts && after(self.end_seq, s.end_seq));
             if !sent_before {
@@ -153,12 +160,13 @@ impl Rack {
             let due = s.xmit_ts + self.rtt + reo_wnd;
             if due <= now {
                 s.lost = true;
+                marked += 1;
             } else {
                 let left = due - now;
                 timeout = Some(timeout.map_or(left, |t| t.max(left)));
             }
         }
-        timeout
+        (timeout, marked)
     }
 
     /// The least round trip seen, if any.
@@ -212,8 +220,9 @@ mod tests {
         let wnd = r.reo_wnd(false, 1, 10 * MS);
         assert_eq!(wnd, Duration::from_micros(2_500), "min_RTT / 4, no reordering seen, 1 SACKed");
         // At 13 ms: segment 0 was due at 0 + 10 + 2.5 = 12.5 ms: lost; 1 is due at 13.5 ms.
-        let t = r.detect_losses(13 * MS, wnd, &mut segs);
+        let (t, marked) = r.detect_losses(13 * MS, wnd, &mut segs);
         assert_eq!(segs.iter().map(|s| s.lost).collect::<Vec<_>>(), [true, false, false, false]);
+        assert_eq!(marked, 1);
         assert_eq!(t, Some(Duration::from_micros(1_500)), "the timer for segment 2 (due 14.5 ms)");
         r.detect_losses(15 * MS, wnd, &mut segs);
         assert!(segs[1].lost && segs[2].lost && !segs[3].lost);

@@ -68,6 +68,11 @@ impl Ring {
         Ring { region, head: 0, len: 0 }
     }
 
+    /// A ring over no memory: what a pooled control block holds between connections.
+    pub fn detached() -> Ring {
+        Ring { region: Region::new(&mut []), head: 0, len: 0 }
+    }
+
     /// A ring holding the `len` bytes at the start of `region` (what smoltcp received during the
     /// handshake: its ring was cleared before, so they start at 0).
     ///
@@ -112,6 +117,9 @@ impl Ring {
 
     /// Appends up to `data.len()` bytes; returns how many fitted.
     pub fn push(&mut self, data: &[u8]) -> usize {
+        if data.is_empty() {
+            return 0;
+        }
         let n = data.len().min(self.free());
         self.write_at(self.len, &data[..n]);
         self.len += n;
@@ -123,11 +131,24 @@ impl Ring {
     pub fn write_at(&mut self, offset: usize, data: &[u8]) {
         let cap = self.region.len;
         debug_assert!(offset + data.len() <= cap);
-        let start = (self.head + offset) % cap.max(1);
+        let start = self.wrap(self.head + offset);
         let first = data.len().min(cap - start);
         let buf = self.buf_mut();
         buf[start..start + first].copy_from_slice(&data[..first]);
-        buf[..data.len() - first].copy_from_slice(&data[first..]);
+        if first < data.len() {
+            buf[..data.len() - first].copy_from_slice(&data[first..]);
+        }
+    }
+
+    /// `at` (less than twice the capacity, as every head plus offset is) taken into the ring: a
+    /// subtraction, not a division.
+    #[inline]
+    fn wrap(&self, at: usize) -> usize {
+        if at >= self.region.len && self.region.len > 0 {
+            at - self.region.len
+        } else {
+            at
+        }
     }
 
     /// Counts `n` bytes written beyond the end (by [`Ring::write_at`]) as held.
@@ -143,7 +164,7 @@ impl Ring {
         if n == 0 {
             return [&[], &[]];
         }
-        let start = (self.head + offset) % cap;
+        let start = self.wrap(self.head + offset);
         let first = n.min(cap - start);
         let buf = self.buf();
         [&buf[start..start + first], &buf[..n - first]]
@@ -154,7 +175,7 @@ impl Ring {
     pub fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len);
         self.len -= n;
-        self.head = (self.head + n) % self.region.len;
+        self.head = self.wrap(self.head + n);
     }
 
     /// Copies up to `out.len()` bytes from the head into `out` and drops them; returns how many.

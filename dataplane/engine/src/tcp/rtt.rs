@@ -28,19 +28,35 @@ pub struct RttEstimator {
     /// Timeouts since the last sample: the RTO is doubled this many times (§5.5).
     backoff: u32,
     min_us: u64,
+    /// SRTT and the RTO in force as durations, kept with the figures they come from: read on
+    /// every ACK and every send, changed only by a sample or a timeout.
+    srtt: Option<Duration>,
+    rto: Duration,
 }
 
 impl RttEstimator {
     /// An estimator whose RTO is never below `min_rto` (clamped to at most [`MAX_RTO`]).
     pub fn new(min_rto: Duration) -> RttEstimator {
         let min_us = (min_rto.min(MAX_RTO).as_micros() as u64).max(1);
-        RttEstimator {
+        let mut e = RttEstimator {
             srtt_us: None,
             rttvar_us: 0,
             base_us: (INITIAL_RTO.as_micros() as u64).max(min_us),
             backoff: 0,
             min_us,
-        }
+            srtt: None,
+            rto: INITIAL_RTO,
+        };
+        e.refresh();
+        e
+    }
+
+    /// The durations from the figures: SRTT, and the RTO, the estimate doubled once per timeout
+    /// since the last sample.
+    fn refresh(&mut self) {
+        self.srtt = self.srtt_us.map(Duration::from_micros);
+        let us = self.base_us.saturating_mul(1u64.checked_shl(self.backoff).unwrap_or(u64::MAX));
+        self.rto = Duration::from_micros(us.min(MAX_RTO.as_micros() as u64));
     }
 
     /// Takes a round-trip sample `r`: from a segment that was not retransmitted (Karn, §3), or
@@ -64,24 +80,25 @@ impl RttEstimator {
         let rto = srtt + (4 * self.rttvar_us).max(1);
         self.base_us = rto.clamp(self.min_us, MAX_RTO.as_micros() as u64);
         self.backoff = 0;
+        self.refresh();
     }
 
     /// The retransmission timer expired (§5.5): the next RTO is twice this one, up to the ceiling.
     pub fn on_timeout(&mut self) {
-        if self.rto() < MAX_RTO {
+        if self.rto < MAX_RTO {
             self.backoff += 1;
+            self.refresh();
         }
     }
 
     /// The RTO in force: the estimate, doubled once per timeout since the last sample.
     pub fn rto(&self) -> Duration {
-        let us = self.base_us.saturating_mul(1u64.checked_shl(self.backoff).unwrap_or(u64::MAX));
-        Duration::from_micros(us.min(MAX_RTO.as_micros() as u64))
+        self.rto
     }
 
     /// The smoothed round trip, once there has been a sample.
     pub fn srtt(&self) -> Option<Duration> {
-        self.srtt_us.map(Duration::from_micros)
+        self.srtt
     }
 
     /// The round-trip variation.

@@ -73,13 +73,13 @@ impl Scoreboard {
         u
     }
 
-    /// Drops what the cumulative acknowledgment now covers.
-    fn advance(&mut self, snd_una: u32) {
+    /// Drops what the cumulative acknowledgment `snd_una` now covers (an ACK without SACK blocks).
+    pub fn advance(&mut self, snd_una: u32) {
         let d = off(snd_una, self.una);
-        if d == 0 {
+        self.una = snd_una;
+        if d == 0 || self.ranges.is_empty() {
             return;
         }
-        self.una = snd_una;
         self.ranges.retain_mut(|(s, e)| {
             if *e <= d {
                 return false;

@@ -74,19 +74,19 @@ pub fn parse(frame: &[u8]) -> Option<Seg<'_>> {
     let ihl = usize::from(*ip.first()? & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]));
     let tcp = ip.get(ihl..total)?;
-    if tcp.len() < 20 {
-        return None;
-    }
-    let data_off = usize::from(tcp[12] >> 4) * 4;
-    if data_off < 20 || data_off > tcp.len() {
-        return None;
-    }
-    let word = |i: usize| u32::from_be_bytes([tcp[i], tcp[i + 1], tcp[i + 2], tcp[i + 3]]);
-    let opts = &tcp[20..data_off];
+    // The fixed header as an array: its fields are read without bounds checks.
+    let (h, rest) = tcp.split_first_chunk::<20>()?;
+    let data_off = usize::from(h[12] >> 4) * 4;
+    let opts = rest.get(..data_off.checked_sub(20)?)?;
+    let word = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
     // Header prediction (RFC 9293 §3.10.7.4's usual case): timestamps alone, NOP NOP TS.
-    let options = if opts.len() == 12 && opts[..4] == [1, 1, 8, 10] {
-        let w = |i: usize| u32::from_be_bytes([opts[i], opts[i + 1], opts[i + 2], opts[i + 3]]);
-        Options { ts: Some((w(4), w(8))), ..Options::default() }
+    let options = if let Some(&[1, 1, 8, 10, v0, v1, v2, v3, e0, e1, e2, e3]) =
+        opts.first_chunk::<12>().filter(|_| opts.len() == 12)
+    {
+        Options {
+            ts: Some((u32::from_be_bytes([v0, v1, v2, v3]), u32::from_be_bytes([e0, e1, e2, e3]))),
+            ..Options::default()
+        }
     } else if opts.is_empty() {
         Options::default()
     } else {
@@ -95,10 +95,10 @@ pub fn parse(frame: &[u8]) -> Option<Seg<'_>> {
     Some(Seg {
         seq: word(4),
         ack: word(8),
-        flags: tcp[13],
-        window: u16::from_be_bytes([tcp[14], tcp[15]]),
+        flags: h[13],
+        window: u16::from_be_bytes([h[14], h[15]]),
         options,
-        payload: &tcp[data_off..],
+        payload: &rest[data_off - 20..],
     })
 }
 

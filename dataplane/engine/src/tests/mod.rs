@@ -20,6 +20,7 @@ use crate::testing::*;
 mod arp;
 mod backlog;
 mod buffer_pages;
+mod handshake;
 mod hostile;
 mod lossy;
 mod outgoing;

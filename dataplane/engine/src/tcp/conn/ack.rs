@@ -206,13 +206,13 @@ impl Tcb {
     pub(super) fn detect_losses(&mut self, now: Instant) {
         let t = dur(now);
         let srtt = self.rtt.srtt().unwrap_or(Duration::from_millis(1));
+        // Two walks of the records: the SACKed ones counted, then RACK's (which counts what it
+        // marks lost).
         let sacked = self.sent.iter().filter(|s| s.delivered).count() as u32;
         let reo = self.rack.reo_wnd(self.recovery.is_some(), sacked, srtt);
-        let lost_before = self.sent.iter().filter(|s| s.lost).count();
-        let timeout = self.rack.detect_losses(t, reo, self.sent.make_contiguous());
+        let (timeout, marked) = self.rack.detect_losses(t, reo, self.sent.make_contiguous());
         self.rack_at = timeout.map(|d| plus(now, d));
-        let lost_after = self.sent.iter().filter(|s| s.lost).count();
-        if lost_after > lost_before {
+        if marked > 0 {
             self.recompute_pipe();
             if self.recovery.is_none() {
                 self.enter_recovery(t);

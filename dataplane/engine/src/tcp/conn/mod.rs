@@ -38,6 +38,7 @@ use super::sack::Scoreboard;
 use super::seg::{Out, Seg, ACK, FIN, MAX_SACK, PSH, RST, SYN};
 
 mod ack;
+mod fast;
 mod recv;
 mod send;
 mod timers;
@@ -58,6 +59,9 @@ pub struct TcpConfig {
     /// Between keepalive probes, and how many go unanswered before the connection is reset.
     pub keepalive_interval: Duration,
     pub keepalive_probes: u32,
+    /// Header prediction: the short path for in-order data and ACKs of new data on an
+    /// established connection (`fast.rs`); off only to compare it with the full path.
+    pub header_prediction: bool,
 }
 
 impl Default for TcpConfig {
@@ -70,6 +74,7 @@ impl Default for TcpConfig {
             keepalive: None,
             keepalive_interval: Duration::from_secs(75),
             keepalive_probes: 9,
+            header_prediction: true,
         }
     }
 }
@@ -136,6 +141,8 @@ pub struct TcbStats {
     pub keepalive_timeouts: u64,
     /// Loss episodes undone: their retransmissions proved spurious (D-SACK or timestamps).
     pub undos: u64,
+    /// Segments taken by header prediction's short path.
+    pub predicted: u64,
 }
 
 /// What a loss episode cut, kept until its retransmissions prove needed or spurious (RFC 3522's
@@ -168,6 +175,7 @@ impl std::ops::AddAssign for TcbStats {
         self.keepalive_probes += o.keepalive_probes;
         self.keepalive_timeouts += o.keepalive_timeouts;
         self.undos += o.undos;
+        self.predicted += o.predicted;
     }
 }
 
@@ -201,7 +209,9 @@ pub(crate) fn dur(now: Instant) -> Duration {
 /// `now + d`, rounded up to the clock's microsecond: a deadline less than a microsecond away is
 /// the next microsecond, never `now` again (a timer that ran at `now` would be due at once).
 fn plus(now: Instant, d: Duration) -> Instant {
-    now + smoltcp::time::Duration::from_micros(d.as_nanos().div_ceil(1000) as u64)
+    // In u64: `as_nanos` is a u128, whose division is a library call.
+    let us = d.as_secs().saturating_mul(1_000_000).saturating_add(u64::from(d.subsec_nanos().div_ceil(1000)));
+    now + smoltcp::time::Duration::from_micros(us)
 }
 
 /// One connection's control block. The fields the common segment touches come first.
@@ -428,6 +438,15 @@ impl Tcb {
         t
     }
 
+    /// Makes this control block the one [`Tcb::new`] makes, keeping the memory of its record of
+    /// sent segments: a pooled control block serves its next connection without allocating.
+    pub fn renew(&mut self, hs: &Handshake, cfg: TcpConfig, tx: Ring, rx: Ring, now: Instant) {
+        let mut sent = std::mem::take(&mut self.sent);
+        sent.clear();
+        *self = Tcb::new(hs, cfg, tx, rx, now);
+        self.sent = sent;
+    }
+
     /// The records marked delivered above SND.UNA, as `[seq, end)` (tests).
     #[cfg(test)]
     pub fn sacked_records(&self) -> Vec<(u32, u32)> {
@@ -448,6 +467,12 @@ impl Tcb {
     /// Gives the rings back (the connection is over).
     pub fn into_rings(self) -> (Ring, Ring) {
         (self.tx, self.rx)
+    }
+
+    /// Gives the rings back and keeps rings over no memory (the connection is over; the control
+    /// block is pooled for the next one, [`Tcb::renew`]).
+    pub fn take_rings(&mut self) -> (Ring, Ring) {
+        (std::mem::replace(&mut self.tx, Ring::detached()), std::mem::replace(&mut self.rx, Ring::detached()))
     }
 
     pub fn snd_una(&self) -> u32 {
@@ -496,6 +521,17 @@ impl Tcb {
         } else {
             0
         }
+    }
+
+    /// Moves up to `max` received bytes to the send queue, ring to ring (an echo); returns how
+    /// many.
+    pub fn loop_back(&mut self, max: usize) -> usize {
+        let n = max.min(self.rx.len()).min(self.send_room());
+        let [a, b] = self.rx.get(0, n);
+        self.tx.push(a);
+        self.tx.push(b);
+        self.rx.consume(n);
+        n
     }
 
     /// Bytes [`Tcb::send`] would take now.

@@ -6,7 +6,7 @@ use super::*;
 impl Tcb {
     /// Takes a segment of this connection (RFC 9293 §3.10.7.4). `now` is the engine's clock.
     pub fn input(&mut self, now: Instant, seg: &Seg) {
-        if self.state == State::Closed {
+        if self.state == State::Closed || self.predicted(now, seg) {
             return;
         }
         let rst = seg.has(RST);
@@ -241,9 +241,5 @@ impl Tcb {
         // The edge kept is the exact one (`rcv_adv`), not the field's rounding of it: rounded
         // again at each offer, it would creep down.
         (field as u16, wnd.min(u32::from(u16::MAX) << self.rcv_shift))
-    }
-
-    pub(super) fn window_field(&self) -> u16 {
-        self.offer().0
     }
 }

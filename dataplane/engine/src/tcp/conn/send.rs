@@ -256,12 +256,14 @@ impl Tcb {
                 nb += self.ooo.blocks(self.rcv_nxt, &mut blocks[nb..max]);
             }
         }
+        // The offer is read once: sending changes neither RCV.NXT nor the ring.
+        let (window, offered) = self.offer();
         let out = Out {
             syn: None,
             seq,
             ack: self.rcv_nxt,
             flags,
-            window: self.window_field(),
+            window,
             ts: self.ts_on.then_some((ts_now, self.ts_recent)),
             sack: &blocks[..nb],
             data: self.tx.get(off, len),
@@ -272,16 +274,16 @@ impl Tcb {
         if dsack_sent {
             self.dsack = None;
         }
-        self.sent_ack();
+        self.sent_ack(offered);
         true
     }
 
-    /// An ACK of RCV.NXT left: nothing is owed any more.
-    pub(super) fn sent_ack(&mut self) {
+    /// An ACK of RCV.NXT that offered `offered` bytes left: nothing is owed any more.
+    pub(super) fn sent_ack(&mut self, offered: u32) {
         self.ack_now = false;
         self.ack_pending = 0;
         self.delack_at = None;
         self.last_ack_sent = self.rcv_nxt;
-        self.rcv_adv = self.rcv_nxt.wrapping_add(self.offer().1);
+        self.rcv_adv = self.rcv_nxt.wrapping_add(offered);
     }
 }

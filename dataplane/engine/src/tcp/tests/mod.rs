@@ -16,13 +16,14 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::Instant;
 
 use super::clock;
-use super::conn::{Handshake, State, Tcb, TcpConfig};
+use super::conn::{Handshake, State, Tcb, TcbStats, TcpConfig};
 use super::ring::{Region, Ring};
 use super::seg::{self, Out, Path, ACK, FIN, MAX_SACK, RST, SYN};
 
 mod close;
 mod flow;
 mod loss;
+mod prediction;
 mod rfc5961;
 mod rfc7323;
 mod transfer;

@@ -1,0 +1,116 @@
+//! Header prediction: the short path for the two segments an established connection mostly
+//! receives, in-order data and an ACK of new data (Van Jacobson's header prediction, as in 4.4BSD
+//! `tcp_input` and Linux's `tcp_rcv_established` fast path).
+//!
+//! RFC 9293 §3.10.7.4 processes a segment in eight steps. For a segment that passes every test
+//! below, each step's outcome is known before it runs: the sequence number is acceptable (it is
+//! RCV.NXT, inside a window the data fits), there is no RST, SYN, URG or FIN to act on, the ACK is
+//! acceptable (RFC 5961 §5.2) and changes nothing but SND.UNA, and the data goes at the end of the
+//! receive ring with nothing out of order to join. So the short path does only what those steps
+//! would change, with no option walk, no reassembly and no loss recovery; any segment that fails
+//! a test takes the full path ([`Tcb::input`]'s), which gives the same result for one that would
+//! have passed (`tcp::tests::prediction` compares the two on whole exchanges).
+
+use super::*;
+
+impl Tcb {
+    /// Takes `seg` by the short path if it is predicted; returns `false`, having changed nothing,
+    /// if it is not.
+    #[inline]
+    pub(super) fn predicted(&mut self, now: Instant, seg: &Seg) -> bool {
+        // ESTABLISHED only: the closing states change on a FIN or an ACK of ours (§3.10.7.4
+        // fifth and eighth steps), which the full path follows.
+        if self.state != State::Established || !self.cfg.header_prediction {
+            return false;
+        }
+        // ACK, and PSH at most (RFC 9293 §3.1): no RST (second step), SYN (fourth), URG (sixth)
+        // or FIN (eighth) to act on.
+        if seg.flags & !PSH != ACK || seg.seq != self.rcv_nxt {
+            return false;
+        }
+        // Options: the timestamps alone when both sides use them (RFC 7323 §3.2: then on every
+        // segment), none otherwise; no SACK blocks (RFC 2018 §3) for the scoreboard. RFC 7323
+        // §5.3 PAWS: a TSval older than TS.Recent takes the full path (which drops the segment).
+        let ts = match (self.ts_on, seg.options.ts) {
+            (true, Some((val, ecr))) if !lt(val, self.ts_recent) => Some((val, ecr)),
+            (false, None) => None,
+            _ => return false,
+        };
+        if seg.options.nsack != 0 || self.pending_fin.is_some() {
+            return false;
+        }
+        // The same send window (RFC 9293 §3.10.7.4 fifth step: SND.WND does not change, whatever
+        // SND.WL1 and SND.WL2 say).
+        if u32::from(seg.window) << self.snd_shift != self.snd_wnd {
+            return false;
+        }
+        // The ACK between SND.UNA and the highest sequence number sent (RFC 9293 §3.10.7.4 fifth
+        // step: neither a duplicate of an old one nor of something not yet sent).
+        let acked = seg.ack.wrapping_sub(self.snd_una);
+        if acked > self.snd_max.wrapping_sub(self.snd_una) {
+            return false;
+        }
+        let len = seg.payload.len();
+        if len == 0 {
+            // A pure ACK must acknowledge new data: a duplicate one counts towards fast
+            // retransmit (RFC 5681 §3.2), or is a window update or a keepalive.
+            if acked == 0 {
+                return false;
+            }
+        } else if !self.ooo.is_empty() || len > self.rx.free() {
+            // In-order data that fits the ring whole, with no hole to fill (RFC 9293
+            // §3.10.7.4 seventh step: RCV.NXT moves past it and nothing else joins it).
+            return false;
+        }
+        // An ACK of new data during recovery goes through RACK and the end of recovery (RFC 8985
+        // §6.2, RFC 6582 §3.2).
+        if acked != 0 && self.recovery.is_some() {
+            return false;
+        }
+        self.stats.predicted += 1;
+        self.heard_at = now;
+        self.keepalive_sent = 0;
+        self.keepalive_at = None;
+        // RFC 7323 §4.3: SEG.SEQ is RCV.NXT, so no later than Last.ACK.sent.
+        if let Some((val, _)) = ts {
+            if le(seg.seq, self.last_ack_sent) {
+                self.ts_recent = val;
+            }
+        }
+        // Fifth step: SND.WL1 and SND.WL2 follow the most recent segment.
+        if lt(self.snd_wl1, seg.seq) || (self.snd_wl1 == seg.seq && le(self.snd_wl2, seg.ack)) {
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+        }
+        if self.snd_wnd > 0 {
+            self.persist_at = None;
+        }
+        if self.snd_wnd > 0 || acked != 0 {
+            self.persist_backoff = 0;
+        }
+        if acked != 0 {
+            // ESTABLISHED: our FIN is not queued, so this acknowledges data only.
+            self.acknowledge(now, seg.ack, ts.map(|(_, ecr)| ecr));
+            self.scoreboard.advance(self.snd_una); // as `on_ack` with no blocks
+            self.dupacks = 0;
+        }
+        if len > 0 {
+            // Seventh step: the data joins the ring; an ACK at once in quick-ACK mode, else at
+            // least every second segment (RFC 9293 §3.8.6.3, RFC 5681 §4.2) or after the delay.
+            self.rx.push(seg.payload);
+            self.rcv_nxt = self.rcv_nxt.wrapping_add(len as u32);
+            if self.quickacks > 0 {
+                self.ack_now = true;
+                self.quickacks -= 1;
+            } else {
+                self.ack_pending = self.ack_pending.saturating_add(1);
+                if self.ack_pending >= 2 {
+                    self.ack_now = true;
+                } else if self.delack_at.is_none() {
+                    self.delack_at = Some(plus(now, self.cfg.ack_delay));
+                }
+            }
+        }
+        true
+    }
+}
