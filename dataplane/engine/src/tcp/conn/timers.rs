@@ -27,7 +27,8 @@ impl Tcb {
         // is sent as a probe.
         if self.tlp_at.is_some_and(|d| d <= now) {
             self.tlp_at = None;
-            if self.recovery.is_none() && self.tlp_out.is_none() && self.snd_una != self.snd_max {
+            // In fast recovery too (see `output`), not after a timeout.
+            if !self.rto_recovery && self.tlp_out.is_none() && self.snd_una != self.snd_max {
                 // RFC 8985 §7.3: new data if the window allows, else the last segment again.
                 self.stats.tlp += 1;
                 let unsent = self.unsent();

@@ -282,6 +282,24 @@ fn rfc2018_4_data_segments_make_room_for_the_sack_blocks_while_a_hole_is_open() 
 }
 
 #[test]
+fn rfc8985_7_a_tail_lost_during_fast_recovery_is_probed_not_timed_out() {
+    // Segment 3 is lost (recovery begins), then its retransmission, and the last of the burst:
+    // nothing sent after them can show RACK their loss. A probe repairs it at the PTO; the RTO does not fire. (RFC 8985
+    // §7.2 arms no probe in recovery; over a lossy wire that left a lost tail to the 200 ms RTO
+    // once every few MiB, so the engine probes during fast recovery too, not after a timeout.)
+    let mut p = warm(Setup::default());
+    let base = burst(&mut p, 20, &[3, 19]);
+    // The retransmission of segment 3 is lost too: nothing A sends after it arrives.
+    p.drop_once(A, move |r| r.len > 0 && r.seq == seg_at(base, 3));
+    let start = p.t();
+    assert!(p.run_until(Duration::from_secs(1), |p| p.tcb[A].snd_una() == seg_at(base, 20)), "\n{}", dump(&p.log));
+    let s = p.tcb[A].stats;
+    assert_eq!((s.fast_recoveries, s.timeouts), (1, 0), "{s:?}\n{}", dump(&p.log));
+    assert!(s.tlp >= 1, "{s:?}");
+    assert!(p.t() - start < 50 * MS, "repaired after {:?}", p.t() - start);
+}
+
+#[test]
 fn on_timers_leaves_no_deadline_due_at_the_instant_it_ran() {
     // The timer contract (house style 2): after `on_timers(now)`, `next_deadline()` is later
     // than `now`, or the engine would service the connection again and again at `now`. The RACK
