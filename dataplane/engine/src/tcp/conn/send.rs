@@ -40,7 +40,7 @@ impl Tcb {
         if self.state == State::Closed {
             return 0;
         }
-        let t = dur(now);
+        let t = us(now);
         let cwnd = self.cc.cwnd();
         // Retransmissions first: segments marked lost, oldest first, within the congestion
         // window (RFC 8985 §6.3 / RFC 6675 §5 NextSeg's rule 1).
@@ -171,12 +171,12 @@ impl Tcb {
         // 8985 §7.2), armed when nothing armed them yet.
         if self.snd_una != self.snd_max {
             if self.rto_at.is_none() {
-                self.rto_at = Some(plus(now, self.rtt.rto()));
+                self.rto_at = Some(plus_us(now, self.rtt.rto_us()));
             }
             if self.recovery.is_none() && self.tlp_out.is_none() && self.tlp_at.is_none() {
                 let segs = self.snd_max.wrapping_sub(self.snd_una).div_ceil(self.mss);
-                let pto = rack::probe_timeout(self.rtt.srtt(), segs, PEER_ACK_DELAY, self.rtt.rto()).max(MIN_PTO);
-                self.tlp_at = Some(plus(now, pto));
+                let pto = rack::probe_timeout(self.rtt.srtt_us(), segs, PEER_ACK_DELAY_US, self.rtt.rto_us());
+                self.tlp_at = Some(plus_us(now, pto.max(MIN_PTO_US)));
             }
         }
         n
