@@ -143,6 +143,8 @@ pub struct TcbStats {
     pub undos: u64,
     /// Segments taken by header prediction's short path.
     pub predicted: u64,
+    /// Segments sent by the short output path ([`Tcb::output`] with nothing in flight).
+    pub predicted_out: u64,
 }
 
 /// What a loss episode cut, kept until its retransmissions prove needed or spurious (RFC 3522's
@@ -176,6 +178,7 @@ impl std::ops::AddAssign for TcbStats {
         self.keepalive_timeouts += o.keepalive_timeouts;
         self.undos += o.undos;
         self.predicted += o.predicted;
+        self.predicted_out += o.predicted_out;
     }
 }
 

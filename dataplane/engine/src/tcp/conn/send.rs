@@ -28,6 +28,9 @@ impl Tcb {
     /// windows, probes, and an ACK or window update if nothing else carried one. `ts_now` is our
     /// timestamp clock. Returns how many segments left.
     pub fn output(&mut self, now: Instant, ts_now: u32, emit: &mut impl Emit) -> usize {
+        if let Some(n) = self.output_predicted(now, ts_now, emit) {
+            return n;
+        }
         self.ts_clock = (now, ts_now);
         let mut n = 0;
         if self.rst_out {
