@@ -153,13 +153,16 @@ impl Tcb {
         // RFC 7323 §4.1: a timestamp echo measures the round trip even of a retransmitted
         // segment, where Karn's rule leaves the segments no sample (RFC 6298 §3); it ends a
         // timeout's backoff (§5.7), which otherwise lasts until new data is acknowledged.
-        let from_ts = tsecr.and_then(|ecr| {
-            let (at, val) = self.ts_clock;
+        // Read only when no segment gave a sample (the common ACK has one).
+        let ts_clock = self.ts_clock;
+        let from_ts = || {
+            let ecr = tsecr?;
+            let (at, val) = ts_clock;
             let clock = val.wrapping_add(((now - at).total_millis()) as u32);
             let ms = clock.wrapping_sub(ecr);
             (ecr != 0 && ms < 1 << 30).then(|| u64::from(ms) * 1000)
-        });
-        if let Some(r) = sample.or(from_ts) {
+        };
+        if let Some(r) = sample.or_else(from_ts) {
             self.rtt.sample_us(r);
         }
         if self.tlp_out.is_some_and(|e| le(e, ack)) {
