@@ -122,7 +122,7 @@ impl Tcb {
     }
 
     /// Sends the queued data by the short path if it is predicted: ESTABLISHED or CLOSE-WAIT with
-    /// no RST, FIN or probe due, nothing in flight (so nothing to retransmit, no SACK scoreboard
+    /// no RST, FIN or probe due, not in recovery, nothing in flight (so nothing to retransmit, no SACK scoreboard
     /// and no FIN to send), no keepalive, and all queued bytes within one segment (less the room
     /// for SACK blocks owed), the peer's window and the congestion window. Returns `None`, having
     /// changed nothing, if it is not: [`Tcb::output`]'s full path then runs. On a predicted
@@ -136,6 +136,7 @@ impl Tcb {
             || self.probe
             || self.ack_probe
             || self.cfg.keepalive.is_some()
+            || self.recovery.is_some()
             || !self.sent.is_empty()
             || self.snd_una != self.snd_max
             || self.snd_nxt != self.snd_una
@@ -170,12 +171,13 @@ impl Tcb {
         });
         self.pipe = self.pipe.saturating_add(len);
         // Nothing is left unsent: no persist timer. One segment in flight: the RTO and the tail
-        // loss probe (RFC 6298 §5.1, RFC 8985 §7.2), where none is armed yet.
+        // loss probe (RFC 6298 §5.1, RFC 8985 §7.2), where none is armed yet (out of recovery,
+        // the full path's test for the probe comes to this).
         self.persist_at = None;
         if self.rto_at.is_none() {
             self.rto_at = Some(plus_us(now, self.rtt.rto_us()));
         }
-        if self.recovery.is_none() && self.tlp_out.is_none() && self.tlp_at.is_none() {
+        if self.tlp_out.is_none() && self.tlp_at.is_none() {
             let pto = rack::probe_timeout(self.rtt.srtt_us(), 1, PEER_ACK_DELAY_US, self.rtt.rto_us());
             self.tlp_at = Some(plus_us(now, pto.max(MIN_PTO_US)));
         }
