@@ -9,8 +9,8 @@
 //!
 //! The caller counts loss events once per round trip (a recovery episode), as RFC 6675 and RFC
 //! 8985 define them; this module only answers how the window moves.
-
-use std::time::Duration;
+//!
+//! Times are engine microseconds (`u64`), as the control block keeps them.
 
 /// Which algorithm a connection uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -42,8 +42,8 @@ pub struct Congestion {
     /// CUBIC: the window before the last cut (bytes), and the previous one (fast convergence).
     w_max: f64,
     w_last_max: f64,
-    /// CUBIC: when the current epoch (congestion avoidance after a cut) began, engine time.
-    epoch_start: Option<Duration>,
+    /// CUBIC: when the current epoch (congestion avoidance after a cut) began, engine time (µs).
+    epoch_start: Option<u64>,
     /// CUBIC: time from the epoch's start to reach `w_max` again, seconds.
     k: f64,
     /// CUBIC: the Reno-friendly estimate, bytes (§4.3).
@@ -82,9 +82,9 @@ impl Congestion {
         self.cwnd < self.ssthresh
     }
 
-    /// `acked` new bytes were acknowledged at `now` (engine time since any origin), with the
-    /// connection's smoothed round trip `srtt`. Call outside recovery only.
-    pub fn on_ack(&mut self, acked: u32, now: Duration, srtt: Duration) {
+    /// `acked` new bytes were acknowledged at `now` (engine microseconds since any origin), with
+    /// the connection's smoothed round trip `srtt` (microseconds). Call outside recovery only.
+    pub fn on_ack(&mut self, acked: u32, now: u64, srtt: u64) {
         if acked == 0 {
             return;
         }
@@ -118,7 +118,7 @@ impl Congestion {
 
     /// RFC 9438 §4.2-4.4: the window grows toward W_cubic(t + RTT), and never slower than the
     /// Reno-friendly estimate.
-    fn cubic_ack(&mut self, acked: u32, now: Duration, srtt: Duration) {
+    fn cubic_ack(&mut self, acked: u32, now: u64, srtt: u64) {
         let smss = f64::from(self.smss);
         let cwnd = f64::from(self.cwnd);
         let start = *self.epoch_start.get_or_insert_with(|| {
@@ -130,7 +130,7 @@ impl Congestion {
             self.w_est = cwnd;
             now
         });
-        let t = (now.saturating_sub(start) + srtt).as_secs_f64();
+        let t = (now.saturating_sub(start) + srtt) as f64 / 1e6;
         // W_cubic(t) = C (t - K)^3 + W_max, in segments (§4.2).
         let w_cubic = (C * (t - self.k).powi(3) + self.w_max / smss) * smss;
         // §4.3: W_est grows by alpha_cubic segments per round trip.
@@ -147,7 +147,7 @@ impl Congestion {
 
     /// A loss was detected by fast retransmit or RACK (once per recovery episode), with `flight`
     /// bytes outstanding. RFC 5681 §3.2 eq. 4 for Reno; RFC 9438 §4.6-4.7 for CUBIC.
-    pub fn on_loss(&mut self, flight: u32, now: Duration) {
+    pub fn on_loss(&mut self, flight: u32, now: u64) {
         let floor = 2 * self.smss;
         match self.algorithm {
             Algorithm::Reno => {
@@ -171,7 +171,7 @@ impl Congestion {
 
     /// The retransmission timer expired with `flight` bytes outstanding: slow start again from
     /// one segment (RFC 5681 §3.1 eq. 4 and the loss window; RFC 9438 §4.8).
-    pub fn on_timeout(&mut self, flight: u32, now: Duration) {
+    pub fn on_timeout(&mut self, flight: u32, now: u64) {
         if self.algorithm == Algorithm::Cubic {
             self.on_loss(flight, now);
             self.epoch_start = None;
@@ -194,7 +194,14 @@ impl Congestion {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    /// Microseconds of `d`, the module's unit.
+    fn us(d: Duration) -> u64 {
+        d.as_micros() as u64
+    }
 
     const MSS: u32 = 1460;
     const RTT: Duration = Duration::from_millis(10);
@@ -213,11 +220,11 @@ mod tests {
             let w = cc.cwnd();
             // One round trip: every segment of the window acknowledged, one ACK each.
             for _ in 0..w / MSS {
-                cc.on_ack(MSS, Duration::ZERO, RTT);
+                cc.on_ack(MSS, 0, us(RTT));
             }
             assert_eq!(cc.cwnd(), 2 * w, "{alg:?}");
             // A stretch ACK still adds at most one SMSS.
-            cc.on_ack(10 * MSS, Duration::ZERO, RTT);
+            cc.on_ack(10 * MSS, 0, us(RTT));
             assert_eq!(cc.cwnd(), 2 * w + MSS, "{alg:?}");
         }
     }
@@ -225,13 +232,13 @@ mod tests {
     #[test]
     fn rfc5681_reno_halves_on_loss_and_adds_a_segment_per_round_trip() {
         let mut cc = Congestion::new(Algorithm::Reno, MSS);
-        cc.on_loss(40 * MSS, Duration::ZERO);
+        cc.on_loss(40 * MSS, 0);
         assert_eq!((cc.cwnd(), cc.ssthresh()), (20 * MSS, 20 * MSS));
         for _ in 0..20 {
-            cc.on_ack(MSS, Duration::ZERO, RTT);
+            cc.on_ack(MSS, 0, us(RTT));
         }
         assert_eq!(cc.cwnd(), 21 * MSS, "one SMSS per window acknowledged");
-        cc.on_loss(MSS, Duration::ZERO);
+        cc.on_loss(MSS, 0);
         assert_eq!(cc.ssthresh(), 2 * MSS, "never below two segments");
     }
 
@@ -244,7 +251,7 @@ mod tests {
         // Leave slow start at 100 segments.
         cc.cwnd = 100 * MSS;
         cc.ssthresh = 100 * MSS;
-        cc.on_loss(100 * MSS, Duration::ZERO);
+        cc.on_loss(100 * MSS, 0);
         assert_eq!(cc.cwnd(), 70 * MSS, "beta_cubic = 0.7");
         // K = cbrt(W_max (1 - beta) / C) = cbrt(100 * 0.3 / 0.4) = 4.22 s.
         assert!((cc.k - 4.217).abs() < 0.01, "K = {}", cc.k);
@@ -253,7 +260,7 @@ mod tests {
         while now < Duration::from_secs_f64(4.2) {
             now += RTT;
             for _ in 0..cc.cwnd() / MSS {
-                cc.on_ack(MSS, now, RTT);
+                cc.on_ack(MSS, us(now), us(RTT));
             }
         }
         let w = cc.cwnd() / MSS;
@@ -263,7 +270,7 @@ mod tests {
         while now < Duration::from_secs_f64(8.0) {
             now += RTT;
             for _ in 0..cc.cwnd() / MSS {
-                cc.on_ack(MSS, now, RTT);
+                cc.on_ack(MSS, us(now), us(RTT));
             }
         }
         assert!(cc.cwnd() > at_k + 10 * MSS, "probing beyond W_max: {}", cc.cwnd() / MSS);
@@ -273,9 +280,9 @@ mod tests {
     fn rfc9438_4_7_fast_convergence_lowers_w_max_when_the_peak_falls() {
         let mut cc = Congestion::new(Algorithm::Cubic, MSS);
         cc.cwnd = 100 * MSS;
-        cc.on_loss(100 * MSS, Duration::ZERO);
+        cc.on_loss(100 * MSS, 0);
         cc.cwnd = 80 * MSS; // the next loss comes below the last peak
-        cc.on_loss(80 * MSS, Duration::from_secs(1));
+        cc.on_loss(80 * MSS, 1_000_000);
         assert!((cc.w_max / f64::from(MSS) - 68.0).abs() < 0.01, "80 * (1 + 0.7) / 2");
     }
 
@@ -285,14 +292,14 @@ mod tests {
         // fast as Reno with the same cut would (alpha_cubic segments per round trip).
         let mut cubic = Congestion::new(Algorithm::Cubic, MSS);
         cubic.cwnd = 20 * MSS;
-        cubic.on_loss(20 * MSS, Duration::ZERO);
+        cubic.on_loss(20 * MSS, 0);
         let start = cubic.cwnd();
         let rtt = Duration::from_micros(200);
         let mut now = Duration::ZERO;
         for _ in 0..50 {
             now += rtt;
             for _ in 0..cubic.cwnd() / MSS {
-                cubic.on_ack(MSS, now, rtt);
+                cubic.on_ack(MSS, us(now), us(rtt));
             }
         }
         // 50 round trips at alpha = 0.53 segment each: about 26 segments more.
@@ -305,7 +312,7 @@ mod tests {
         for alg in [Algorithm::Cubic, Algorithm::Reno] {
             let mut cc = Congestion::new(alg, MSS);
             cc.cwnd = 50 * MSS;
-            cc.on_timeout(50 * MSS, Duration::ZERO);
+            cc.on_timeout(50 * MSS, 0);
             assert_eq!(cc.cwnd(), MSS, "{alg:?}");
             assert!(cc.ssthresh() >= 2 * MSS && cc.ssthresh() <= 35 * MSS, "{alg:?}: {}", cc.ssthresh());
             assert!(cc.in_slow_start());

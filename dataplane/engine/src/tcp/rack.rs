@@ -5,14 +5,15 @@
 //! that a loss at the tail of a flight is found by RACK instead of waiting for the retransmission
 //! timer. The connection keeps its sent segments (their send time, end and flags); this module
 //! holds RACK's own state and decides.
-
-use std::time::Duration;
+//!
+//! Times are engine microseconds (`u64`): every ACK runs this module, and integer arithmetic is a
+//! few instructions where `Duration`'s seconds-and-nanoseconds pairs were dozens.
 
 /// What the connection knows of one segment it sent and has not seen cumulatively acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SentSegment {
-    /// When it was (last) sent, engine time.
-    pub xmit_ts: Duration,
+    /// When it was (last) sent, engine time in microseconds.
+    pub xmit_ts: u64,
     /// Its first sequence number and the one past its end.
     pub seq: u32,
     pub end_seq: u32,
@@ -33,11 +34,11 @@ fn after(a: u32, b: u32) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rack {
     /// Send time and end of the most recently sent segment that was delivered.
-    xmit_ts: Option<Duration>,
+    xmit_ts: Option<u64>,
     end_seq: u32,
-    /// The round trip of that segment, and the least seen.
-    rtt: Duration,
-    min_rtt: Option<Duration>,
+    /// The round trip of that segment, and the least seen (microseconds).
+    rtt: u64,
+    min_rtt: Option<u64>,
     /// The highest end of a delivered segment (RACK.fack).
     fack: u32,
     /// Reordering was seen on this connection: the window then never shrinks to zero.
@@ -55,7 +56,7 @@ impl Default for Rack {
         Rack {
             xmit_ts: None,
             end_seq: 0,
-            rtt: Duration::ZERO,
+            rtt: 0,
             min_rtt: None,
             fack: 0,
             reordering_seen: false,
@@ -81,7 +82,7 @@ impl Rack {
     /// rtt from the most recently sent one, and notes reordering. `ts_ecr_before_xmit` says, for a
     /// retransmitted segment, whether the ACK's timestamp echo predates its last transmission
     /// (then the ACK is for the original, and the segment is no RTT sample).
-    pub fn on_delivered(&mut self, seg: &SentSegment, now: Duration, ts_ecr_before_xmit: bool) {
+    pub fn on_delivered(&mut self, seg: &SentSegment, now: u64, ts_ecr_before_xmit: bool) {
         let rtt = now.saturating_sub(seg.xmit_ts);
         // §6.2 step 1: a retransmitted segment whose ACK may be for the original is no sample.
         let spurious = seg.retransmitted && (ts_ecr_before_xmit || self.min_rtt.is_some_and(|m| rtt < m));
@@ -131,26 +132,21 @@ impl Rack {
     /// §6.2 step 4: the reordering window: zero until reordering is seen when in recovery or when
     /// `DupThresh` segments are SACKed (RACK then acts as fast retransmit would), else
     /// min(mult * min_RTT / 4, SRTT).
-    pub fn reo_wnd(&self, in_recovery: bool, segs_sacked: u32, srtt: Duration) -> Duration {
+    pub fn reo_wnd(&self, in_recovery: bool, segs_sacked: u32, srtt: u64) -> u64 {
         if !self.reordering_seen && (in_recovery || segs_sacked >= DUP_THRESH) {
-            return Duration::ZERO;
+            return 0;
         }
-        let quarter = self.min_rtt.unwrap_or(Duration::ZERO) / 4;
-        (quarter * self.reo_wnd_mult).min(srtt)
+        let quarter = self.min_rtt.unwrap_or(0) / 4;
+        quarter.saturating_mul(u64::from(self.reo_wnd_mult)).min(srtt)
     }
 
     /// §6.2 step 5: marks lost each undelivered segment sent before the most recently delivered
     /// one whose time (its send time + RACK.rtt + `reo_wnd`) has passed. Returns when to look
     /// again (the RACK reordering timer) if some such segment's time has not come yet, and how
     /// many it marked.
-    pub fn detect_losses(
-        &self,
-        now: Duration,
-        reo_wnd: Duration,
-        segments: &mut [SentSegment],
-    ) -> (Option<Duration>, usize) {
+    pub fn detect_losses(&self, now: u64, reo_wnd: u64, segments: &mut [SentSegment]) -> (Option<u64>, usize) {
         let Some(rack_ts) = self.xmit_ts else { return (None, 0) };
-        let mut timeout: Option<Duration> = None;
+        let mut timeout: Option<u64> = None;
         let mut marked = 0;
         for s in segments.iter_mut().filter(|s| !s.delivered && !s.lost) {
             let sent_before = s.xmit_ts < rack_ts || (s.xmit_ts == rack_ts && after(self.end_seq, s.end_seq));
@@ -169,15 +165,15 @@ impl Rack {
         (timeout, marked)
     }
 
-    /// The least round trip seen, if any.
-    pub fn min_rtt(&self) -> Option<Duration> {
+    /// The least round trip seen, if any (microseconds).
+    pub fn min_rtt(&self) -> Option<u64> {
         self.min_rtt
     }
 }
 
 /// RFC 8985 §7.2: the Probe Timeout. Twice SRTT (one second before any sample); with one segment
-/// in flight, plus the peer's worst delayed-ACK time; never past the RTO.
-pub fn probe_timeout(srtt: Option<Duration>, flight_segments: u32, max_ack_delay: Duration, rto: Duration) -> Duration {
+/// in flight, plus the peer's worst delayed-ACK time; never past the RTO. All in microseconds.
+pub fn probe_timeout(srtt: Option<u64>, flight_segments: u32, max_ack_delay: u64, rto: u64) -> u64 {
     let pto = match srtt {
         Some(s) => {
             let p = 2 * s;
@@ -187,7 +183,7 @@ pub fn probe_timeout(srtt: Option<Duration>, flight_segments: u32, max_ack_delay
                 p
             }
         }
-        None => Duration::from_secs(1),
+        None => 1_000_000,
     };
     pto.min(rto)
 }
@@ -196,11 +192,12 @@ pub fn probe_timeout(srtt: Option<Duration>, flight_segments: u32, max_ack_delay
 mod tests {
     use super::*;
 
-    const MS: Duration = Duration::from_millis(1);
+    /// A millisecond in microseconds.
+    const MS: u64 = 1000;
 
     fn seg(i: u32, sent_ms: u64) -> SentSegment {
         SentSegment {
-            xmit_ts: Duration::from_millis(sent_ms),
+            xmit_ts: sent_ms * MS,
             seq: i * 1000,
             end_seq: (i + 1) * 1000,
             retransmitted: false,
@@ -218,12 +215,12 @@ mod tests {
         r.on_delivered(&segs[3], 13 * MS, false);
         assert_eq!(r.min_rtt(), Some(10 * MS));
         let wnd = r.reo_wnd(false, 1, 10 * MS);
-        assert_eq!(wnd, Duration::from_micros(2_500), "min_RTT / 4, no reordering seen, 1 SACKed");
+        assert_eq!(wnd, 2_500, "min_RTT / 4, no reordering seen, 1 SACKed");
         // At 13 ms: segment 0 was due at 0 + 10 + 2.5 = 12.5 ms: lost; 1 is due at 13.5 ms.
         let (t, marked) = r.detect_losses(13 * MS, wnd, &mut segs);
         assert_eq!(segs.iter().map(|s| s.lost).collect::<Vec<_>>(), [true, false, false, false]);
         assert_eq!(marked, 1);
-        assert_eq!(t, Some(Duration::from_micros(1_500)), "the timer for segment 2 (due 14.5 ms)");
+        assert_eq!(t, Some(1_500), "the timer for segment 2 (due 14.5 ms)");
         r.detect_losses(15 * MS, wnd, &mut segs);
         assert!(segs[1].lost && segs[2].lost && !segs[3].lost);
     }
@@ -233,8 +230,8 @@ mod tests {
         let mut r = Rack::default();
         let a = SentSegment { delivered: true, ..seg(5, 0) };
         r.on_delivered(&a, 8 * MS, false);
-        assert_eq!(r.reo_wnd(true, 0, 8 * MS), Duration::ZERO);
-        assert_eq!(r.reo_wnd(false, 3, 8 * MS), Duration::ZERO, "DupThresh SACKed");
+        assert_eq!(r.reo_wnd(true, 0, 8 * MS), 0);
+        assert_eq!(r.reo_wnd(false, 3, 8 * MS), 0, "DupThresh SACKed");
         // A segment delivered below the highest delivered one: reordering.
         let b = SentSegment { delivered: true, ..seg(2, 1) };
         r.on_delivered(&b, 9 * MS, false);
@@ -272,10 +269,10 @@ mod tests {
 
     #[test]
     fn rfc8985_7_2_probe_timeout() {
-        let rto = Duration::from_millis(200);
+        let rto = 200 * MS;
         assert_eq!(probe_timeout(Some(10 * MS), 5, 200 * MS, rto), 20 * MS);
         assert_eq!(probe_timeout(Some(10 * MS), 1, 40 * MS, rto), 60 * MS, "plus the delayed ACK");
         assert_eq!(probe_timeout(Some(150 * MS), 5, 200 * MS, rto), rto, "never past the RTO");
-        assert_eq!(probe_timeout(None, 5, 200 * MS, Duration::from_secs(3)), Duration::from_secs(1));
+        assert_eq!(probe_timeout(None, 5, 200 * MS, 3_000 * MS), 1_000 * MS);
     }
 }

@@ -16,7 +16,9 @@ pub const DEFAULT_MIN_RTO: Duration = Duration::from_millis(200);
 /// The ceiling (RFC 6298 §2.5 allows one of at least 60 s).
 pub const MAX_RTO: Duration = Duration::from_secs(60);
 
-/// SRTT, RTTVAR and the RTO of one connection, with its exponential backoff (RFC 6298 §5.5).
+/// SRTT, RTTVAR and the RTO of one connection, with its exponential backoff (RFC 6298 §5.5). The
+/// figures are microseconds (`u64`), as the control block reads them on every ACK and send; the
+/// `Duration` accessors are for the rest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RttEstimator {
     /// Smoothed round-trip time, microseconds (`None` before the first sample).
@@ -28,11 +30,12 @@ pub struct RttEstimator {
     /// Timeouts since the last sample: the RTO is doubled this many times (§5.5).
     backoff: u32,
     min_us: u64,
-    /// SRTT and the RTO in force as durations, kept with the figures they come from: read on
-    /// every ACK and every send, changed only by a sample or a timeout.
-    srtt: Option<Duration>,
-    rto: Duration,
+    /// The RTO in force: `base_us` with the backoff, changed only by a sample or a timeout.
+    rto_us: u64,
 }
+
+/// [`MAX_RTO`] in microseconds.
+const MAX_RTO_US: u64 = 60_000_000;
 
 impl RttEstimator {
     /// An estimator whose RTO is never below `min_rto` (clamped to at most [`MAX_RTO`]).
@@ -44,25 +47,28 @@ impl RttEstimator {
             base_us: (INITIAL_RTO.as_micros() as u64).max(min_us),
             backoff: 0,
             min_us,
-            srtt: None,
-            rto: INITIAL_RTO,
+            rto_us: 0,
         };
         e.refresh();
         e
     }
 
-    /// The durations from the figures: SRTT, and the RTO, the estimate doubled once per timeout
-    /// since the last sample.
+    /// The RTO in force from the figures: the estimate doubled once per timeout since the last
+    /// sample, up to the ceiling.
     fn refresh(&mut self) {
-        self.srtt = self.srtt_us.map(Duration::from_micros);
         let us = self.base_us.saturating_mul(1u64.checked_shl(self.backoff).unwrap_or(u64::MAX));
-        self.rto = Duration::from_micros(us.min(MAX_RTO.as_micros() as u64));
+        self.rto_us = us.min(MAX_RTO_US);
     }
 
     /// Takes a round-trip sample `r`: from a segment that was not retransmitted (Karn, §3), or
     /// from a timestamp echo (RFC 7323 §4), which is valid either way. Ends any backoff.
     pub fn sample(&mut self, r: Duration) {
-        let r = (r.as_micros() as u64).max(1);
+        self.sample_us(r.as_micros() as u64);
+    }
+
+    /// [`RttEstimator::sample`] of `r` microseconds.
+    pub fn sample_us(&mut self, r: u64) {
+        let r = r.max(1);
         match self.srtt_us {
             // §2.2: the first measurement.
             None => {
@@ -78,14 +84,14 @@ impl RttEstimator {
         let srtt = self.srtt_us.expect("set above");
         // RTO = SRTT + max(G, K * RTTVAR), K = 4, G = 1 us; §2.4's floor; §2.5's ceiling.
         let rto = srtt + (4 * self.rttvar_us).max(1);
-        self.base_us = rto.clamp(self.min_us, MAX_RTO.as_micros() as u64);
+        self.base_us = rto.clamp(self.min_us, MAX_RTO_US);
         self.backoff = 0;
         self.refresh();
     }
 
     /// The retransmission timer expired (§5.5): the next RTO is twice this one, up to the ceiling.
     pub fn on_timeout(&mut self) {
-        if self.rto < MAX_RTO {
+        if self.rto_us < MAX_RTO_US {
             self.backoff += 1;
             self.refresh();
         }
@@ -93,12 +99,22 @@ impl RttEstimator {
 
     /// The RTO in force: the estimate, doubled once per timeout since the last sample.
     pub fn rto(&self) -> Duration {
-        self.rto
+        Duration::from_micros(self.rto_us)
+    }
+
+    /// [`RttEstimator::rto`] in microseconds.
+    pub fn rto_us(&self) -> u64 {
+        self.rto_us
     }
 
     /// The smoothed round trip, once there has been a sample.
     pub fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        self.srtt_us.map(Duration::from_micros)
+    }
+
+    /// [`RttEstimator::srtt`] in microseconds.
+    pub fn srtt_us(&self) -> Option<u64> {
+        self.srtt_us
     }
 
     /// The round-trip variation.

@@ -41,7 +41,7 @@ impl Tcb {
         if self.snd_wnd > 0 || advanced {
             self.persist_backoff = 0; // the peer moved: probing starts afresh
         }
-        let t = dur(now);
+        let t = us(now);
         let tsecr = seg.options.ts.filter(|_| self.ts_on).map(|(_, ecr)| ecr);
         let fin_acked = advanced && self.acknowledge(now, ack, tsecr);
         let blocks = if self.sack_on { seg.options.sack_blocks() } else { &[] };
@@ -114,7 +114,7 @@ impl Tcb {
     /// Returns whether this acknowledged our FIN. `tsecr`, the ACK's timestamp echo when the
     /// connection uses timestamps, gives the round trip when no segment it acknowledged does.
     pub(super) fn acknowledge(&mut self, now: Instant, ack: u32, tsecr: Option<u32>) -> bool {
-        let t = dur(now);
+        let t = us(now);
         let bytes = ack.wrapping_sub(self.snd_una);
         // The FIN's sequence number is no byte of the ring.
         let fin_acked = self.fin_seq().is_some_and(|f| lt(f, ack));
@@ -153,30 +153,33 @@ impl Tcb {
         // RFC 7323 §4.1: a timestamp echo measures the round trip even of a retransmitted
         // segment, where Karn's rule leaves the segments no sample (RFC 6298 §3); it ends a
         // timeout's backoff (§5.7), which otherwise lasts until new data is acknowledged.
-        let from_ts = tsecr.and_then(|ecr| {
-            let (at, val) = self.ts_clock;
+        // Read only when no segment gave a sample (the common ACK has one).
+        let ts_clock = self.ts_clock;
+        let from_ts = || {
+            let ecr = tsecr?;
+            let (at, val) = ts_clock;
             let clock = val.wrapping_add(((now - at).total_millis()) as u32);
             let ms = clock.wrapping_sub(ecr);
-            (ecr != 0 && ms < 1 << 30).then(|| Duration::from_millis(u64::from(ms)))
-        });
-        if let Some(r) = sample.or(from_ts) {
-            self.rtt.sample(r);
+            (ecr != 0 && ms < 1 << 30).then(|| u64::from(ms) * 1000)
+        };
+        if let Some(r) = sample.or_else(from_ts) {
+            self.rtt.sample_us(r);
         }
         if self.tlp_out.is_some_and(|e| le(e, ack)) {
             self.tlp_out = None;
         }
         if self.recovery.is_none() || self.rto_recovery {
-            let srtt = self.rtt.srtt().unwrap_or(Duration::from_millis(1));
+            let srtt = self.rtt.srtt_us().unwrap_or(1000);
             self.cc.on_ack(bytes, t, srtt);
         }
         // RFC 6298 §5.2/5.3: off when all is acknowledged, else restarted.
-        self.rto_at = if self.snd_una == self.snd_max { None } else { Some(plus(now, self.rtt.rto())) };
+        self.rto_at = if self.snd_una == self.snd_max { None } else { Some(plus_us(now, self.rtt.rto_us())) };
         self.tlp_at = None;
         fin_acked
     }
 
     /// Marks delivered the records a SACK block covers whole; returns whether any was.
-    pub(super) fn mark_sacked(&mut self, t: Duration, blocks: &[(u32, u32)]) -> bool {
+    pub(super) fn mark_sacked(&mut self, t: u64, blocks: &[(u32, u32)]) -> bool {
         let mut any = false;
         for &(l, r) in blocks {
             let first = self.sent.partition_point(|s| le(s.end_seq, l));
@@ -204,14 +207,14 @@ impl Tcb {
 
     /// RACK's loss detection (RFC 8985 §6.2 step 5), and entry into recovery when it finds a loss.
     pub(super) fn detect_losses(&mut self, now: Instant) {
-        let t = dur(now);
-        let srtt = self.rtt.srtt().unwrap_or(Duration::from_millis(1));
+        let t = us(now);
+        let srtt = self.rtt.srtt_us().unwrap_or(1000);
         // Two walks of the records: the SACKed ones counted, then RACK's (which counts what it
         // marks lost).
         let sacked = self.sent.iter().filter(|s| s.delivered).count() as u32;
         let reo = self.rack.reo_wnd(self.recovery.is_some(), sacked, srtt);
         let (timeout, marked) = self.rack.detect_losses(t, reo, self.sent.make_contiguous());
-        self.rack_at = timeout.map(|d| plus(now, d));
+        self.rack_at = timeout.map(|d| plus_us(now, d));
         if marked > 0 {
             self.recompute_pipe();
             if self.recovery.is_none() {
@@ -220,7 +223,7 @@ impl Tcb {
         }
     }
 
-    pub(super) fn enter_recovery(&mut self, t: Duration) {
+    pub(super) fn enter_recovery(&mut self, t: u64) {
         self.stats.fast_recoveries += 1;
         self.begin_episode();
         // RFC 6675 §5 (4.3), and PRR's (RFC 6937) at least one: the first lost segment goes at

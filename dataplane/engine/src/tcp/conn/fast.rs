@@ -10,6 +10,13 @@
 //! would change, with no option walk, no reassembly and no loss recovery; any segment that fails
 //! a test takes the full path ([`Tcb::input`]'s), which gives the same result for one that would
 //! have passed (`tcp::tests::prediction` compares the two on whole exchanges).
+//!
+//! The output side has a short path too ([`Tcb::output_predicted`]): with nothing in flight,
+//! nothing lost or owed, and all queued data fitting one segment, the windows and the congestion
+//! window, [`Tcb::output`]'s general steps (the retransmission scan, the send loop, the
+//! silly-window test, the persist timer, the window update and keepalive) each have a known
+//! outcome, so the segment goes straight from the header template and only the timers a segment
+//! in flight arms are armed. A request's reply is that case.
 
 use super::*;
 
@@ -112,5 +119,68 @@ impl Tcb {
             }
         }
         true
+    }
+
+    /// Sends the queued data by the short path if it is predicted: ESTABLISHED or CLOSE-WAIT with
+    /// no RST, FIN or probe due, not in recovery, nothing in flight (so nothing to retransmit, no SACK scoreboard
+    /// and no FIN to send), no keepalive, and all queued bytes within one segment (less the room
+    /// for SACK blocks owed), the peer's window and the congestion window. Returns `None`, having
+    /// changed nothing, if it is not: [`Tcb::output`]'s full path then runs. On a predicted
+    /// output the full path would send exactly this one segment and arm exactly these timers
+    /// (`tcp::tests::prediction` compares the two).
+    #[inline]
+    pub(super) fn output_predicted(&mut self, now: Instant, ts_now: u32, emit: &mut impl Emit) -> Option<usize> {
+        if !self.cfg.header_prediction
+            || !matches!(self.state, State::Established | State::CloseWait)
+            || self.rst_out
+            || self.probe
+            || self.ack_probe
+            || self.cfg.keepalive.is_some()
+            || self.recovery.is_some()
+            || !self.sent.is_empty()
+            || self.snd_una != self.snd_max
+            || self.snd_nxt != self.snd_una
+        {
+            return None;
+        }
+        // In ESTABLISHED and CLOSE-WAIT our FIN is not queued (`close` leaves both): the queue is
+        // all data, and none of it is sent.
+        let len = self.tx.len() as u32;
+        if len == 0 || len > self.data_mss() || len > self.snd_wnd {
+            return None;
+        }
+        if self.pipe != 0 && self.pipe.saturating_add(len) > self.cc.cwnd() {
+            return None;
+        }
+        self.ts_clock = (now, ts_now);
+        let start = self.snd_nxt;
+        let end = start.wrapping_add(len);
+        if !self.emit_segment(ts_now, start, ACK | PSH, 0, len as usize, emit) {
+            return Some(0); // the device is full: as the full path, nothing else changes
+        }
+        self.stats.predicted_out += 1;
+        self.snd_nxt = end;
+        self.snd_max = end;
+        self.sent.push_back(SentSegment {
+            xmit_ts: us(now),
+            seq: start,
+            end_seq: end,
+            retransmitted: false,
+            delivered: false,
+            lost: false,
+        });
+        self.pipe = self.pipe.saturating_add(len);
+        // Nothing is left unsent: no persist timer. One segment in flight: the RTO and the tail
+        // loss probe (RFC 6298 §5.1, RFC 8985 §7.2), where none is armed yet (out of recovery,
+        // the full path's test for the probe comes to this).
+        self.persist_at = None;
+        if self.rto_at.is_none() {
+            self.rto_at = Some(plus_us(now, self.rtt.rto_us()));
+        }
+        if self.tlp_out.is_none() && self.tlp_at.is_none() {
+            let pto = rack::probe_timeout(self.rtt.srtt_us(), 1, PEER_ACK_DELAY_US, self.rtt.rto_us());
+            self.tlp_at = Some(plus_us(now, pto.max(MIN_PTO_US)));
+        }
+        Some(1)
     }
 }

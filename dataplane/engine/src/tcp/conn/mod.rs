@@ -143,6 +143,8 @@ pub struct TcbStats {
     pub undos: u64,
     /// Segments taken by header prediction's short path.
     pub predicted: u64,
+    /// Segments sent by the short output path ([`Tcb::output`] with nothing in flight).
+    pub predicted_out: u64,
 }
 
 /// What a loss episode cut, kept until its retransmissions prove needed or spurious (RFC 3522's
@@ -176,20 +178,21 @@ impl std::ops::AddAssign for TcbStats {
         self.keepalive_timeouts += o.keepalive_timeouts;
         self.undos += o.undos;
         self.predicted += o.predicted;
+        self.predicted_out += o.predicted_out;
     }
 }
 
 /// In-order segments ACKed at once after out-of-order data (Linux's `TCP_MAX_QUICKACKS`).
 const QUICKACKS: u8 = 16;
 
-/// RFC 8985 §7.2's WCDelAckT: the longest a peer may delay its ACK of a lone segment.
-const PEER_ACK_DELAY: Duration = Duration::from_millis(200);
+/// RFC 8985 §7.2's WCDelAckT: the longest a peer may delay its ACK of a lone segment (µs).
+const PEER_ACK_DELAY_US: u64 = 200_000;
 /// At most one ACK per this long answers segments that did not fit (RFC 5961 §7; Linux's
 /// `tcp_invalid_ratelimit` default).
 pub(crate) const OOW_ACK_INTERVAL: Duration = Duration::from_millis(500);
 /// The shortest probe timeout: a few milliseconds of scheduling noise on a shared machine are no
-/// loss (Linux's floor is two jiffies).
-const MIN_PTO: Duration = Duration::from_millis(10);
+/// loss (Linux's floor is two jiffies). Microseconds.
+const MIN_PTO_US: u64 = 10_000;
 
 fn lt(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
@@ -201,9 +204,22 @@ fn le(a: u32, b: u32) -> bool {
 
 use crate::earliest;
 
-/// Engine time as a duration from the clock's origin (what the RTT, RACK and CUBIC modules take).
+/// Engine time as a duration from the clock's origin (SYN cookies' clock).
 pub(crate) fn dur(now: Instant) -> Duration {
-    Duration::from_micros(now.total_micros().max(0) as u64)
+    Duration::from_micros(us(now))
+}
+
+/// Engine time in microseconds from the clock's origin (what the RTT, RACK and CUBIC modules
+/// take: integers, where `Duration`'s seconds and nanoseconds cost dozens of instructions a
+/// sum).
+pub(crate) fn us(now: Instant) -> u64 {
+    now.total_micros().max(0) as u64
+}
+
+/// `now + us` microseconds.
+#[inline]
+fn plus_us(now: Instant, us: u64) -> Instant {
+    now + smoltcp::time::Duration::from_micros(us)
 }
 
 /// `now + d`, rounded up to the clock's microsecond: a deadline less than a microsecond away is

@@ -28,6 +28,9 @@ impl Tcb {
     /// windows, probes, and an ACK or window update if nothing else carried one. `ts_now` is our
     /// timestamp clock. Returns how many segments left.
     pub fn output(&mut self, now: Instant, ts_now: u32, emit: &mut impl Emit) -> usize {
+        if let Some(n) = self.output_predicted(now, ts_now, emit) {
+            return n;
+        }
         self.ts_clock = (now, ts_now);
         let mut n = 0;
         if self.rst_out {
@@ -40,7 +43,7 @@ impl Tcb {
         if self.state == State::Closed {
             return 0;
         }
-        let t = dur(now);
+        let t = us(now);
         let cwnd = self.cc.cwnd();
         // Retransmissions first: segments marked lost, oldest first, within the congestion
         // window (RFC 8985 §6.3 / RFC 6675 §5 NextSeg's rule 1).
@@ -176,12 +179,12 @@ impl Tcb {
         // D-SACK tells (RFC 8985 §7.4).
         if self.snd_una != self.snd_max {
             if self.rto_at.is_none() {
-                self.rto_at = Some(plus(now, self.rtt.rto()));
+                self.rto_at = Some(plus_us(now, self.rtt.rto_us()));
             }
             if !self.rto_recovery && self.tlp_out.is_none() && self.tlp_at.is_none() {
                 let segs = self.snd_max.wrapping_sub(self.snd_una).div_ceil(self.mss);
-                let pto = rack::probe_timeout(self.rtt.srtt(), segs, PEER_ACK_DELAY, self.rtt.rto()).max(MIN_PTO);
-                self.tlp_at = Some(plus(now, pto));
+                let pto = rack::probe_timeout(self.rtt.srtt_us(), segs, PEER_ACK_DELAY_US, self.rtt.rto_us());
+                self.tlp_at = Some(plus_us(now, pto.max(MIN_PTO_US)));
             }
         }
         n

@@ -14,7 +14,7 @@ impl Tcb {
     /// Runs the timers that are due (RFC 6298 §5.4-5.7, RFC 8985 §6.3 and §7.3, the delayed ACK,
     /// the persist timer).
     pub fn on_timers(&mut self, now: Instant) {
-        let t = dur(now);
+        let t = us(now);
         if self.delack_at.is_some_and(|d| d <= now) {
             self.delack_at = None;
             self.ack_now = true;
@@ -41,7 +41,7 @@ impl Tcb {
                 self.probe = true;
                 self.tlp_out = Some(self.snd_max);
                 // RFC 8985 §7.3: the RTO runs again from the probe.
-                self.rto_at = Some(plus(now, self.rtt.rto()));
+                self.rto_at = Some(plus_us(now, self.rtt.rto_us()));
             }
         }
         if self.rto_at.is_some_and(|d| d <= now) {

@@ -184,6 +184,11 @@ pub struct App {
     /// The offset of the first received byte that differs from the peer's pattern.
     pub bad: Option<u64>,
     pub close_at_end: bool,
+    /// Request and reply: push the next `request` bytes only once every byte pushed was answered
+    /// (as many received as pushed); 0: push freely.
+    pub request: u64,
+    /// Push no more than was received (a reply to each request).
+    pub reply: bool,
 }
 
 /// The byte pattern a side sends: a random block of prime length, repeated (a misplaced segment
@@ -362,8 +367,14 @@ impl Pair {
         let app = &mut self.app[side];
         let tcb = &mut self.tcb[side];
         let mut buf = [0u8; 16384];
-        while app.pushed < app.total && tcb.send_room() > 0 {
-            let n = (tcb.send_room() as u64).min(app.total - app.pushed).min(buf.len() as u64) as usize;
+        let limit = match (app.request, app.reply) {
+            (0, false) => app.total,
+            (0, true) => app.got.min(app.total),
+            (r, _) if app.got >= app.pushed => (app.pushed + r).min(app.total),
+            _ => app.pushed,
+        };
+        while app.pushed < limit && tcb.send_room() > 0 {
+            let n = (tcb.send_room() as u64).min(limit - app.pushed).min(buf.len() as u64) as usize;
             stream(side, app.pushed, &mut buf[..n], false);
             let took = tcb.send(&buf[..n]);
             app.pushed += took as u64;
