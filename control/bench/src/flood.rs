@@ -92,7 +92,8 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
         rep.line(format!("  {kind}: {}", what(kind)));
         for (json_key, key, label, unit, scale) in FIGURES {
             let vals: Vec<f64> = of.iter().filter_map(|v| v[json_key].as_f64()).map(|x| x * scale).collect();
-            if vals.is_empty() || (kind == &"none" && json_key.contains("cookies")) {
+            let syn_flood = ["cookies", "never", "max_syn"].contains(kind);
+            if vals.is_empty() || (!syn_flood && (json_key.contains("cookies") || json_key.contains("syns"))) {
                 continue;
             }
             let med = rep.figure(S, &format!("{kind}_{key}"), &format!("{kind}, {label}"), unit, &vals, &command);
@@ -120,6 +121,25 @@ pub fn run(ctx: &Ctx, rep: &mut Report) -> Result<()> {
                 &command,
             );
         }
+    }
+    // Without cookies a client's handshake must finish before `syn_backlog` newer SYNs push its
+    // half-open connection out: how long that is at the rate reached.
+    let backlog = settings["syn_backlog"].as_f64().unwrap_or(4096.0);
+    let lifetime: Vec<f64> = runs
+        .iter()
+        .filter(|v| v["run"] == "never")
+        .filter_map(|v| v["syns_per_s"].as_f64())
+        .map(|r| 1e3 * backlog / r)
+        .collect();
+    if !lifetime.is_empty() {
+        rep.figure(
+            S,
+            "never_half_open_lifetime",
+            "never, how long a half-open connection lasts at the SYN rate reached (syn_backlog / rate)",
+            "ms",
+            &lifetime,
+            &command,
+        );
     }
     let cookies = medians.get("max_syn_frames_per_core_s").copied();
     let served = medians.get("cookies_clients_ok").copied();

@@ -23,7 +23,8 @@
 //! at `RATE`, `syn_cookies = "auto"`), `never` (the same flood, `syn_cookies = "never"`: the
 //! half-open table turns over), `max_syn` (SYNs as fast as the generator goes, cookies: the most
 //! cookies one core answers), `ack` (ACKs with random numbers to port 7: a failed cookie check
-//! and an RST each) and `rst` (RSTs to random closed ports: dropped). Each run measures over
+//! and an RST each) and `rst` (RSTs to random closed ports: dropped); the last three without the
+//! clients, so that what they measure is the flood's frames alone. Each run measures over
 //! `SECS` after 0.5 s of warm-up: the SYNs (and frames) the appliance received a second, the
 //! cookies it sent, its core's busy share (loop turns that moved a frame) and so its rate per
 //! busy second; the clients' connections started in the window, how many got their echo
@@ -79,6 +80,8 @@ struct RunKind {
     /// Spoofed frames a second; `None`: as fast as the loop goes.
     paced: bool,
     cookies: SynCookies,
+    /// Whether the clients run beside the flood (not in the runs that measure a frame's cost).
+    clients: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,12 +92,12 @@ enum Flood {
 }
 
 const RUNS: [RunKind; 6] = [
-    RunKind { name: "none", flood: None, paced: true, cookies: SynCookies::Auto },
-    RunKind { name: "cookies", flood: Some(Flood::Syn), paced: true, cookies: SynCookies::Auto },
-    RunKind { name: "never", flood: Some(Flood::Syn), paced: true, cookies: SynCookies::Never },
-    RunKind { name: "max_syn", flood: Some(Flood::Syn), paced: false, cookies: SynCookies::Auto },
-    RunKind { name: "ack", flood: Some(Flood::Ack), paced: false, cookies: SynCookies::Auto },
-    RunKind { name: "rst", flood: Some(Flood::Rst), paced: false, cookies: SynCookies::Auto },
+    RunKind { name: "none", flood: None, paced: true, cookies: SynCookies::Auto, clients: true },
+    RunKind { name: "cookies", flood: Some(Flood::Syn), paced: true, cookies: SynCookies::Auto, clients: true },
+    RunKind { name: "never", flood: Some(Flood::Syn), paced: true, cookies: SynCookies::Never, clients: true },
+    RunKind { name: "max_syn", flood: Some(Flood::Syn), paced: false, cookies: SynCookies::Auto, clients: false },
+    RunKind { name: "ack", flood: Some(Flood::Ack), paced: false, cookies: SynCookies::Auto, clients: false },
+    RunKind { name: "rst", flood: Some(Flood::Rst), paced: false, cookies: SynCookies::Auto, clients: false },
 ];
 
 /// xorshift64.
@@ -355,6 +358,8 @@ fn run(
     cdev.flush();
     let (tally, warm) = (Arc::new(Tally::default()), Arc::new(Tally::default()));
     let stop = AtomicBool::new(false);
+    // Set by the appliance's loop once it has read its counters at the window's end.
+    let closed = AtomicBool::new(false);
     let t0 = origin.micros();
     let (open_at, close_at) =
         (t0 + WARM.as_micros() as i64, t0 + (WARM + Duration::from_secs(set.secs)).as_micros() as i64);
@@ -363,7 +368,7 @@ fn run(
     let mut gen = (0u64, 0u64, 0u64); // (frames handed to the device, in the window: at open, at close)
     let mut drained = false;
     let server_task = {
-        let (stop, marks, server) = (&stop, &mut marks, &mut server);
+        let (stop, closed, marks, server) = (&stop, &closed, &mut marks, &mut server);
         let sdev = &mut *sdev;
         Box::new(move || {
             let mut meter = BusyMeter::new(clock(origin));
@@ -377,6 +382,7 @@ fn run(
                     marks[0] = Some((snap(server, sdev, &meter, work), rss_mib()));
                 } else if marks[1].is_none() && t >= close_at {
                     marks[1] = Some((snap(server, sdev, &meter, work), rss_mib()));
+                    closed.store(true, Ordering::Release);
                 }
                 let rx = sdev.refill();
                 server.poll(now, sdev);
@@ -395,24 +401,25 @@ fn run(
         }) as Box<dyn FnOnce() + Send + '_>
     };
     let client_task = {
-        let (stop, tally, warm, legit, gen, drained, client) =
-            (&stop, &tally, &warm, &mut legit, &mut gen, &mut drained, &mut client);
+        let (stop, closed, tally, warm, legit, gen, drained, client) =
+            (&stop, &closed, &tally, &warm, &mut legit, &mut gen, &mut drained, &mut client);
         let cdev = &mut *cdev;
         Box::new(move || {
             let remote = SocketAddrV4::new(SERVER, PORT);
             let (mut next, mut sent) = (0usize, 0u64);
             let (mut credit, mut last) = (0.0f64, t0);
+            let cap = (set.rate as f64 / 1000.0).max(4.0 * BURST as f64); // 1 ms of flood
             let mut opened = 0u64; // client connections due so far
             let us_per_conn = 1e6 / set.legit_rate.max(1) as f64;
             loop {
                 let now = clock(origin);
                 let t = now.total_micros();
                 if let Some((buf, at)) = flood {
-                    // Paced: credit at `RATE`, at most a few bursts' worth (after a stall the
-                    // flood does not catch up). Either way, only while the wire takes them: past
+                    // Paced: credit at `RATE`, at most 1 ms's worth (after a stall the flood
+                    // does not catch up). Either way, only while the wire takes them: past
                     // that the device would drop the oldest frames staged, the clients' among
                     // them, where a NIC would drop at random.
-                    credit = (credit + (t - last) as f64 * set.rate as f64 / 1e6).min(4.0 * BURST as f64);
+                    credit = (credit + (t - last) as f64 * set.rate as f64 / 1e6).min(cap);
                     last = t;
                     let n = match (cdev.tx_pending() < BURST, kind.paced) {
                         (false, _) => 0,
@@ -436,7 +443,7 @@ fn run(
                 }
                 // Clients: open what is due, from the start (the warm-up's fill the pools) to the
                 // window's end; those started in the window are counted.
-                if t < close_at {
+                if kind.clients && t < close_at {
                     let due = ((t - t0) as f64 / us_per_conn) as u64;
                     let counted = t >= open_at;
                     while opened < due && client.stats().open < set.legit_max {
@@ -454,7 +461,8 @@ fn run(
                 cdev.refill();
                 client.poll(now, cdev);
                 cdev.flush();
-                if t >= close_at && (client.stats().open == 0 || t >= close_at + DRAIN.as_micros() as i64) {
+                let over = client.stats().open == 0 || t >= close_at + DRAIN.as_micros() as i64;
+                if t >= close_at && over && closed.load(Ordering::Acquire) {
                     *drained = client.stats().open == 0;
                     break;
                 }
