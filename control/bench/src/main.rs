@@ -23,11 +23,11 @@
 //!   (`dataplane/runtime/benches/wire.rs`) and in two (`switchyard run` and `switchyard loadgen`,
 //!   each run followed by the same workload on Linux), and the wire's dpdk-testpmd ceilings.
 //! - `flood`: floods on the memif wire, one process (`dataplane/runtime/benches/flood.rs`): a
-//!   flood generator (spoofed SYNs from 198.19.0.0/16 paced to 1M a second, then SYNs, bad-cookie
-//!   ACKs and RSTs as fast as the wire takes them) and ordinary clients on one core, a listening
-//!   engine on the other with `syn_cookies` `auto` and, in the same round, `never`, and the
-//!   clients alone as the baseline: SYNs and cookies a second, frames per core second, the
-//!   clients' success and connect times, resident memory over each window.
+//!   flood generator (spoofed SYNs from 198.19.0.0/16 paced to 1M a second, then SYNs,
+//!   bad-cookie ACKs and RSTs as fast as the wire takes them) and ordinary clients 20 ms away on
+//!   one core, a listening engine on the other with `syn_cookies` `auto` and, in the same round,
+//!   `never`, and the clients alone as the baseline: SYNs and cookies a second, frames per core
+//!   second, the clients' success and connect times, resident memory over each window.
 //! - `gateway`: the embedding example's forwarding rate with its engine idle, busy and absent.
 //! - `proxy`: the `proxy` service against a direct connection and the appliance's echo.
 //! - `loss`: 8 x 2 MiB and 1 x 100 MiB echo transfers through a faulty relay (the gateway

@@ -4,7 +4,7 @@
 //! `cargo bench -p switchyard-runtime --bench flood` (root, for DPDK memif; env `SECS` per run,
 //! default 5; `REPEAT` rounds, default 3; `RATE` spoofed SYNs a second in the paced runs, default
 //! 1,000,000; `LEGIT_RATE` client connections a second, default 10,000; `LEGIT_MAX` of them open
-//! at once, default 1,024; `CHECKSUMS=none`: both ends trust the memory wire, as the `wire` bench
+//! at once, default 4,096; `DELAY_MS` the clients' one-way delay, default 20; `CHECKSUMS=none`: both ends trust the memory wire, as the `wire` bench
 //! does, instead of the default software checksums; `ONLY=cookies,never,...` runs those runs
 //! alone; `BENCH_JSON=1` prints one JSON object a line per run, for the bench driver).
 //!
@@ -17,7 +17,9 @@
 //!   to `RATE` or as fast as the loop goes; opens `LEGIT_RATE` connections a second from a load
 //!   generator's engine (198.18.0.1 and 198.18.0.10-16), each sending a 64-byte request, reading
 //!   the echo and closing; and drops what comes back to the spoofed addresses (that engine is
-//!   their gateway and owns none of them).
+//!   their gateway and owns none of them). The clients are `DELAY_MS` away: what their engine
+//!   sends waits that long before it goes on the wire ([`Via`]), so a handshake needs its
+//!   half-open connection to last as long, as across the Internet; the flood does not wait.
 //!
 //! Runs, interleaved each round: `none` (the clients alone: the baseline), `cookies` (the flood
 //! at `RATE`, `syn_cookies = "auto"`), `never` (the same flood, `syn_cookies = "never"`: the
@@ -35,6 +37,7 @@
 
 #![recursion_limit = "256"]
 
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -226,6 +229,93 @@ impl Service for Clients {
     }
 }
 
+/// The clients' frames on their way: each waits out the one-way delay before it reaches the wire
+/// (a client that far away); the flood's frames do not wait.
+#[derive(Default)]
+struct Delay {
+    us: i64,
+    queue: VecDeque<(i64, Vec<u8>)>,
+}
+
+/// Frames a delay holds at most (past it the clients' engine finds no room, as on a full queue).
+const MAX_DELAYED: usize = 1 << 16;
+
+/// The clients' engine's device: the port, with what it sends held back by `delay`.
+struct Via<'a, 'p> {
+    dev: &'a mut PortDevice<'p>,
+    delay: &'a mut Delay,
+    now_us: i64,
+}
+
+struct DelayedTx<'a> {
+    queue: &'a mut VecDeque<(i64, Vec<u8>)>,
+    due: i64,
+}
+
+impl TxToken for DelayedTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0u8; len];
+        let r = f(&mut frame);
+        self.queue.push_back((self.due, frame));
+        r
+    }
+}
+
+impl<'p> Device for Via<'_, 'p> {
+    type RxToken<'a>
+        = <PortDevice<'p> as Device>::RxToken<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = DelayedTx<'a>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, now: EngineInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        if self.delay.queue.len() >= MAX_DELAYED {
+            return None;
+        }
+        let due = self.now_us + self.delay.us;
+        let (rx, _) = self.dev.receive(now)?;
+        Some((rx, DelayedTx { queue: &mut self.delay.queue, due }))
+    }
+
+    fn transmit(&mut self, _now: EngineInstant) -> Option<Self::TxToken<'_>> {
+        if self.delay.queue.len() >= MAX_DELAYED {
+            return None;
+        }
+        Some(DelayedTx { queue: &mut self.delay.queue, due: self.now_us + self.delay.us })
+    }
+
+    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
+        self.dev.capabilities()
+    }
+}
+
+impl BurstDevice for Via<'_, '_> {
+    fn refill(&mut self) -> usize {
+        self.dev.refill()
+    }
+
+    fn flush(&mut self) -> usize {
+        let now = EngineInstant::from_micros(self.now_us);
+        while self.delay.queue.front().is_some_and(|f| f.0 <= self.now_us) {
+            let Some(tok) = self.dev.transmit(now) else { break };
+            let (_, frame) = self.delay.queue.pop_front().expect("a frame is due");
+            tok.consume(frame.len(), |b| b.copy_from_slice(&frame));
+        }
+        self.dev.flush()
+    }
+
+    fn peek(&mut self) -> Option<&[u8]> {
+        self.dev.peek()
+    }
+
+    fn skip(&mut self) {
+        self.dev.skip()
+    }
+}
+
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kb: f64 = status
@@ -307,6 +397,8 @@ struct Settings {
     rate: u64,
     legit_rate: u64,
     legit_max: usize,
+    /// The clients' one-way delay to the appliance, in µs.
+    delay_us: i64,
     checked: bool,
 }
 
@@ -408,6 +500,7 @@ fn run(
             let remote = SocketAddrV4::new(SERVER, PORT);
             let (mut next, mut sent) = (0usize, 0u64);
             let (mut credit, mut last) = (0.0f64, t0);
+            let mut delay = Delay { us: set.delay_us, ..Default::default() };
             let cap = (set.rate as f64 / 1000.0).max(4.0 * BURST as f64); // 1 ms of flood
             let mut opened = 0u64; // client connections due so far
             let us_per_conn = 1e6 / set.legit_rate.max(1) as f64;
@@ -458,9 +551,10 @@ fn run(
                     }
                     opened = opened.max(due); // the ones over LEGIT_MAX are not made up later
                 }
-                cdev.refill();
-                client.poll(now, cdev);
-                cdev.flush();
+                let mut via = Via { dev: &mut *cdev, delay: &mut delay, now_us: t };
+                via.refill();
+                client.poll(now, &mut via);
+                via.flush();
                 let over = client.stats().open == 0 || t >= close_at + DRAIN.as_micros() as i64;
                 if t >= close_at && over && closed.load(Ordering::Acquire) {
                     *drained = client.stats().open == 0;
@@ -610,7 +704,8 @@ fn main() {
         secs: env("SECS", 5).max(1),
         rate: env("RATE", 1_000_000).max(1),
         legit_rate: env("LEGIT_RATE", 10_000).max(1),
-        legit_max: env("LEGIT_MAX", 1024).max(1) as usize,
+        legit_max: env("LEGIT_MAX", 4096).max(1) as usize,
+        delay_us: env("DELAY_MS", 20) as i64 * 1000,
         checked: std::env::var("CHECKSUMS").as_deref() != Ok("none"),
     };
     let repeat = env("REPEAT", 3).max(1) as usize;
@@ -624,6 +719,7 @@ fn main() {
     let prefix = format!("sy-flood-{pid}");
     let sock = format!("/tmp/sy-flood-{pid}.sock");
     let _ = std::fs::remove_file(&sock);
+    let _cleanup = Cleanup { sock: sock.clone(), prefix: prefix.clone() };
     let args = [
         "flood".to_owned(),
         "--no-huge".into(),
@@ -670,6 +766,7 @@ fn main() {
         "rate": set.rate,
         "legit_rate": set.legit_rate,
         "legit_max": set.legit_max,
+        "client_delay_ms": set.delay_us / 1000,
         "checksums": if set.checked { "software" } else { "none" },
         "syn_backlog": 4096,
     });
@@ -678,11 +775,12 @@ fn main() {
     } else {
         println!(
             "floods on a memif pair, one core each side: appliance CPU 0, flood generator and clients CPU 1; \
-             {} s runs, {repeat} rounds; paced flood {} SYN/s; clients {} conns/s (at most {} open); checksums {}",
+             {} s runs, {repeat} rounds; paced flood {} SYN/s; clients {} conns/s (at most {} open, {} ms away); checksums {}",
             set.secs,
             set.rate,
             set.legit_rate,
             set.legit_max,
+            set.delay_us / 1000,
             settings["checksums"].as_str().unwrap_or("?")
         );
     }
@@ -723,8 +821,19 @@ fn main() {
     drop(cdev);
     drop(port0);
     drop(port1);
-    let _ = std::fs::remove_file(&sock);
     drop(eal);
-    // EAL's runtime folder for this run's own file prefix.
-    let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{prefix}"));
+}
+
+/// Removes the memif socket and EAL's runtime folder for this process's own file prefix, also
+/// when a run panics.
+struct Cleanup {
+    sock: String,
+    prefix: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.sock);
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
+    }
 }
