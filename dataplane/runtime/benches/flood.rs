@@ -18,7 +18,7 @@
 //!   generator's engine (198.18.0.1 and 198.18.0.10-16), each sending a 64-byte request, reading
 //!   the echo and closing; and drops what comes back to the spoofed addresses (that engine is
 //!   their gateway and owns none of them). The clients are `DELAY_MS` away: what their engine
-//!   sends waits that long before it goes on the wire ([`Via`]), so a handshake needs its
+//!   sends waits that long before it goes on the wire (`clients::Via`), so a handshake needs its
 //!   half-open connection to last as long, as across the Internet; the flood does not wait.
 //!
 //! Runs, interleaved each round: `none` (the clients alone: the baseline), `cookies` (the flood
@@ -37,10 +37,12 @@
 
 #![recursion_limit = "256"]
 
-use std::collections::VecDeque;
+#[path = "flood/clients.rs"]
+mod clients;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dpdk::clock::TscClock;
@@ -49,20 +51,17 @@ use dpdk::{Eal, Mempool, MempoolConfig, Port, PortRequest, QueueId};
 use engine::flow::{plain_tcp, tcp_frame_len, write_tcp_frame};
 use engine::phy::BurstDevice;
 use engine::services::ServiceKind;
-use engine::{
-    Accept, BacklogPolicy, ConnId, End, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull, Progress, Service,
-    Session, Stream, SynCookies,
-};
+use engine::{BacklogPolicy, Engine, EngineConfig, EngineInstant, ListenerSpec, OnFull, SynCookies};
 use runtime::device::PortDevice;
 use runtime::lcore::{BusyMeter, HostSteal};
 use smoltcp::phy::{Device, TxToken};
 use smoltcp::wire::TcpControl;
 
+use clients::{Clients, Delay, Probe, Tally, Via};
+
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const PORT: u16 = 7;
-const SIZE: usize = 64;
-const REQUEST: [u8; SIZE] = [0x5a; SIZE];
 /// Distinct flood frames made for each kind; a run cycles through them.
 const DISTINCT: usize = 1 << 16;
 /// Flood frames sent per loop turn at most.
@@ -144,176 +143,6 @@ fn frames(kind: Flood, macs: ([u8; 6], [u8; 6])) -> Frames {
         at.push((start, len));
     }
     (buf, at)
-}
-
-/// What the clients' connections came to, in one run.
-#[derive(Default)]
-struct Tally {
-    /// Connections that got their whole echo.
-    ok: AtomicU64,
-    refused: AtomicU64,
-    timed_out: AtomicU64,
-    /// Established, then ended before the echo was back.
-    cut: AtomicU64,
-    other: AtomicU64,
-    /// Connect times of the connections that established, in µs.
-    connect_us: Mutex<Vec<u32>>,
-}
-
-impl Tally {
-    fn get(c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
-}
-
-/// One client connection: a 64-byte request, its echo, close; its times on the engine clock.
-struct Probe {
-    tally: Arc<Tally>,
-    started: i64,
-    sent: usize,
-    got: usize,
-    done: bool,
-}
-
-impl Session for Probe {
-    fn drive(&mut self, _now: EngineInstant, s: &mut dyn Stream) -> Progress {
-        if self.sent < SIZE {
-            self.sent += s.send_from(&REQUEST[self.sent..]);
-        }
-        self.got += s.discard(usize::MAX);
-        if self.got >= SIZE {
-            if !self.done {
-                self.done = true;
-                self.tally.ok.fetch_add(1, Ordering::Relaxed);
-            }
-            return Progress::Close;
-        }
-        if s.peer_finished() {
-            Progress::Close
-        } else {
-            Progress::Open
-        }
-    }
-
-    fn established(&mut self, now: EngineInstant) {
-        let us = (now.total_micros() - self.started).clamp(0, i64::from(u32::MAX)) as u32;
-        self.tally.connect_us.lock().expect("no panics while held").push(us);
-    }
-
-    fn closed(&mut self, established: bool, end: End) {
-        let t = &self.tally;
-        let c = match (self.done, established, end) {
-            (true, _, _) => return,
-            (false, true, _) => &t.cut,
-            (false, false, End::Reset) => &t.refused,
-            (false, false, End::TimedOut) => &t.timed_out,
-            _ => &t.other,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// The clients' engine listens on nothing.
-#[derive(Clone, Debug)]
-struct Clients;
-
-impl Service for Clients {
-    type Session = Probe;
-
-    fn name(&self) -> &'static str {
-        "flood-clients"
-    }
-
-    fn accept(&mut self, _: ConnId, _: SocketAddrV4, _: SocketAddrV4, _: EngineInstant) -> Accept<Probe> {
-        Accept::Queue
-    }
-}
-
-/// The clients' frames on their way: each waits out the one-way delay before it reaches the wire
-/// (a client that far away); the flood's frames do not wait.
-#[derive(Default)]
-struct Delay {
-    us: i64,
-    queue: VecDeque<(i64, Vec<u8>)>,
-}
-
-/// Frames a delay holds at most (past it the clients' engine finds no room, as on a full queue).
-const MAX_DELAYED: usize = 1 << 16;
-
-/// The clients' engine's device: the port, with what it sends held back by `delay`.
-struct Via<'a, 'p> {
-    dev: &'a mut PortDevice<'p>,
-    delay: &'a mut Delay,
-    now_us: i64,
-}
-
-struct DelayedTx<'a> {
-    queue: &'a mut VecDeque<(i64, Vec<u8>)>,
-    due: i64,
-}
-
-impl TxToken for DelayedTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0u8; len];
-        let r = f(&mut frame);
-        self.queue.push_back((self.due, frame));
-        r
-    }
-}
-
-impl<'p> Device for Via<'_, 'p> {
-    type RxToken<'a>
-        = <PortDevice<'p> as Device>::RxToken<'a>
-    where
-        Self: 'a;
-    type TxToken<'a>
-        = DelayedTx<'a>
-    where
-        Self: 'a;
-
-    fn receive(&mut self, now: EngineInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        if self.delay.queue.len() >= MAX_DELAYED {
-            return None;
-        }
-        let due = self.now_us + self.delay.us;
-        let (rx, _) = self.dev.receive(now)?;
-        Some((rx, DelayedTx { queue: &mut self.delay.queue, due }))
-    }
-
-    fn transmit(&mut self, _now: EngineInstant) -> Option<Self::TxToken<'_>> {
-        if self.delay.queue.len() >= MAX_DELAYED {
-            return None;
-        }
-        Some(DelayedTx { queue: &mut self.delay.queue, due: self.now_us + self.delay.us })
-    }
-
-    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
-        self.dev.capabilities()
-    }
-}
-
-impl BurstDevice for Via<'_, '_> {
-    fn refill(&mut self) -> usize {
-        self.dev.refill()
-    }
-
-    fn flush(&mut self) -> usize {
-        let now = EngineInstant::from_micros(self.now_us);
-        while self.delay.queue.front().is_some_and(|f| f.0 <= self.now_us) {
-            let Some(tok) = self.dev.transmit(now) else { break };
-            let (_, frame) = self.delay.queue.pop_front().expect("a frame is due");
-            tok.consume(frame.len(), |b| b.copy_from_slice(&frame));
-        }
-        self.dev.flush()
-    }
-
-    fn peek(&mut self) -> Option<&[u8]> {
-        self.dev.peek()
-    }
-
-    fn skip(&mut self) {
-        self.dev.skip()
-    }
 }
 
 fn rss_mib() -> f64 {
