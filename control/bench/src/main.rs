@@ -22,6 +22,12 @@
 //! - `wire`: the fast path against Linux on a net_memif wire, in one process
 //!   (`dataplane/runtime/benches/wire.rs`) and in two (`switchyard run` and `switchyard loadgen`,
 //!   each run followed by the same workload on Linux), and the wire's dpdk-testpmd ceilings.
+//! - `flood`: floods on the memif wire, one process (`dataplane/runtime/benches/flood.rs`): a
+//!   flood generator (spoofed SYNs from 198.19.0.0/16 paced to 1M a second, then SYNs,
+//!   bad-cookie ACKs and RSTs as fast as the wire takes them) and ordinary clients 20 ms away on
+//!   one core, a listening engine on the other with `syn_cookies` `auto` and, in the same round,
+//!   `never`, and the clients alone as the baseline: SYNs and cookies a second, frames per core
+//!   second, the clients' success and connect times, resident memory over each window.
 //! - `gateway`: the embedding example's forwarding rate with its engine idle, busy and absent.
 //! - `proxy`: the `proxy` service against a direct connection and the appliance's echo.
 //! - `loss`: 8 x 2 MiB and 1 x 100 MiB echo transfers through a faulty relay (the gateway
@@ -74,6 +80,7 @@
 
 mod attack;
 mod engine;
+mod flood;
 mod gateway;
 mod loss;
 mod proxy;
@@ -96,11 +103,12 @@ use run::Scratch;
 use stats::{Report, Steal};
 
 /// Every suite, in the order they run; `default` ones run without `--only`.
-const SUITES: [(&str, bool); 8] = [
+const SUITES: [(&str, bool); 9] = [
     ("engine", true),
     ("attack", true),
     ("instructions", true),
     ("wire", true),
+    ("flood", true),
     ("gateway", true),
     ("proxy", true),
     ("loss", true),
@@ -108,12 +116,14 @@ const SUITES: [(&str, bool); 8] = [
 ];
 
 /// The headline figures: top-level keys of summary.json, null until measured.
-const HEADLINE: [&str; 5] = [
+const HEADLINE: [&str; 7] = [
     "short_conns_per_s_ratio",
     "requests_per_s_ratio",
     "engine_share_of_wire_ceiling",
     "instructions_per_request",
     "per_packet_1m_over_1k",
+    "syn_cookies_per_core_s_wire",
+    "clients_served_under_flood_percent",
 ];
 
 #[derive(Parser)]
@@ -125,7 +135,7 @@ struct Cli {
     /// Runs of each figure (min, median and max are over them).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     repeat: u64,
-    /// Suites to run, comma-separated: engine, attack, instructions, wire, gateway, proxy, loss, tap
+    /// Suites to run, comma-separated: engine, attack, instructions, wire, flood, gateway, proxy, loss, tap
     /// (default: all but tap).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -208,6 +218,9 @@ fn build(cargo: &str, root: &Path, suites: &[&str]) -> Result<BTreeMap<String, P
     }
     if wants(&["attack"]) {
         benches.extend(["--bench", "attack"]);
+    }
+    if wants(&["flood"]) {
+        benches.extend(["--bench", "flood"]);
     }
     if !benches.is_empty() {
         runs.push([&["bench", "--no-run", "-p", "switchyard-runtime"][..], &benches].concat());
@@ -318,7 +331,9 @@ fn main_inner() -> Result<ExitCode> {
     } else {
         for s in &cli.only {
             if !SUITES.iter().any(|(n, _)| n == s) {
-                bail!("--only {s}: no such suite (engine, attack, instructions, wire, gateway, proxy, loss, tap)");
+                bail!(
+                    "--only {s}: no such suite (engine, attack, instructions, wire, flood, gateway, proxy, loss, tap)"
+                );
             }
         }
         SUITES.iter().map(|s| s.0).filter(|n| cli.only.iter().any(|o| o == n)).collect()
@@ -369,6 +384,7 @@ fn main_inner() -> Result<ExitCode> {
             "attack" => attack::run(&ctx, &mut rep),
             "instructions" => engine::instructions(&ctx, &mut rep),
             "wire" => wire::run(&ctx, &mut rep),
+            "flood" => flood::run(&ctx, &mut rep),
             "gateway" => gateway::run(&ctx, &mut rep),
             "proxy" => proxy::run(&ctx, &mut rep),
             "loss" => loss::run(&ctx, &mut rep),

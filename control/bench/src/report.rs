@@ -10,6 +10,12 @@ const TARGETS: &[(&str, &str, &str)] = &[
     ("engine_share_of_wire_ceiling", "engine frames per busy second over the one-process testpmd ceiling", ">= 0.5"),
     ("instructions_per_request", "instructions per request (callgrind, engine in memory)", "<= 1,200 (issue 26)"),
     ("per_packet_1m_over_1k", "time per request at 1M established over 1k (engine in memory)", "<= 1.2"),
+    ("syn_cookies_per_core_s_wire", "SYN cookies per core second on the memif wire (flood suite)", ">= 2M (issue 27)"),
+    (
+        "clients_served_under_flood_percent",
+        "clients served under a paced SYN flood with cookies, % (flood suite)",
+        ">= 99 (issue 27)",
+    ),
 ];
 
 fn num(v: f64) -> String {
