@@ -149,7 +149,10 @@ impl Tcb {
         // A window update when the application's reads opened the window by at least two
         // segments or half the ring (RFC 9293 §3.8.6.2.2), an ACK that is due, or a probe with
         // nothing to carry it (an ACK with an old sequence number draws the peer's ACK).
-        let right = self.rcv_nxt.wrapping_add(self.rcv_wnd());
+        // The window counts as far as a field can offer it (65,535 << RCV.Wind.Shift): a ring
+        // wider than that is no opening (the fuzz target `tcp` found every output sending one).
+        let offerable = self.rcv_wnd().min(u32::from(u16::MAX) << self.rcv_shift);
+        let right = self.rcv_nxt.wrapping_add(offerable);
         let opened = right.wrapping_sub(self.rcv_adv) as i32;
         let update = opened > 0 && (opened as u32) >= (2 * self.mss).min(self.rx.capacity() as u32 / 2);
         if n == 0 && (self.ack_now || update || self.ack_probe) {

@@ -22,6 +22,7 @@ use super::seg::{self, Out, Path, ACK, FIN, MAX_SACK, RST, SYN};
 
 mod close;
 mod flow;
+mod fuzzed;
 mod loss;
 mod prediction;
 mod rfc5961;
