@@ -16,13 +16,13 @@ cd "$(dirname "$0")/../.."
 execs=${FUZZ_EXECS:-10000000}
 secs=${FUZZ_SECS:-0}
 build=${FUZZ_BUILD:-release}
-all=(frames arp http config profile ctl)
+all=(frames arp http tcp config profile ctl)
 targets=("$@")
 ((${#targets[@]})) || targets=("${all[@]}")
 
 crate_of() {
     case "$1" in
-        frames | arp | http) echo dataplane/fuzz ;;
+        frames | arp | http | tcp) echo dataplane/fuzz ;;
         config | profile | ctl) echo control/fuzz ;;
         *)
             echo "fuzz: unknown target $1 (targets: ${all[*]})" >&2

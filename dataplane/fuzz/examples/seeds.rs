@@ -1,7 +1,7 @@
 //! Writes the seed corpora of the engine's fuzz targets (`seeds/frames`, `seeds/arp`,
-//! `seeds/http`): frames of a real exchange between the engine and a smoltcp client, operation
-//! sequences that drive the engine through its listeners, TIME_WAIT, ARP and its own connections,
-//! and HTTP requests.
+//! `seeds/http`, `seeds/tcp`): frames of a real exchange between the engine and a smoltcp client,
+//! operation sequences that drive the engine through its listeners, TIME_WAIT, ARP and its own
+//! connections, HTTP requests, and operation sequences on one control block of the engine's TCP.
 //!
 //! `cargo run --manifest-path dataplane/fuzz/Cargo.toml --example seeds` (from the repository's
 //! top); the files are committed, so this runs only when the input formats change.
@@ -13,6 +13,7 @@ use engine::neighbor::test_arp_frame;
 use engine::phy::BurstDevice;
 use engine::testing::{config, Pair, CLIENT, SERVER};
 use smoltcp::time::Duration;
+use switchyard_engine_fuzz::tcp::{self as tcp_input, SegOp, Setup, TcpOp};
 use switchyard_engine_fuzz::{
     arp_frame, Op, Seg, CLIENT_MAC, ENGINE_MAC, SETUP_GATEWAY, SETUP_HEADER_TIMEOUT, SETUP_OFFLOADED, SETUP_RECLAIM,
 };
@@ -201,12 +202,156 @@ fn http_seeds(dir: &Path) {
     }
 }
 
+/// Operations of a `tcp` input, each with whether its output is held back.
+type TcpOps = Vec<(TcpOp, bool)>;
+
+/// A `tcp` input: the setup, then each operation (`true`: its output held back).
+fn tcp_ops(setup: &Setup, ops: &[(TcpOp, bool)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    setup.encode(&mut out);
+    for (op, hold) in ops {
+        op.encode(*hold, &mut out);
+    }
+    out
+}
+
+fn tcp_seeds(dir: &Path) {
+    use tcp_input::{FIN_RECEIVED, KEEPALIVE, NO_PREDICTION, NO_RTT, RENO, SACK, TS, WSCALE};
+    // 64 KiB rings (index 13), the MSS 1460, the peer's shift 7, 32 out-of-order ranges; the ISNs
+    // a few kilobytes before the sequence space wraps.
+    let base = Setup {
+        flags: WSCALE | SACK | TS,
+        rings: 0xdd,
+        mss: 1460,
+        peer_shift: 7,
+        ooo: 6,
+        iss: u32::MAX - 5000,
+        irs: u32::MAX - 3000,
+        ts: 1000,
+        window: 512,
+        received: 100,
+        queued: 20_000,
+    };
+    let op = |op: TcpOp| (op, false);
+    let ack = || op(TcpOp::Seg(SegOp::default()));
+    let inorder = |len: u16| op(TcpOp::InOrder { len });
+    let time = |amount: u8| op(TcpOp::Time { to_deadline: false, amount });
+    let deadline = || op(TcpOp::Time { to_deadline: true, amount: 0 });
+    let seg = |s: SegOp| op(TcpOp::Seg(s));
+    // A duplicate ACK (SND.UNA) with SACK blocks counted in MSSs from SND.UNA.
+    let dup = |sack: Vec<(u16, u16)>| seg(SegOp { ack_mode: 1 | 8, sack, ..SegOp::default() });
+    let transfer = vec![
+        inorder(1000),
+        ack(),
+        inorder(1460),
+        inorder(1460),
+        op(TcpOp::Read { n: 4000 }),
+        ack(),
+        time(10),
+        op(TcpOp::Write { n: 30_000 }),
+        ack(),
+        ack(),
+        op(TcpOp::App { action: 3, n: 500 }),
+        ack(),
+        op(TcpOp::App { action: 0, n: 0 }),
+        ack(),
+        seg(SegOp { flags: 0x01, ..SegOp::default() }),
+        deadline(),
+    ];
+    let loss = vec![
+        dup(vec![(1, 1)]),
+        dup(vec![(1, 2)]),
+        dup(vec![(1, 3)]),
+        time(5),
+        dup(vec![(5, 2), (1, 3)]),
+        seg(SegOp { ack_mode: 6, ack: 1, ..SegOp::default() }),
+        deadline(),
+        deadline(),
+        ack(),
+    ];
+    let ooo = vec![
+        seg(SegOp { seq: 2000, len: 1000, ..SegOp::default() }),
+        seg(SegOp { seq: 4000, len: 1000, ..SegOp::default() }),
+        seg(SegOp { seq: 6000, len: 500, ..SegOp::default() }),
+        seg(SegOp { seq: 0, len: 2500, ..SegOp::default() }),
+        seg(SegOp { seq_mode: 4, len: 100, ..SegOp::default() }),
+        op(TcpOp::Read { n: u16::MAX }),
+        seg(SegOp { seq: 0, len: 7000, ..SegOp::default() }),
+        op(TcpOp::App { action: 2, n: 3000 }),
+    ];
+    let zero = vec![
+        seg(SegOp { flags: 0x40, window: 0, ..SegOp::default() }),
+        deadline(),
+        deadline(),
+        deadline(),
+        seg(SegOp { flags: 0x40, window: 3, ..SegOp::default() }),
+        deadline(),
+        seg(SegOp { flags: 0x40, window: 1000, ..SegOp::default() }),
+        op(TcpOp::Output { budget: 1 }),
+        op(TcpOp::Output { budget: 0 }),
+    ];
+    let hostile = vec![
+        seg(SegOp { ts_mode: 3, len: 100, ..SegOp::default() }),
+        seg(SegOp { flags: 0x04, seq: 10, ..SegOp::default() }),
+        seg(SegOp { flags: 0x02, ..SegOp::default() }),
+        seg(SegOp { ack_mode: 3, ack: 100, ..SegOp::default() }),
+        seg(SegOp { ack_mode: 4, ack: 60_000, ..SegOp::default() }),
+        seg(SegOp { seq: -20_000, len: 200, ..SegOp::default() }),
+        seg(SegOp { flags: 0x10 | 0x20, len: 10, ..SegOp::default() }),
+        seg(SegOp { flags: 0x80, len: 10, ..SegOp::default() }),
+        seg(SegOp { flags: 0x04, ..SegOp::default() }),
+    ];
+    // A TCP header behind an IPv4 header: ACK, SACK-permitted, MSS, window scale, SACK, timestamps.
+    let mut tcp_header = vec![0, 80, 0x9c, 0x40, 0, 0, 0, 1, 0, 0, 0, 1, 0xb0, 0x18, 0x10, 0];
+    tcp_header.extend_from_slice(&[0, 0, 0, 0, 4, 2, 2, 4, 5, 0xb4, 3, 3, 7, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+    tcp_header.extend_from_slice(&[8, 10, 0, 0, 0, 1, 0, 0, 0, 2, 1, 0, b'h', b'i']);
+    let raw =
+        vec![op(TcpOp::Raw { ip: true, bytes: tcp_header.clone() }), op(TcpOp::Raw { ip: false, bytes: tcp_header })];
+    let held = vec![
+        (TcpOp::InOrder { len: 100 }, true),
+        (TcpOp::InOrder { len: 100 }, true),
+        ack(),
+        (TcpOp::Seg(SegOp::default()), true),
+    ];
+    let seeds: Vec<(&str, Setup, TcpOps)> = vec![
+        ("transfer", base.clone(), transfer.clone()),
+        ("transfer-no-options", Setup { flags: 0, ..base.clone() }, transfer.clone()),
+        ("transfer-small-rings", Setup { rings: 0x43, mss: 64, ..base.clone() }, transfer.clone()),
+        ("transfer-tiny-rings", Setup { rings: 0x10, queued: 5, ..base.clone() }, transfer),
+        ("loss-sack", base.clone(), loss.clone()),
+        ("loss-reno-no-sack", Setup { flags: WSCALE | TS | RENO, ..base.clone() }, loss.clone()),
+        ("loss-no-rtt", Setup { flags: WSCALE | SACK | NO_RTT | NO_PREDICTION, ..base.clone() }, loss),
+        ("out-of-order", base.clone(), ooo.clone()),
+        ("out-of-order-one-range", Setup { ooo: 0, ..base.clone() }, ooo),
+        ("zero-window", base.clone(), zero.clone()),
+        ("zero-window-shift-14", Setup { peer_shift: 14, rings: 0xff, ..base.clone() }, zero),
+        ("hostile", base.clone(), hostile),
+        ("raw", base.clone(), raw),
+        ("held-output", base.clone(), held),
+        (
+            "keepalive",
+            Setup { flags: WSCALE | SACK | TS | KEEPALIVE, queued: 0, ..base.clone() },
+            vec![time(200), deadline(), deadline(), deadline(), deadline()],
+        ),
+        (
+            "close-wait",
+            Setup { flags: WSCALE | SACK | TS | FIN_RECEIVED, ..base.clone() },
+            vec![ack(), op(TcpOp::App { action: 0, n: 0 }), ack(), ack()],
+        ),
+        ("abort", base.clone(), vec![ack(), op(TcpOp::App { action: 1, n: 0 })]),
+    ];
+    for (name, setup, ops) in seeds {
+        write(dir, name, &tcp_ops(&setup, &ops));
+    }
+}
+
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("seeds");
     frames_seeds(&root.join("frames"));
     arp_seeds(&root.join("arp"));
     http_seeds(&root.join("http"));
-    for t in ["frames", "arp", "http"] {
+    tcp_seeds(&root.join("tcp"));
+    for t in ["frames", "arp", "http", "tcp"] {
         println!("seeds/{t}: {} files", std::fs::read_dir(root.join(t)).unwrap().count());
     }
 }

@@ -1,11 +1,14 @@
 //! What the engine's fuzz targets share: the reader of a fuzz input, the operations the `frames`
-//! target decodes from it (and the seed generator encodes), and the frame builders they use.
+//! target decodes from it (and the seed generator encodes), and the frame builders they use; the
+//! `tcp` target's input in [`tcp`].
 //!
 //! An input of `frames` is a setup byte, then operations, each a tag byte and its fields
 //! ([`Op::decode`], [`Op::encode`]). Fields missing at the input's end read as zeros, so every
 //! input decodes.
 
 use std::net::Ipv4Addr;
+
+pub mod tcp;
 
 use smoltcp::wire::{
     EthernetFrame, EthernetProtocol, Icmpv4Packet, IpAddress, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
