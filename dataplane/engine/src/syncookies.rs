@@ -90,11 +90,19 @@ impl<S: Service> Engine<S> {
             return false;
         };
         // The listener's queue and the engine's bound hold for a cookie's connection too (L4).
+        // Where half-open connections share the backlog (B1's policies but Linux's), a completed
+        // handshake takes the place of the oldest half-open one, as a SYN would.
+        let admission = {
+            let l = &self.listeners[li];
+            l.stats.admission(l.policy, usize::MAX)
+        };
+        let room = match admission {
+            Admission::Admit => true,
+            Admission::Full => false,
+            Admission::EvictOldest => self.evict_oldest_half_open(now, li),
+        };
         let l = &mut self.listeners[li];
-        if self.draining
-            || self.stats.open >= self.max_connections
-            || l.stats.admission(l.policy, usize::MAX) == Admission::Full
-        {
+        if self.draining || self.stats.open >= self.max_connections || !room {
             l.stats.refused += u64::from(l.on_full == OnFull::Refuse);
             l.stats.dropped += u64::from(l.on_full == OnFull::Drop);
             if l.on_full == OnFull::Drop {
