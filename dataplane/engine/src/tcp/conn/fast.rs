@@ -106,17 +106,7 @@ impl Tcb {
             // least every second segment (RFC 9293 §3.8.6.3, RFC 5681 §4.2) or after the delay.
             self.rx.push(seg.payload);
             self.rcv_nxt = self.rcv_nxt.wrapping_add(len as u32);
-            if self.quickacks > 0 {
-                self.ack_now = true;
-                self.quickacks -= 1;
-            } else {
-                self.ack_pending = self.ack_pending.saturating_add(1);
-                if self.ack_pending >= 2 {
-                    self.ack_now = true;
-                } else if self.delack_at.is_none() {
-                    self.delack_at = Some(plus(now, self.cfg.ack_delay));
-                }
-            }
+            self.ack_in_order(now, false); // nothing was out of order
         }
         true
     }

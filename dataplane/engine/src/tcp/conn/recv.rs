@@ -139,6 +139,23 @@ impl Tcb {
         self.ack_now = true;
     }
 
+    /// In-order data arrived: when to ACK it. RFC 5681 §4.2: at once when it fills (part of) a
+    /// hole, and in quick-ACK mode while the sender's window is small; else RFC 9293 §3.8.6.3: at
+    /// least every second full segment, or after the delay.
+    pub(super) fn ack_in_order(&mut self, now: Instant, filled_hole: bool) {
+        if filled_hole || self.quickacks > 0 {
+            self.ack_now = true;
+            self.quickacks = self.quickacks.saturating_sub(1);
+        } else {
+            self.ack_pending = self.ack_pending.saturating_add(1);
+            if self.ack_pending >= 2 {
+                self.ack_now = true;
+            } else if self.delack_at.is_none() {
+                self.delack_at = Some(plus(now, self.cfg.ack_delay));
+            }
+        }
+    }
+
     /// The peer's FIN, if it is next: RFC 9293 §3.10.7.4's eighth step.
     pub(super) fn take_fin(&mut self) {
         let Some(fin) = self.pending_fin else { return };
@@ -196,20 +213,7 @@ impl Tcb {
             let joined = self.ooo.advance(data.len() as u32);
             self.rx.extend(joined as usize);
             self.rcv_nxt = self.rcv_nxt.wrapping_add(data.len() as u32 + joined);
-            if had_holes || self.quickacks > 0 {
-                // RFC 5681 §4.2: at once when a segment fills (part of) a hole; and in quick-ACK
-                // mode, while the sender's window is small.
-                self.ack_now = true;
-                self.quickacks = self.quickacks.saturating_sub(1);
-            } else {
-                self.ack_pending = self.ack_pending.saturating_add(1);
-                // RFC 9293 §3.8.6.3 / RFC 5681 §4.2: at least every second full segment.
-                if self.ack_pending >= 2 {
-                    self.ack_now = true;
-                } else if self.delack_at.is_none() {
-                    self.delack_at = Some(plus(now, self.cfg.ack_delay));
-                }
-            }
+            self.ack_in_order(now, had_holes);
         } else {
             // Out of order: kept in the ring past its end if the store has room; ACKed at once
             // either way (RFC 5681 §4.2), with SACK blocks.
